@@ -1,0 +1,44 @@
+# KeyStone build, test and benchmark entry points.
+GO       ?= go
+PKGS     ?= ./...
+BIN      ?= bin
+export CGO_ENABLED ?= 0
+
+.PHONY: all build test vet fmt-check lint bench demo clean fuzz
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/keystone-agent ./cmd/keystonectl
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# -race needs cgo; the shipped binaries stay CGO_ENABLED=0.
+test: vet fmt-check
+	CGO_ENABLED=1 $(GO) test -race -timeout 15m $(PKGS)
+
+lint: vet fmt-check
+
+# Benchmarks print named figures; see docs/benchmarks.md.
+BENCHTIME ?= 1x
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem $(PKGS)
+
+# Short fuzz runs of every parser fuzz target (FUZZTIME each).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzParseRecipe$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzInterpolate$$' -fuzztime $(FUZZTIME)
+
+demo: build
+	./scripts/demo.sh
+
+clean:
+	rm -rf $(BIN) demo

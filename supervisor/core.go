@@ -1,0 +1,511 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/keystone-edge/keystone/recipes"
+	"github.com/looplab/fsm"
+)
+
+// InputKind says what happened to a component, as its core is told.
+type InputKind int
+
+const (
+	// InputInstall: run the install script (sent once, when the actor is created).
+	InputInstall InputKind = iota
+	// InputInstalled: the install script finished; Err says whether it failed.
+	InputInstalled
+	// InputStart: a command to start the process.
+	InputStart
+	// InputStop: a command to stop the process; Reason says why.
+	InputStop
+	// InputRestart: a command to stop and start again; clears BROKEN.
+	InputRestart
+	// InputLaunched: the process of run Gen was started with Pid.
+	InputLaunched
+	// InputLaunchFailed: run Gen could not be started; Err says why.
+	InputLaunchFailed
+	// InputExited: the process of run Gen ended with Exit.
+	InputExited
+	// InputHealth: health check Gen finished; Healthy and Detail say how.
+	InputHealth
+	// InputTimer: the timer Timer armed as Gen fired.
+	InputTimer
+)
+
+var inputNames = [...]string{"install", "installed", "start", "stop", "restart",
+	"launched", "launch-failed", "exited", "health", "timer"}
+
+// String names the input kind.
+func (k InputKind) String() string {
+	if k < 0 || int(k) >= len(inputNames) {
+		return fmt.Sprintf("InputKind(%d)", int(k))
+	}
+	return inputNames[k]
+}
+
+// TimerKind names one of a component's timers.
+type TimerKind int
+
+const (
+	// TimerRestart fires when the restart delay is over.
+	TimerRestart TimerKind = iota
+	// TimerProbe fires when the next health check is due.
+	TimerProbe
+	numTimers
+)
+
+// String names the timer.
+func (t TimerKind) String() string {
+	switch t {
+	case TimerRestart:
+		return "restart"
+	case TimerProbe:
+		return "probe"
+	}
+	return fmt.Sprintf("TimerKind(%d)", int(t))
+}
+
+// Input is one thing that happened, fed to Core.Step. At is when it
+// happened: the core never reads a clock.
+type Input struct {
+	Kind    InputKind
+	At      time.Time
+	Reason  string     // InputStop, InputRestart, InputStart: why
+	Err     error      // InputInstalled, InputLaunchFailed
+	Exit    ExitStatus // InputExited
+	Pid     int        // InputLaunched
+	Healthy bool       // InputHealth
+	Detail  string     // InputHealth: what the check saw
+	Timer   TimerKind  // InputTimer
+	Gen     uint64     // InputLaunched/LaunchFailed/Exited: run; InputHealth/InputTimer: arming
+}
+
+// EffectKind says what the actor must do.
+type EffectKind int
+
+const (
+	// EffectTransition: publish Transition (the state already changed).
+	EffectTransition EffectKind = iota
+	// EffectInstall: run the install script, then send InputInstalled.
+	EffectInstall
+	// EffectLaunch: start run Gen of the process, then send InputLaunched or
+	// InputLaunchFailed, and InputExited when it ends.
+	EffectLaunch
+	// EffectStop: run the shutdown script, then send the stop signal and
+	// escalate to SIGKILL after the stop timeout. InputExited follows.
+	EffectStop
+	// EffectArm: (re)arm Timer to fire after Delay, tagged Gen; a timer of
+	// the same kind still pending is replaced.
+	EffectArm
+	// EffectDisarm: cancel Timer if pending.
+	EffectDisarm
+	// EffectProbe: run the health check once, tagged Gen, then send InputHealth.
+	EffectProbe
+)
+
+var effectNames = [...]string{"transition", "install", "launch", "stop", "arm", "disarm", "probe"}
+
+// String names the effect kind.
+func (k EffectKind) String() string {
+	if k < 0 || int(k) >= len(effectNames) {
+		return fmt.Sprintf("EffectKind(%d)", int(k))
+	}
+	return effectNames[k]
+}
+
+// Effect is one thing the actor must do, in order. Transitions come before
+// the effects they cause, so a subscriber sees STOPPING before the stop
+// signal is sent.
+type Effect struct {
+	Kind       EffectKind
+	Transition Transition    // EffectTransition
+	Timer      TimerKind     // EffectArm, EffectDisarm
+	Delay      time.Duration // EffectArm
+	Gen        uint64        // EffectLaunch, EffectArm, EffectProbe
+	Reason     string        // EffectStop
+}
+
+// Health says how a component's health check is doing.
+type Health string
+
+const (
+	HealthNone      Health = ""          // no health check configured
+	HealthStarting  Health = "starting"  // no conclusive result yet in this run
+	HealthHealthy   Health = "healthy"   // the last check passed
+	HealthUnhealthy Health = "unhealthy" // the last check failed
+)
+
+// CoreConfig is what a core needs to know of its component.
+type CoreConfig struct {
+	// Policy is the restart policy.
+	Policy RestartPolicy
+	// Health is the health check; nil means none.
+	Health *recipes.Health
+	// Rand returns jitter values in [0, 1); nil means no jitter.
+	Rand func() float64
+}
+
+// stopIntent is why the core asked the process to stop.
+type stopIntent struct {
+	reason    string
+	unhealthy bool // restart under the policy once it has exited
+	thenStart bool // a restart command: start again once it has exited
+}
+
+// Core is the decision logic of one component: inputs in, effects out. It
+// does no I/O, reads no clock and is not safe for concurrent use; the
+// component's actor owns it. Model: etcd raft's RawNode.
+type Core struct {
+	m        *machine
+	restarts *Restarts
+	health   *recipes.Health
+
+	installed bool
+	run       uint64            // generation of the current run
+	timers    [numTimers]uint64 // generation of each timer's last arming
+	armed     [numTimers]bool   // whether each timer is pending
+	intent    stopIntent        // valid in STOPPING
+	startedAt time.Time         // when the current run started
+	pid       int               // 0 when no process runs
+	hstate    Health            // health of the current run
+	fails     int               // consecutive counted health failures
+	since     time.Time         // time of the last transition
+	lastError string            // reason of the last failure
+	out       []Effect          // effects of the step in progress
+}
+
+// NewCore returns the core of a component in state NEW.
+func NewCore(cfg CoreConfig) *Core {
+	return &Core{
+		m:        newMachine(StateNew),
+		restarts: NewRestarts(cfg.Policy, cfg.Rand),
+		health:   cfg.Health,
+	}
+}
+
+// CoreStatus is what a core knows of its component at one moment.
+type CoreStatus struct {
+	State     State
+	Pid       int
+	Restarts  int
+	Since     time.Time
+	Health    Health
+	LastError string
+}
+
+// Status returns the component's current status.
+func (c *Core) Status() CoreStatus {
+	h := HealthNone
+	if c.health != nil && c.pid != 0 {
+		h = c.hstate
+	}
+	return CoreStatus{
+		State:     c.m.current(),
+		Pid:       c.pid,
+		Restarts:  c.restarts.Total(),
+		Since:     c.since,
+		Health:    h,
+		LastError: c.lastError,
+	}
+}
+
+// State returns the component's current state.
+func (c *Core) State() State { return c.m.current() }
+
+// Step applies one input and returns the effects the actor must carry out,
+// in order. A command the current state does not allow returns an error
+// wrapping fsm.InvalidEventError that names the state; no effect is lost
+// when it does (the effects before the error are returned too).
+func (c *Core) Step(ctx context.Context, in Input) ([]Effect, error) {
+	c.out = nil
+	err := c.step(ctx, in)
+	return c.flush(), err
+}
+
+// flush returns the effects of the finished step.
+func (c *Core) flush() []Effect {
+	out := c.out
+	c.out = nil
+	return out
+}
+
+// fire moves the machine and queues the transition effect at this point of
+// the effect list, so order is kept.
+func (c *Core) fire(ctx context.Context, at time.Time, event, reason string) error {
+	if err := c.m.fire(ctx, event, reason); err != nil {
+		return err
+	}
+	for _, t := range c.m.take() {
+		c.since = at
+		switch t.To {
+		case StateErrored, StateBroken:
+			c.lastError = t.Reason
+		}
+		c.out = append(c.out, Effect{Kind: EffectTransition, Transition: t})
+	}
+	return nil
+}
+
+func (c *Core) emit(e Effect) { c.out = append(c.out, e) }
+
+func (c *Core) arm(t TimerKind, d time.Duration) {
+	c.timers[t]++
+	c.armed[t] = true
+	c.emit(Effect{Kind: EffectArm, Timer: t, Delay: d, Gen: c.timers[t]})
+}
+
+func (c *Core) disarm(t TimerKind) {
+	c.timers[t]++ // a firing already queued is now stale
+	if c.armed[t] {
+		c.armed[t] = false
+		c.emit(Effect{Kind: EffectDisarm, Timer: t})
+	}
+}
+
+// invalid is the error for a command the current state does not allow.
+func (c *Core) invalid(event string) error {
+	return fsm.InvalidEventError{Event: event, State: c.m.current().String()}
+}
+
+func (c *Core) step(ctx context.Context, in Input) error {
+	switch in.Kind {
+	case InputInstall:
+		if c.State() != StateNew {
+			return c.invalid("install")
+		}
+		c.emit(Effect{Kind: EffectInstall})
+		return nil
+	case InputInstalled:
+		if in.Err != nil {
+			return c.fire(ctx, in.At, evInstallFailed, "install failed: "+in.Err.Error())
+		}
+		c.installed = true
+		return c.fire(ctx, in.At, evInstalled, orDefault(in.Reason, "installed"))
+	case InputStart:
+		return c.start(ctx, in.At, orDefault(in.Reason, "start requested"))
+	case InputStop:
+		return c.stop(ctx, in.At, orDefault(in.Reason, "stop requested"), false)
+	case InputRestart:
+		if c.State() != StateNew {
+			c.restarts.Reset() // a restart by hand clears BROKEN and the history
+		}
+		return c.stop(ctx, in.At, orDefault(in.Reason, "restart requested"), true)
+	case InputLaunched:
+		return c.launched(ctx, in)
+	case InputLaunchFailed:
+		if in.Gen != c.run || c.State() != StateStarting {
+			return nil
+		}
+		return c.ended(ctx, in.At, Outcome{Kind: OutcomeStartFailed, Err: in.Err}, evStartFailed)
+	case InputExited:
+		return c.exited(ctx, in)
+	case InputHealth:
+		return c.probed(ctx, in)
+	case InputTimer:
+		return c.timer(ctx, in)
+	}
+	return fmt.Errorf("unknown input %v", in.Kind)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// start begins a new run, or reinstalls first when the last install failed.
+func (c *Core) start(ctx context.Context, at time.Time, reason string) error {
+	s := c.State()
+	if !c.installed && (s == StateErrored || s == StateBroken || s == StateStopped) {
+		if err := c.fire(ctx, at, evReinstall, reason+"; install again"); err != nil {
+			return err
+		}
+		c.emit(Effect{Kind: EffectInstall})
+		return nil
+	}
+	if s == StateBroken {
+		c.restarts.Reset()
+	}
+	if err := c.fire(ctx, at, evStart, reason); err != nil {
+		return err
+	}
+	c.disarm(TimerRestart)
+	c.run++
+	c.emit(Effect{Kind: EffectLaunch, Gen: c.run})
+	return nil
+}
+
+// stop asks the process to stop, or settles in STOPPED when none runs.
+// thenStart makes it a restart.
+func (c *Core) stop(ctx context.Context, at time.Time, reason string, thenStart bool) error {
+	switch s := c.State(); s {
+	case StateRunning, StateDegraded:
+		c.intent = stopIntent{reason: reason, thenStart: thenStart}
+		c.disarm(TimerProbe)
+		if err := c.fire(ctx, at, evStop, reason); err != nil {
+			return err
+		}
+		c.emit(Effect{Kind: EffectStop, Reason: reason})
+		return nil
+	case StateStopping:
+		// Already on its way down; the last command decides what follows.
+		c.intent.thenStart = thenStart
+		if !thenStart {
+			c.intent.unhealthy = false
+			c.intent.reason = reason
+		}
+		return nil
+	case StateStopped:
+		if thenStart {
+			return c.start(ctx, at, reason)
+		}
+		return nil // stopping a stopped component is not an error
+	case StateInstalled, StateFinished, StateErrored, StateBroken:
+		c.disarm(TimerRestart)
+		if thenStart {
+			return c.start(ctx, at, reason)
+		}
+		return c.fire(ctx, at, evHalt, reason)
+	}
+	if thenStart {
+		return c.invalid("restart")
+	}
+	return c.invalid("stop")
+}
+
+func (c *Core) launched(ctx context.Context, in Input) error {
+	if in.Gen != c.run || c.State() != StateStarting {
+		return nil
+	}
+	c.pid = in.Pid
+	c.startedAt = in.At
+	if err := c.fire(ctx, in.At, evStarted, fmt.Sprintf("started, pid %d", in.Pid)); err != nil {
+		return err
+	}
+	if c.health != nil {
+		c.hstate = HealthStarting
+		c.fails = 0
+		c.arm(TimerProbe, c.health.Interval.Duration)
+	}
+	return nil
+}
+
+func (c *Core) exited(ctx context.Context, in Input) error {
+	if in.Gen != c.run || c.pid == 0 {
+		return nil
+	}
+	c.pid = 0
+	c.disarm(TimerProbe)
+	o := Outcome{Kind: OutcomeExited, Exit: in.Exit, Ran: in.At.Sub(c.startedAt)}
+	if c.State() == StateStopping {
+		intent := c.intent
+		c.intent = stopIntent{}
+		if intent.unhealthy {
+			o.Kind, o.Detail = OutcomeUnhealthy, intent.reason
+			return c.ended(ctx, in.At, o, evFailed)
+		}
+		if err := c.fire(ctx, in.At, evStopped, intent.reason+"; "+in.Exit.String()); err != nil {
+			return err
+		}
+		if intent.thenStart {
+			return c.start(ctx, in.At, intent.reason)
+		}
+		return nil
+	}
+	return c.ended(ctx, in.At, o, evFailed)
+}
+
+// ended applies the restart policy to a run that ended by itself (or was
+// killed as unhealthy) and moves to FINISHED, ERRORED or BROKEN.
+func (c *Core) ended(ctx context.Context, at time.Time, o Outcome, failEvent string) error {
+	d, wait, reason := c.restarts.Decide(at, o)
+	switch d {
+	case DecisionFinish:
+		if failEvent == evFailed {
+			return c.fire(ctx, at, evFinished, reason)
+		}
+		return c.fire(ctx, at, failEvent, reason)
+	case DecisionRestart:
+		if err := c.fire(ctx, at, failEvent, reason); err != nil {
+			return err
+		}
+		c.arm(TimerRestart, wait)
+		return nil
+	case DecisionBreak:
+		if err := c.fire(ctx, at, failEvent, o.describe()); err != nil {
+			return err
+		}
+		return c.fire(ctx, at, evBreak, reason)
+	default: // DecisionGiveUp; DecisionStop does not reach here
+		return c.fire(ctx, at, failEvent, reason)
+	}
+}
+
+func (c *Core) timer(ctx context.Context, in Input) error {
+	if in.Timer < 0 || in.Timer >= numTimers || in.Gen != c.timers[in.Timer] {
+		return nil // disarmed or re-armed since
+	}
+	c.armed[in.Timer] = false
+	switch in.Timer {
+	case TimerRestart:
+		if c.State() != StateErrored {
+			return nil
+		}
+		return c.start(ctx, in.At, "restarting after backoff")
+	case TimerProbe:
+		if s := c.State(); s != StateRunning && s != StateDegraded {
+			return nil
+		}
+		c.emit(Effect{Kind: EffectProbe, Gen: c.timers[TimerProbe]})
+	}
+	return nil
+}
+
+func (c *Core) probed(ctx context.Context, in Input) error {
+	if c.health == nil || in.Gen != c.timers[TimerProbe] || c.pid == 0 {
+		return nil // a probe of an earlier run, or stopped meanwhile
+	}
+	s := c.State()
+	if s != StateRunning && s != StateDegraded {
+		return nil
+	}
+	if in.Healthy {
+		c.fails = 0
+		c.hstate = HealthHealthy
+		if s == StateDegraded {
+			if err := c.fire(ctx, in.At, evHealthy, "health check passed"); err != nil {
+				return err
+			}
+		}
+		c.arm(TimerProbe, c.health.Interval.Duration)
+		return nil
+	}
+	if c.hstate == HealthStarting && in.At.Sub(c.startedAt) < c.health.StartPeriod.Duration {
+		// Failures inside start_period do not count (SPEC §3 health).
+		c.arm(TimerProbe, c.health.Interval.Duration)
+		return nil
+	}
+	c.fails++
+	c.hstate = HealthUnhealthy
+	threshold := max(c.health.FailureThreshold, 1)
+	reason := fmt.Sprintf("health check failed (%d/%d): %s", c.fails, threshold, in.Detail)
+	if s == StateRunning {
+		if err := c.fire(ctx, in.At, evUnhealthy, reason); err != nil {
+			return err
+		}
+	}
+	if c.fails < threshold {
+		c.arm(TimerProbe, c.health.Interval.Duration)
+		return nil
+	}
+	c.intent = stopIntent{reason: reason, unhealthy: true}
+	if err := c.fire(ctx, in.At, evStop, reason+"; restarting"); err != nil {
+		return err
+	}
+	c.emit(Effect{Kind: EffectStop, Reason: reason})
+	return nil
+}

@@ -1,0 +1,39 @@
+package supervisor
+
+import "fmt"
+
+// ExitStatus is how a component's process ended, as the supervisor needs to
+// know it. Launchers translate their own result into it.
+type ExitStatus struct {
+	// Code is the exit code; -1 when the process was killed by a signal or
+	// could not be waited for.
+	Code int
+	// Signal names the signal that killed the process ("SIGKILL"); "" when it
+	// exited by itself.
+	Signal string
+	// OOM is true when the kernel's out-of-memory killer ended it.
+	OOM bool
+	// Err is set when waiting for the process failed; Code is then -1.
+	Err error
+}
+
+// Success reports a clean exit with status 0.
+func (e ExitStatus) Success() bool { return e.Err == nil && e.Signal == "" && e.Code == 0 }
+
+// String describes the exit for a state reason: "exited with status 1",
+// "killed by SIGKILL (out of memory)".
+func (e ExitStatus) String() string {
+	var s string
+	switch {
+	case e.Err != nil:
+		s = "lost: " + e.Err.Error()
+	case e.Signal != "":
+		s = "killed by " + e.Signal
+	default:
+		s = fmt.Sprintf("exited with status %d", e.Code)
+	}
+	if e.OOM {
+		s += " (out of memory)"
+	}
+	return s
+}

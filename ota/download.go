@@ -3,6 +3,8 @@ package ota
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -316,7 +318,7 @@ func (d *Downloader) classify(ctx, actx context.Context, req DownloadRequest, er
 		}
 	case errors.Is(context.Cause(actx), errStalled):
 		return fmt.Errorf("%w: no progress for %s", errStalled, d.cfg.StallTimeout)
-	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission), isTLSTrust(err):
 		return &Error{Reason: ReasonDownloadFailed, Artifact: req.URL, Err: err}
 	default:
 		return err // network trouble: retry, resuming what arrived
@@ -326,6 +328,15 @@ func (d *Downloader) classify(ctx, actx context.Context, req DownloadRequest, er
 func isPermanent(err error) bool {
 	var e *Error
 	return errors.As(err, &e)
+}
+
+// isTLSTrust reports a certificate the client does not trust: retrying
+// cannot help.
+func isTLSTrust(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host)
 }
 
 func isDiskFull(err error) bool {

@@ -1,0 +1,26 @@
+package graph_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/keystone-edge/keystone/recipes/graph"
+)
+
+// BenchmarkResolve1000 resolves a random 1,000-component graph (three
+// versions of each on offer, 1–3 ranged dependencies per component).
+func BenchmarkResolve1000(b *testing.B) {
+	roots, avail := generated(1000)
+	var layers int
+	start := time.Now()
+	for b.Loop() {
+		g, err := graph.Resolve(roots, avail)
+		if err != nil {
+			b.Fatal(err)
+		}
+		layers = len(g.Layers())
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/resolve")
+	b.ReportMetric(1000, "components")
+	b.ReportMetric(float64(layers), "layers")
+}

@@ -7,8 +7,7 @@ import (
 	"github.com/keystone-edge/keystone/recipes"
 )
 
-// rec builds an offered recipe; each dep is "name", "name range" or
-// "name range soft" (range "*" written as "" = any).
+// rec builds an offered recipe with the given dependencies.
 func rec(name, version string, deps ...recipes.Dependency) *recipes.Recipe {
 	return &recipes.Recipe{
 		Format:       1,
@@ -18,10 +17,12 @@ func rec(name, version string, deps ...recipes.Dependency) *recipes.Recipe {
 	}
 }
 
+// hard is a hard dependency on name; rng "" means any version.
 func hard(name, rng string) recipes.Dependency {
 	return recipes.Dependency{Name: name, Version: rng, Type: recipes.DependencyHard}
 }
 
+// soft is a soft dependency on name; rng "" means any version.
 func soft(name, rng string) recipes.Dependency {
 	return recipes.Dependency{Name: name, Version: rng, Type: recipes.DependencySoft}
 }

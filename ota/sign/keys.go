@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 )
 
@@ -192,8 +193,10 @@ func WritePublicKey(path string, pub ed25519.PublicKey) error {
 // cannot be written the new private key file is removed again.
 func WriteKeyPair(base string, pub ed25519.PublicKey, priv ed25519.PrivateKey) (keyPath, pubPath string, err error) {
 	keyPath, pubPath = base+".key", base+".pub"
-	if _, err := os.Lstat(pubPath); err == nil {
-		return "", "", fmt.Errorf("write key pair: %s: %w", pubPath, os.ErrExist)
+	for _, path := range []string{keyPath, pubPath} {
+		if _, err := os.Lstat(path); err == nil {
+			return "", "", fmt.Errorf("write key pair: %s: %w", path, fs.ErrExist)
+		}
 	}
 	if err := WritePrivateKey(keyPath, priv); err != nil {
 		return "", "", fmt.Errorf("write key pair: %w", err)

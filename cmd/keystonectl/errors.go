@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK    = 0 // the command did what was asked
+	exitError = 1 // it failed; the reason is on stderr
+	exitUsage = 2 // the command line was wrong; nothing was done
+)
+
+// FlagError is a usage error: an unknown flag or command, a missing or extra
+// argument, a bad flag value. It exits with code 2 and points at the
+// command's help.
+type FlagError struct {
+	// Command is the command path the help hint names, such as
+	// "keystonectl recipe sign"; "" names the root command.
+	Command string
+	Err     error
+}
+
+func (e *FlagError) Error() string { return e.Err.Error() }
+func (e *FlagError) Unwrap() error { return e.Err }
+
+// flagErrorf makes a FlagError for cmd.
+func flagErrorf(cmd *cobra.Command, format string, args ...any) error {
+	return &FlagError{Command: cmd.CommandPath(), Err: fmt.Errorf(format, args...)}
+}
+
+// SilentError ends a command that has already told the user everything, with
+// the given exit code and nothing more on stderr.
+type SilentError struct {
+	// Code is the exit code; 0 is taken as 1, since a SilentError is a failure.
+	Code int
+}
+
+func (e *SilentError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// exitCode reports err on stderr the way the user should see it and returns
+// the process exit code for it.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	var silent *SilentError
+	if errors.As(err, &silent) {
+		if silent.Code == exitOK {
+			return exitError
+		}
+		return silent.Code
+	}
+	var flagErr *FlagError
+	if errors.As(err, &flagErr) {
+		cmd := flagErr.Command
+		if cmd == "" {
+			cmd = rootName
+		}
+		fmt.Fprintf(stderr, "Error: %s\ntry '%s --help'\n", flagErr.Err, cmd)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "Error: %s\n", strings.TrimRight(err.Error(), "\n"))
+	return exitError
+}
+
+// Positional argument checks that fail with a FlagError saying what the
+// command takes.
+
+// noArgs accepts no positional arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return flagErrorf(cmd, "%s takes no arguments, got %q", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
+// minArgs accepts n or more arguments, described by what (e.g. "FILE...").
+func minArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return flagErrorf(cmd, "%s takes at least %d argument(s): %s", cmd.CommandPath(), n, what)
+		}
+		return nil
+	}
+}
+
+// subcommandArgs is the Args check of a command that only groups others: any
+// argument reaching it is an unknown subcommand.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	}
+	return &FlagError{Command: cmd.CommandPath(), Err: errors.New(msg)}
+}
+
+// missingSubcommand is the RunE of a grouping command run on its own.
+func missingSubcommand(cmd *cobra.Command, _ []string) error {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return flagErrorf(cmd, "%s needs a command: %s", cmd.CommandPath(), strings.Join(names, ", "))
+}

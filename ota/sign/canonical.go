@@ -12,8 +12,8 @@ import (
 // signature and is left out of the canonical form.
 const SignatureField = "signature"
 
-// maxJSONDepth bounds the nesting of a document, so hostile input cannot
-// exhaust the stack.
+// maxJSONDepth bounds the nesting of a document (the top-level object is
+// level 1), so hostile input cannot exhaust the stack.
 const maxJSONDepth = 64
 
 // CanonicalJSON returns the canonical form of doc without its top-level
@@ -63,7 +63,7 @@ func decodeDocument(doc any) (map[string]any, error) {
 
 // decodeValue reads one JSON value from dec.
 func decodeValue(dec *json.Decoder, depth int) (any, error) {
-	if depth > maxJSONDepth {
+	if depth >= maxJSONDepth {
 		return nil, fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
 	}
 	tok, err := dec.Token()

@@ -33,6 +33,7 @@
 // numbers byte-for-byte as they appeared in the input, strings re-escaped the
 // way encoding/json escapes them. Two documents that differ only in key
 // order, white space or the "signature" member therefore have the same
-// canonical form and the same signature. A document with a duplicated key is
-// refused, so the signed object and the object acted upon are always the same.
+// canonical form and the same signature. A document with a duplicated key, or
+// nested deeper than 64 levels, is refused, so the signed object and the
+// object acted upon are always the same.
 package sign

@@ -194,3 +194,15 @@ func TestKeyringVerifyJSONDocument(t *testing.T) {
 		t.Error("document with a duplicate key verified")
 	}
 }
+
+func TestCanonicalJSONDepthLimit(t *testing.T) {
+	nested := func(levels int) string { // the object plus levels-1 arrays
+		return `{"a":` + strings.Repeat("[", levels-1) + strings.Repeat("]", levels-1) + `}`
+	}
+	if _, err := sign.CanonicalJSON(nested(64)); err != nil {
+		t.Fatalf("64 levels: %v", err)
+	}
+	if _, err := sign.CanonicalJSON(nested(65)); err == nil {
+		t.Fatal("65 levels accepted")
+	}
+}

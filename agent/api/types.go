@@ -1,0 +1,126 @@
+// Package api holds the local API's wire types (SPEC §7) and a client for
+// them, shared by the agent's HTTP server and keystonectl.
+//
+// It owns the JSON shapes and the transport over the Unix socket. It makes no
+// decisions and holds no state beyond a connection.
+package api
+
+import "time"
+
+// Component is one entry of GET /v1/components.
+type Component struct {
+	Name       string    `json:"name"`
+	Version    string    `json:"version"`
+	Kind       string    `json:"kind"`
+	State      string    `json:"state"`
+	Pid        int       `json:"pid"`
+	Restarts   int       `json:"restarts"`
+	Since      time.Time `json:"since"`
+	Health     string    `json:"health"`
+	LastError  string    `json:"last_error"`
+	CPUPercent float64   `json:"cpu_percent"`
+	RSSBytes   uint64    `json:"rss_bytes"`
+}
+
+// ComponentDetail is GET /v1/components/{name}: the component and its recent
+// transitions, oldest first.
+type ComponentDetail struct {
+	Component
+	Transitions []Transition `json:"transitions"`
+}
+
+// Transition is one state change of a component.
+type Transition struct {
+	At     time.Time `json:"ts"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+// DeploymentRequest is the body of POST /v1/deployments. Files holds the
+// recipes a local manifest references, by the path the manifest uses, and
+// their detached signatures under the same path plus ".sig".
+type DeploymentRequest struct {
+	Manifest string            `json:"manifest"`
+	Files    map[string][]byte `json:"files,omitempty"`
+	// Preempt cancels a running deployment (it rolls back) instead of
+	// queueing behind it.
+	Preempt bool `json:"preempt,omitempty"`
+	// DryRun computes the plan and applies nothing (keystonectl deploy plan).
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// DeploymentAccepted answers POST /v1/deployments.
+type DeploymentAccepted struct {
+	ID string `json:"id"`
+	// Plan is what the deployment changes; always set for a dry run.
+	Plan []PlanItem `json:"plan,omitempty"`
+}
+
+// PlanItem is one component's part in a deployment plan.
+type PlanItem struct {
+	Component   string `json:"component"`
+	Action      string `json:"action"` // add | update | reconfigure | remove | unchanged | restart
+	FromVersion string `json:"from_version,omitempty"`
+	ToVersion   string `json:"to_version,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// Deployment is GET /v1/deployments/{id} (and an entry of the list).
+type Deployment struct {
+	ID         string     `json:"id"`
+	Status     string     `json:"status"` // QUEUED IN_PROGRESS SUCCEEDED FAILED CANCELED
+	RolledBack bool       `json:"rolled_back"`
+	Error      string     `json:"error,omitempty"`
+	ErrorCode  string     `json:"error_code,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Plan       []PlanItem `json:"plan,omitempty"`
+	Steps      []Step     `json:"steps,omitempty"`
+	// WaitingFor says, while IN_PROGRESS, what the current step waits on.
+	WaitingFor string     `json:"waiting_for,omitempty"`
+	Since      *time.Time `json:"waiting_since,omitempty"`
+}
+
+// Step is one checkpointed step of a deployment.
+type Step struct {
+	Seq       int64     `json:"seq"`
+	Name      string    `json:"name"`
+	Component string    `json:"component,omitempty"`
+	Status    string    `json:"status"` // started | done | failed
+	Detail    string    `json:"detail,omitempty"`
+	At        time.Time `json:"ts"`
+}
+
+// Metric is one mapped plugin sample, as POST /v1/plugins/{name}/run answers.
+type Metric struct {
+	Name    string             `json:"name"`
+	Type    string             `json:"type"`
+	Help    string             `json:"help,omitempty"`
+	Labels  map[string]string  `json:"labels,omitempty"`
+	Value   float64            `json:"value"`
+	Buckets map[string]float64 `json:"buckets,omitempty"`
+	Sum     float64            `json:"sum,omitempty"`
+	Count   uint64             `json:"count,omitempty"`
+}
+
+// Error is every error answer: {"error": "...", "code": "..."}.
+type Error struct {
+	Message string `json:"error"`
+	Code    string `json:"code"`
+	// Details lists every problem when there is more than one (for example
+	// each validation error of a manifest).
+	Details []string `json:"details,omitempty"`
+}
+
+// Error codes of the local API.
+const (
+	CodeNotFound   = "NOT_FOUND"
+	CodeBadRequest = "BAD_REQUEST"
+	CodeInvalid    = "VALIDATION_FAILED"
+	CodeConflict   = "CONFLICT"
+	CodeTooLarge   = "TOO_LARGE"
+	CodeInternal   = "INTERNAL"
+	CodeIllegal    = "ILLEGAL_STATE"
+)

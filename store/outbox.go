@@ -13,7 +13,7 @@ type Message struct {
 	// Seq orders the outbox; set by the store, increasing and never reused.
 	Seq       int64
 	Topic     string // required
-	Payload   []byte // nil is stored as empty
+	Payload   []byte // nil is stored as empty and read back as empty
 	QoS       byte   // 0, 1 or 2
 	Retain    bool
 	CreatedAt time.Time // zero = now
@@ -59,6 +59,9 @@ func (tx *Tx) PendingOutbox(ctx context.Context, limit int) ([]Message, error) {
 		)
 		if err := rows.Scan(&m.Seq, &m.Topic, &m.Payload, &qos, &m.Retain, &created); err != nil {
 			return nil, fmt.Errorf("pending outbox: %w", err)
+		}
+		if m.Payload == nil { // an empty BLOB scans as nil
+			m.Payload = []byte{}
 		}
 		m.QoS = byte(qos)
 		m.CreatedAt = fromMillis(created)

@@ -194,6 +194,8 @@ type CoreStatus struct {
 	Since     time.Time
 	Health    Health
 	LastError string
+	// Retrying is true in ERRORED while a restart is pending.
+	Retrying bool
 }
 
 // Status returns the component's current status.
@@ -209,6 +211,7 @@ func (c *Core) Status() CoreStatus {
 		Since:     c.since,
 		Health:    h,
 		LastError: c.lastError,
+		Retrying:  c.armed[TimerRestart],
 	}
 }
 

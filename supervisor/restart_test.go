@@ -1,0 +1,174 @@
+package supervisor
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/supervisor/events"
+)
+
+type testRig struct {
+	sup   *Supervisor
+	bus   *events.Bus
+	w     *watcher
+	clock *fakeClock
+}
+
+// newRig starts a supervisor over real processes with a fake clock (nil
+// clock: the real one).
+func newRig(t *testing.T, clock *fakeClock, cfg Config) *testRig {
+	t.Helper()
+	bus := events.New(nil)
+	r := &testRig{bus: bus, w: watch(t, bus), clock: clock}
+	if cfg.Launcher == nil {
+		cfg.Launcher = execLauncher{}
+	}
+	cfg.Events = bus
+	cfg.Logger = testLogger(t)
+	cfg.Rand = func() float64 { return 0.5 } // no jitter: delays are exact
+	if clock != nil {
+		cfg.Clock = clock
+	}
+	sup, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := sup.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	r.sup = sup
+	return r
+}
+
+func (r *testRig) pid(t *testing.T, name string) int {
+	t.Helper()
+	st, err := r.sup.Component(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pid == 0 {
+		t.Fatalf("%s has no pid (state %s)", name, st.State)
+	}
+	return st.Pid
+}
+
+func (r *testRig) kill(t *testing.T, name string) int {
+	t.Helper()
+	pid := r.pid(t, name)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// Acceptance 1: crash → restart after the backoff; the backoff grows and
+// resets after a stable run; a crash loop is BROKEN at the configured
+// count; a restart by hand clears BROKEN.
+func TestCrashRestartBackoffBrokenAndManualRestart(t *testing.T) {
+	clock := newFakeClock()
+	r := newRig(t, clock, Config{})
+	c := proc("com.example.crashy", "exec sleep 1000", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("1s"), Max: d("4s")}
+		rc.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 3, Window: d("1m")}
+	})
+	if err := r.sup.Apply(context.Background(), []*Component{c}); err != nil {
+		t.Fatal(err)
+	}
+	r.w.waitFor(c.Name(), StateRunning, "started")
+	first := r.pid(t, c.Name())
+
+	// Crash 1: ERRORED, restart after 1s, not before.
+	r.kill(t, c.Name())
+	r.w.waitFor(c.Name(), StateErrored, "killed by SIGKILL; restart 1 in 1s")
+	clock.waitArmed(t, 1)
+	clock.Advance(999 * time.Millisecond)
+	if st, _ := r.sup.Component(c.Name()); st.State != StateErrored || st.Pid != 0 {
+		t.Fatalf("restarted before the backoff: %+v", st)
+	}
+	clock.Advance(time.Millisecond)
+	r.w.waitFor(c.Name(), StateRunning, "started")
+	second := r.pid(t, c.Name())
+	if second == first {
+		t.Fatalf("same pid %d after restart", second)
+	}
+	waitGone(t, first)
+
+	// Crash 2 right away: the delay doubled.
+	r.kill(t, c.Name())
+	r.w.waitFor(c.Name(), StateErrored, "restart 2 in 2s")
+	clock.waitArmed(t, 1)
+	clock.Advance(2 * time.Second)
+	r.w.waitFor(c.Name(), StateRunning, "started")
+
+	// A stable run (longer than DefaultStableRun) resets it to 1s.
+	clock.Advance(30 * time.Second)
+	r.kill(t, c.Name())
+	r.w.waitFor(c.Name(), StateErrored, "restart 3 in 1s")
+	clock.waitArmed(t, 1)
+	clock.Advance(time.Second)
+	r.w.waitFor(c.Name(), StateRunning, "started")
+
+	// The 4th restart within the minute is more than count = 3: BROKEN,
+	// and it stays so: no timer, no process.
+	r.kill(t, c.Name())
+	r.w.waitFor(c.Name(), StateBroken, "more than 3 restarts within 1m0s")
+	st, _ := r.sup.Component(c.Name())
+	if st.State != StateBroken || st.Pid != 0 || st.Restarts != 3 || clock.pending() != 0 {
+		t.Fatalf("after the crash loop: %+v, %d timers", st, clock.pending())
+	}
+	if err := r.sup.WaitReady(context.Background(), []string{c.Name()}); err == nil {
+		t.Fatal("WaitReady of a BROKEN component succeeded")
+	}
+
+	// A restart by hand clears BROKEN and the restart count.
+	state, err := r.sup.RestartComponent(context.Background(), c.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state != StateRunning {
+		t.Fatalf("restart answered %s", state)
+	}
+	st, _ = r.sup.Component(c.Name())
+	if st.State != StateRunning || st.Restarts != 0 || st.Pid == 0 {
+		t.Fatalf("after restart by hand: %+v", st)
+	}
+}
+
+// Restart policies at the process level: on-failure finishes a clean exit;
+// never leaves a failure ERRORED; a zero backoff restarts at once.
+func TestRestartPoliciesWithRealExits(t *testing.T) {
+	r := newRig(t, nil, Config{})
+	once := proc("com.example.once", "exit 0", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.RestartPolicy = recipes.RestartOnFailure
+	})
+	never := proc("com.example.never", "echo boom >&2; exit 3", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.RestartPolicy = recipes.RestartNever
+	})
+	quick := proc("com.example.quick", "exit 1", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s"), Max: d("0s")}
+		rc.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 3, Window: d("1h")}
+	})
+	if err := r.sup.Apply(context.Background(), []*Component{once, never, quick}); err != nil {
+		t.Fatal(err)
+	}
+	r.w.waitFor(once.Name(), StateFinished, "exited with status 0")
+	r.w.waitFor(never.Name(), StateErrored, "exited with status 3; restart_policy is never")
+	r.w.waitFor(quick.Name(), StateBroken, "more than 3 restarts")
+	if err := r.sup.WaitReady(context.Background(), []string{once.Name()}); err != nil {
+		t.Fatalf("a FINISHED component is done: %v", err)
+	}
+	st, _ := r.sup.Component(quick.Name())
+	if st.Restarts != 3 {
+		t.Fatalf("quick restarted %d times, want 3", st.Restarts)
+	}
+}

@@ -1,0 +1,135 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The supervisor runs three kinds of short shell commands itself: install
+// and shutdown scripts and cmd: health checks. Component processes always
+// come from a Launcher.
+
+// tailBytes is how much of a script's stderr a failure reason quotes.
+const tailBytes = 1024
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if over := len(w.buf) - w.max; over > 0 {
+		w.buf = append(w.buf[:0], w.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.TrimSpace(string(bytes.ToValidUTF8(w.buf, nil)))
+}
+
+// ScriptError is a shell script that failed, with the tail of its stderr.
+type ScriptError struct {
+	What     string // "install script", "health check"
+	ExitCode int    // -1 when killed or not started
+	TimedOut bool
+	Stderr   string // the last bytes of its stderr, trimmed
+	Err      error  // what exec reported
+}
+
+func (e *ScriptError) Error() string {
+	var s string
+	switch {
+	case e.TimedOut:
+		s = e.What + " timed out"
+	case e.ExitCode >= 0:
+		s = fmt.Sprintf("%s exited with status %d", e.What, e.ExitCode)
+	default:
+		s = fmt.Sprintf("%s failed: %v", e.What, e.Err)
+	}
+	if e.Stderr != "" {
+		s += ": " + e.Stderr
+	}
+	return s
+}
+
+func (e *ScriptError) Unwrap() error { return e.Err }
+
+// runShell runs script with /bin/sh -c in dir, with env added to the
+// agent's environment, within timeout (0: only ctx limits it). The whole
+// process group is killed on timeout or cancellation.
+func runShell(ctx context.Context, what, dir string, env map[string]string, script string, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	tail := &tailWriter{max: tailBytes}
+	cmd.Stderr = tail
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	se := &ScriptError{What: what, ExitCode: -1, Stderr: tail.String(), Err: err}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+		se.ExitCode = ee.ExitCode()
+	}
+	if ctx.Err() != nil {
+		se.TimedOut = true
+	}
+	return se
+}
+
+// ShellScripts runs install and shutdown scripts with /bin/sh -c in the
+// component's version folder, as the agent's user.
+type ShellScripts struct{}
+
+// Install runs the install script, if any, within its timeout (2m if 0).
+func (ShellScripts) Install(ctx context.Context, c *Component) error {
+	s := c.Recipe.Lifecycle.Install
+	if s == nil || strings.TrimSpace(s.Script) == "" {
+		return nil
+	}
+	return runShell(ctx, "install script", c.VersionDir, c.Env, s.Script, orDuration(s.Timeout.Duration, 2*time.Minute))
+}
+
+// Shutdown runs the shutdown script, if any, within its timeout (10s if 0).
+func (ShellScripts) Shutdown(ctx context.Context, c *Component) error {
+	s := c.Recipe.Lifecycle.Shutdown
+	if s == nil || strings.TrimSpace(s.Script) == "" {
+		return nil
+	}
+	return runShell(ctx, "shutdown script", c.VersionDir, c.Env, s.Script, orDuration(s.Timeout.Duration, 10*time.Second))
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

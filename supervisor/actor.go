@@ -21,8 +21,8 @@ type actorDeps struct {
 	clock    Clock
 	rand     func() float64
 	logger   *slog.Logger
-	// changed is called (from the actor goroutine) after every message the
-	// actor handled, with its new status. It must not block.
+	// changed is called (from the actor goroutine) once a message changed
+	// the status, after its effects were carried out. It must not block.
 	changed func(name string, st Status)
 }
 
@@ -47,7 +47,11 @@ type Actor struct {
 	deps   actorDeps
 	core   *Core
 	inbox  *mailbox[actorMsg]
-	status atomic.Pointer[Status]
+	status atomic.Pointer[Status] // for readers: updated as soon as the core moves
+	// settled is the status as of the last message fully handled, its
+	// events published. The supervisor decides on it, so its commands to
+	// other components follow this component's events on the bus.
+	settled atomic.Pointer[Status]
 
 	// Owned by the actor goroutine.
 	handle   Handle
@@ -81,6 +85,7 @@ func newActor(parent context.Context, c *Component, deps actorDeps) *Actor {
 	}
 	a.ctx, a.cancel = context.WithCancel(parent)
 	a.publishStatus()
+	a.settled.Store(a.status.Load())
 	return a
 }
 
@@ -89,6 +94,9 @@ func (a *Actor) Name() string { return a.comp.Name() }
 
 // Status returns the component's latest status.
 func (a *Actor) Status() Status { return *a.status.Load() }
+
+// settledStatus returns the status as of the last message fully handled.
+func (a *Actor) settledStatus() Status { return *a.settled.Load() }
 
 // send queues an input without waiting.
 func (a *Actor) send(in Input) { a.inbox.put(actorMsg{in: in}) }
@@ -122,7 +130,6 @@ func (a *Actor) run() {
 			for _, m := range a.inbox.drain() {
 				a.handleMsg(m)
 			}
-			a.publishStatus()
 		case <-a.ctx.Done():
 			a.shutdown()
 			return
@@ -168,14 +175,25 @@ func (a *Actor) handleMsg(m actorMsg) {
 	if err != nil {
 		err = fmt.Errorf("%s: %w", a.Name(), err)
 	}
+	// The status goes out before the effects: whoever sees a transition
+	// event or an armed timer finds the status at least as new.
+	a.publishStatus()
 	a.apply(effects)
+	if a.handle == nil && a.recorded {
+		a.clearRecord(a.ctx)
+	}
+	// Settle before answering: whoever gets the answer finds the settled
+	// status already moved.
+	if st := a.status.Load(); a.settled.Load() != st {
+		a.settled.Store(st)
+		if a.deps.changed != nil {
+			a.deps.changed(a.Name(), *st)
+		}
+	}
 	if m.done != nil {
 		m.done(commandResult{state: a.core.State(), err: err})
 	} else if err != nil {
 		a.deps.logger.Error("component input refused", "component", a.Name(), "input", in.Kind.String(), "err", err)
-	}
-	if a.handle == nil && a.recorded {
-		a.clearRecord(a.ctx)
 	}
 }
 
@@ -211,6 +229,7 @@ func (a *Actor) apply(effects []Effect) {
 			if err != nil {
 				a.deps.logger.Error("component input refused", "component", a.Name(), "input", next.Kind.String(), "err", err)
 			}
+			a.publishStatus()
 			effects = append(more, effects...)
 		}
 	}
@@ -227,7 +246,6 @@ func (a *Actor) publishTransition(t Transition) {
 		From: t.From.String(), To: t.To.String(), Reason: t.Reason,
 		Detail: map[string]string{"version": a.comp.Version()},
 	})
-	a.publishStatus()
 }
 
 func (a *Actor) publishStatus() {
@@ -242,9 +260,6 @@ func (a *Actor) publishStatus() {
 		return
 	}
 	a.status.Store(st)
-	if a.deps.changed != nil {
-		a.deps.changed(a.Name(), *st)
-	}
 }
 
 func (a *Actor) install() {

@@ -106,10 +106,7 @@ func reconcile(nodes map[string]*node) []action {
 		return ok
 	}
 
-	down := func(n string) bool {
-		st := nodes[n].Status
-		return !st.State.Active() && !(st.State == StateErrored && st.Retrying)
-	}
+	down := func(n string) bool { return isDown(nodes[n].Status) }
 
 	var out []action
 	for _, n := range names {
@@ -144,8 +141,8 @@ func reconcile(nodes map[string]*node) []action {
 		}
 		blocked := false
 		for _, d := range dependents[n] {
-			if !keep[d] && !down(d) {
-				blocked = true // its dependents go down first
+			if !keep[d] && (!down(d) || nodes[d].Busy) {
+				blocked = true // its dependents go down first (a busy one may be starting)
 			}
 		}
 		if blocked {

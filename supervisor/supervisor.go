@@ -105,7 +105,6 @@ func New(cfg Config) (*Supervisor, error) {
 		rand: cfg.Rand, logger: cfg.Logger,
 		changed: func(name string, _ Status) {
 			s.inbox.put(mgrMsg{kind: msgChanged, name: name})
-			s.broadcast()
 		},
 	}
 	empty := []*Actor{}
@@ -364,8 +363,10 @@ type entry struct {
 	wanted     bool
 	stopReason string
 	busy       bool
-	removing   bool       // stop, then remove the actor
-	next       *Component // replace with this once stopped
+	// stopWaiters are stops by hand, answered once the component is down.
+	stopWaiters []chan<- commandResult
+	removing    bool       // stop, then remove the actor
+	next        *Component // replace with this once stopped
 }
 
 type loopState struct {
@@ -395,6 +396,7 @@ func (s *Supervisor) loop() {
 func (s *Supervisor) handle(ls *loopState, m mgrMsg) {
 	switch m.kind {
 	case msgChanged:
+		s.broadcast()
 	case msgCmdDone:
 		if e := ls.entries[m.name]; e != nil && e.actor == m.actor {
 			e.busy = false
@@ -420,18 +422,7 @@ func (s *Supervisor) handle(ls *loopState, m mgrMsg) {
 			m.result <- commandResult{err: ErrStopped}
 			return
 		}
-		switch m.input.Kind {
-		case InputStop:
-			e.wanted, e.stopReason = false, m.input.Reason
-		default:
-			e.wanted = true
-		}
-		e.busy = true
-		a := e.actor
-		a.ask(m.input, func(r commandResult) {
-			m.result <- r
-			s.inbox.put(mgrMsg{kind: msgCmdDone, name: a.Name(), actor: a})
-		})
+		s.byHand(ls, e, m)
 	case msgShutdown:
 		ls.stopping = true
 		ls.shutdown = m.reply
@@ -439,6 +430,48 @@ func (s *Supervisor) handle(ls *loopState, m mgrMsg) {
 			e.wanted, e.stopReason = false, "agent shutdown"
 		}
 	}
+}
+
+// byHand carries out a command by hand. A stop goes through reconcile, so
+// that hard dependents stop first, and is answered once the component is
+// down. A start is sent at once when its hard dependencies are ready, and
+// otherwise answered with the current state: it starts when they are. A
+// restart is sent at once.
+func (s *Supervisor) byHand(ls *loopState, e *entry, m mgrMsg) {
+	st := e.actor.settledStatus()
+	switch m.input.Kind {
+	case InputStop:
+		e.wanted, e.stopReason = false, m.input.Reason
+		e.stopWaiters = append(e.stopWaiters, m.result)
+		return
+	case InputStart:
+		e.wanted = true
+		if st.State.Active() || st.State == StateNew || !s.hardDepsReady(ls, e) {
+			m.result <- commandResult{state: st.State}
+			return
+		}
+	default:
+		e.wanted = true
+	}
+	e.busy = true
+	a := e.actor
+	a.ask(m.input, func(r commandResult) {
+		m.result <- r
+		s.inbox.put(mgrMsg{kind: msgCmdDone, name: a.Name(), actor: a})
+	})
+}
+
+func (s *Supervisor) hardDepsReady(ls *loopState, e *entry) bool {
+	for _, d := range e.actor.comp.Recipe.Dependencies {
+		dep, ok := ls.entries[d.Name]
+		if !ok || d.Type == recipes.DependencySoft {
+			continue
+		}
+		if !dep.actor.settledStatus().Ready() {
+			return false
+		}
+	}
+	return true
 }
 
 // apply diffs the new set against the entries.
@@ -459,7 +492,7 @@ func (s *Supervisor) apply(ls *loopState, comps []*Component) {
 		default:
 			e.removing, e.next = false, nil
 			e.wanted = true
-			if st := e.actor.Status(); st.Failed() {
+			if st := e.actor.settledStatus(); st.Failed() {
 				e.busy = true
 				s.askLoop(e, Input{Kind: InputRestart, Reason: "redeployed"})
 			}
@@ -499,11 +532,11 @@ func (s *Supervisor) converge(ls *loopState) {
 			if !e.removing || e.busy {
 				continue
 			}
-			st := e.actor.Status()
-			if st.State.Active() || (st.State == StateErrored && st.Retrying) {
+			if !isDown(e.actor.settledStatus()) {
 				continue
 			}
 			e.actor.quit()
+			e.answerStops(commandResult{err: fmt.Errorf("%s: %w", name, ErrRemoved)})
 			if e.next != nil {
 				ls.entries[name] = s.newEntry(e.next)
 			} else {
@@ -520,7 +553,7 @@ func (s *Supervisor) converge(ls *loopState) {
 	}
 	nodes := make(map[string]*node, len(ls.entries))
 	for name, e := range ls.entries {
-		nd := &node{Status: e.actor.Status(), Wanted: e.wanted, StopReason: e.stopReason, Busy: e.busy}
+		nd := &node{Status: e.actor.settledStatus(), Wanted: e.wanted, StopReason: e.stopReason, Busy: e.busy}
 		for _, d := range e.actor.comp.Recipe.Dependencies {
 			if _, ok := ls.entries[d.Name]; !ok {
 				continue
@@ -541,6 +574,11 @@ func (s *Supervisor) converge(ls *loopState) {
 			kind = InputStart
 		}
 		s.askLoop(e, Input{Kind: kind, Reason: act.Reason})
+	}
+	for _, e := range ls.entries {
+		if st := e.actor.settledStatus(); len(e.stopWaiters) > 0 && !e.busy && isDown(st) {
+			e.answerStops(commandResult{state: st.State})
+		}
 	}
 	if ls.applying != nil && !anyRemoving(ls) {
 		ls.applying <- nil
@@ -563,12 +601,23 @@ func anyRemoving(ls *loopState) bool {
 
 func allDown(ls *loopState) bool {
 	for _, e := range ls.entries {
-		st := e.actor.Status()
-		if e.busy || st.State.Active() || (st.State == StateErrored && st.Retrying) {
+		if e.busy || !isDown(e.actor.settledStatus()) {
 			return false
 		}
 	}
 	return true
+}
+
+// isDown: no process runs and none is about to.
+func isDown(st Status) bool {
+	return !st.State.Active() && !(st.State == StateErrored && st.Retrying)
+}
+
+func (e *entry) answerStops(r commandResult) {
+	for _, w := range e.stopWaiters {
+		w <- r
+	}
+	e.stopWaiters = nil
 }
 
 func (s *Supervisor) publishActors(ls *loopState) {
@@ -600,6 +649,9 @@ func (s *Supervisor) quitAll(ls *loopState) {
 		}(e.actor)
 	}
 	wg.Wait()
+	for _, e := range ls.entries {
+		e.answerStops(commandResult{err: ErrStopped})
+	}
 	if ls.applying != nil {
 		ls.applying <- ErrStopped
 	}

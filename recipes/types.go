@@ -61,6 +61,10 @@ type Recipe struct {
 	// signature covers.
 	Source string `toml:"-"`
 	Raw    []byte `toml:"-"`
+	// ImportedFiles lists the files merged in through imports (and their
+	// imports), in merge order, as paths joined to the recipe's folder;
+	// nil when there are none. A signature over Raw does not cover them.
+	ImportedFiles []string `toml:"-"`
 }
 
 // Metadata names and describes a component version.

@@ -1,0 +1,88 @@
+package recipes
+
+// EffectiveConfig merges a component's configuration layers: the recipe's
+// config.defaults, then the device's config from agent.toml, then the
+// deployment's overrides. Tables merge key by key, at any depth; any other
+// value (a string, a number, an array) from a later layer replaces the
+// earlier one. The inputs are not modified and the result shares nothing
+// with them. Nil layers are skipped; the result is never nil.
+func EffectiveConfig(defaults, device, deployment map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, layer := range []map[string]any{defaults, device, deployment} {
+		out = mergeTables(out, layer)
+	}
+	return out
+}
+
+// mergeTables returns base with over laid on top: tables merge recursively,
+// everything else in over wins. Neither input is modified.
+func mergeTables(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = copyValue(v)
+	}
+	for k, v := range over {
+		if bt, ok := out[k].(map[string]any); ok {
+			if ot, ok := v.(map[string]any); ok {
+				out[k] = mergeTables(bt, ot)
+				continue
+			}
+		}
+		out[k] = copyValue(v)
+	}
+	return out
+}
+
+// copyValue deep-copies a generic TOML value (tables and arrays; scalars
+// are immutable).
+func copyValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = copyValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = copyValue(e)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+// lookupTree follows keys (strings) and array indexes (ints) into a generic
+// tree.
+func lookupTree(tree map[string]any, keys ...any) (any, bool) {
+	var cur any = tree
+	for _, k := range keys {
+		switch k := k.(type) {
+		case string:
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if cur, ok = m[k]; !ok {
+				return nil, false
+			}
+		case int:
+			a, ok := cur.([]any)
+			if !ok || k < 0 || k >= len(a) {
+				return nil, false
+			}
+			cur = a[k]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// present reports whether a file (after imports) writes the value at keys.
+func present(tree map[string]any, keys ...any) bool {
+	_, ok := lookupTree(tree, keys...)
+	return ok
+}

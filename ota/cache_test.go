@@ -113,6 +113,7 @@ func TestCacheGCStaysWithinLimitAndKeepsNeeded(t *testing.T) {
 	if err := c.Touch(ctx, a); err != nil {
 		t.Fatal(err)
 	}
+	clock.Advance(time.Minute)
 	for i := 0; i < 2; i++ {
 		body, _ := payload(t, unit)
 		putArtifact(t, c, body)

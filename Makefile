@@ -4,13 +4,19 @@ PKGS     ?= ./...
 BIN      ?= bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test vet fmt-check lint bench demo clean fuzz
+.PHONY: all build examples test vet fmt-check lint bench demo clean fuzz
 
-all: build
+all: build examples
 
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/keystone-agent ./cmd/keystonectl
+
+# The programs the example recipes run (recipes/examples); see docs/recipes.md.
+examples:
+	@mkdir -p $(BIN)/examples
+	$(GO) build -o $(BIN)/examples/ ./recipes/examples/hello-http
+	install -m 0755 recipes/examples/sysload/collect.sh $(BIN)/examples/sysload-collect.sh
 
 vet:
 	$(GO) vet $(PKGS)
@@ -37,7 +43,7 @@ fuzz:
 	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzInterpolate$$' -fuzztime $(FUZZTIME)
 
-demo: build
+demo: build examples
 	./scripts/demo.sh
 
 clean:

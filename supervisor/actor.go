@@ -13,14 +13,14 @@ import (
 
 // actorDeps is what an actor needs from outside; the Supervisor fills it.
 type actorDeps struct {
-	launcher Launcher
-	scripts  Scripts
-	prober   Prober
-	recorder ProcessRecorder
-	events   events.Publisher
-	clock    Clock
-	rand     func() float64
-	logger   *slog.Logger
+	launcher  Launcher
+	installer Installer
+	prober    Prober
+	recorder  ProcessRecorder
+	events    events.Publisher
+	clock     Clock
+	rand      func() float64
+	logger    *slog.Logger
 	// changed is called (from the actor goroutine) once a message changed
 	// the status, after its effects were carried out. It must not block.
 	changed func(name string, st Status)
@@ -266,7 +266,7 @@ func (a *Actor) install() {
 	a.helper.Add(1)
 	go func() {
 		defer a.helper.Done()
-		err := a.deps.scripts.Install(a.ctx, a.comp)
+		err := a.deps.installer.Install(a.ctx, a.comp)
 		a.send(Input{Kind: InputInstalled, Err: err})
 	}()
 }
@@ -316,8 +316,8 @@ func (a *Actor) clearRecord(ctx context.Context) {
 	a.recorded = false
 }
 
-// stopProcess runs the shutdown script and then stops the process, in a
-// helper goroutine; the exit arrives as InputExited.
+// stopProcess stops the process (shutdown script, stop signal, SIGKILL) in
+// a helper goroutine; the exit arrives as InputExited.
 func (a *Actor) stopProcess(reason string) {
 	h := a.handle
 	if h == nil {
@@ -326,13 +326,9 @@ func (a *Actor) stopProcess(reason string) {
 	a.helper.Add(1)
 	go func() {
 		defer a.helper.Done()
-		// Both run to completion even when the actor is told to quit, so a
+		// It runs to completion even when the actor is told to quit, so a
 		// stop is never cut short into an orphan.
-		ctx := context.WithoutCancel(a.ctx)
-		if err := a.deps.scripts.Shutdown(ctx, a.comp); err != nil {
-			a.warn("shutdown script", err)
-		}
-		if err := h.Stop(ctx); err != nil {
+		if err := h.Stop(context.WithoutCancel(a.ctx)); err != nil {
 			a.warn("stop process ("+reason+")", err)
 		}
 	}()

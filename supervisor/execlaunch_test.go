@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/store"
 )
 
@@ -21,12 +21,12 @@ import (
 type execLauncher struct{}
 
 type execHandle struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	exit    ExitStatus
-	timeout time.Duration
-	sig     syscall.Signal
-	once    sync.Once
+	cmd      *exec.Cmd
+	done     chan struct{}
+	exit     ExitStatus
+	timeout  time.Duration
+	sig      syscall.Signal
+	shutdown *recipes.Script
 }
 
 func (execLauncher) Launch(ctx context.Context, c *Component) (Handle, error) {
@@ -46,7 +46,8 @@ func (execLauncher) Launch(ctx context.Context, c *Component) (Handle, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	h := &execHandle{cmd: cmd, done: make(chan struct{}), timeout: run.StopTimeout.Duration, sig: syscall.SIGTERM}
+	h := &execHandle{cmd: cmd, done: make(chan struct{}), timeout: run.StopTimeout.Duration, sig: syscall.SIGTERM,
+		shutdown: c.Recipe.Lifecycle.Shutdown}
 	if run.StopSignal == "SIGINT" {
 		h.sig = syscall.SIGINT
 	}
@@ -91,6 +92,9 @@ func (h *execHandle) Done() <-chan struct{} { return h.done }
 func (h *execHandle) Exit() ExitStatus      { return h.exit }
 
 func (h *execHandle) Stop(ctx context.Context) error {
+	if s := h.shutdown; s != nil && s.Script != "" {
+		_ = runShell(ctx, "shutdown script", h.cmd.Dir, nil, s.Script, orDuration(s.Timeout.Duration, 10*time.Second))
+	}
 	pg := -h.Pid()
 	_ = syscall.Kill(pg, h.sig)
 	t := time.NewTimer(h.timeout)

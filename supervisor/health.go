@@ -40,7 +40,7 @@ func (c *Checker) Probe(ctx context.Context, comp *Component, check string) (boo
 	case strings.HasPrefix(check, "cmd:"):
 		dir, env := "", map[string]string(nil)
 		if comp != nil {
-			dir, env = comp.VersionDir, comp.Env
+			dir, env = comp.VersionDir, comp.Secrets
 		}
 		if err := runShell(ctx, "health check", dir, env, strings.TrimPrefix(check, "cmd:"), 0); err != nil {
 			return false, err.Error()

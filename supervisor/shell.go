@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// The supervisor runs three kinds of short shell commands itself: install
-// and shutdown scripts and cmd: health checks. Component processes always
-// come from a Launcher.
+// The supervisor runs two kinds of short shell commands itself: install
+// scripts and cmd: health checks. Component processes (and their shutdown
+// scripts) always come from a Launcher.
 
 // tailBytes is how much of a script's stderr a failure reason quotes.
 const tailBytes = 1024
@@ -105,26 +105,22 @@ func runShell(ctx context.Context, what, dir string, env map[string]string, scri
 	return se
 }
 
-// ShellScripts runs install and shutdown scripts with /bin/sh -c in the
-// component's version folder, as the agent's user.
-type ShellScripts struct{}
+// ShellInstaller runs install scripts with /bin/sh -c in the component's
+// version folder, as the agent's user (installing may need to chmod or
+// chown what the component later runs as its own user), with the agent's
+// environment plus the component's secrets.
+type ShellInstaller struct{}
 
-// Install runs the install script, if any, within its timeout (2m if 0).
-func (ShellScripts) Install(ctx context.Context, c *Component) error {
+// DefaultInstallTimeout bounds an install script with no timeout.
+const DefaultInstallTimeout = 2 * time.Minute
+
+// Install runs the install script, if any, within its timeout.
+func (ShellInstaller) Install(ctx context.Context, c *Component) error {
 	s := c.Recipe.Lifecycle.Install
 	if s == nil || strings.TrimSpace(s.Script) == "" {
 		return nil
 	}
-	return runShell(ctx, "install script", c.VersionDir, c.Env, s.Script, orDuration(s.Timeout.Duration, 2*time.Minute))
-}
-
-// Shutdown runs the shutdown script, if any, within its timeout (10s if 0).
-func (ShellScripts) Shutdown(ctx context.Context, c *Component) error {
-	s := c.Recipe.Lifecycle.Shutdown
-	if s == nil || strings.TrimSpace(s.Script) == "" {
-		return nil
-	}
-	return runShell(ctx, "shutdown script", c.VersionDir, c.Env, s.Script, orDuration(s.Timeout.Duration, 10*time.Second))
+	return runShell(ctx, "install script", c.VersionDir, c.Secrets, s.Script, orDuration(s.Timeout.Duration, DefaultInstallTimeout))
 }
 
 func orDuration(d, def time.Duration) time.Duration {

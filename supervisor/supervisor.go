@@ -20,8 +20,8 @@ import (
 type Config struct {
 	// Launcher starts component processes; required.
 	Launcher Launcher
-	// Scripts runs install and shutdown scripts; nil means ShellScripts.
-	Scripts Scripts
+	// Installer runs install scripts; nil means ShellInstaller.
+	Installer Installer
 	// Prober runs health checks; nil means NewChecker().
 	Prober Prober
 	// Recorder records started processes; nil records nothing (and so
@@ -72,8 +72,8 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Launcher == nil {
 		return nil, errors.New("supervisor: Config.Launcher is required")
 	}
-	if cfg.Scripts == nil {
-		cfg.Scripts = ShellScripts{}
+	if cfg.Installer == nil {
+		cfg.Installer = ShellInstaller{}
 	}
 	if cfg.Prober == nil {
 		cfg.Prober = NewChecker()
@@ -100,7 +100,7 @@ func New(cfg Config) (*Supervisor, error) {
 		done:     make(chan struct{}),
 	}
 	s.deps = actorDeps{
-		launcher: cfg.Launcher, scripts: cfg.Scripts, prober: cfg.Prober,
+		launcher: cfg.Launcher, installer: cfg.Installer, prober: cfg.Prober,
 		recorder: cfg.Recorder, events: cfg.Events, clock: cfg.Clock,
 		rand: cfg.Rand, logger: cfg.Logger,
 		changed: func(name string, _ Status) {

@@ -18,9 +18,10 @@ type Component struct {
 	// WorkDir is work/<name>/, the component's writable folder; "" means
 	// VersionDir.
 	WorkDir string
-	// Env is extra environment (resolved secrets) for the process and its
-	// scripts; nil adds nothing. Never logged.
-	Env map[string]string
+	// Secrets are the recipe's [secrets] resolved to values, by environment
+	// name, for the process and its install script; nil means none. Never
+	// logged.
+	Secrets map[string]string
 }
 
 // Name returns the component's name.
@@ -50,22 +51,19 @@ type Handle interface {
 	Done() <-chan struct{}
 	// Exit is how the instance ended; valid once Done is closed.
 	Exit() ExitStatus
-	// Stop sends the stop signal, escalates to SIGKILL of the whole process
-	// group after the stop timeout, and returns once the instance ended or
-	// ctx is done. Stopping an ended instance is not an error.
+	// Stop runs the recipe's shutdown script (within its timeout), sends the
+	// stop signal, escalates to SIGKILL of the whole process group after the
+	// stop timeout, and returns once the instance ended or ctx is done.
+	// Stopping an ended instance is not an error.
 	Stop(ctx context.Context) error
 }
 
-// Scripts runs a component's install and shutdown scripts.
-type Scripts interface {
+// Installer runs a component's install script.
+type Installer interface {
 	// Install runs the recipe's install script, if any, in the version
 	// folder within its timeout. A failure's error carries the tail of the
 	// script's stderr.
 	Install(ctx context.Context, c *Component) error
-	// Shutdown runs the recipe's shutdown script, if any, within its
-	// timeout. It is called before the stop signal; its failure does not
-	// prevent the stop.
-	Shutdown(ctx context.Context, c *Component) error
 }
 
 // Prober runs one health check (SPEC §3 lifecycle.run.health.check).

@@ -22,7 +22,8 @@ type Component struct {
 	// Config is the effective configuration as JSON; nil = none.
 	Config json.RawMessage
 	// Since is when the component entered State; zero = now.
-	Since    time.Time
+	Since time.Time
+	// Restarts counts restarts of this version (the supervisor's count).
 	Restarts int
 	// LastError is the last failure reported; "" = none.
 	LastError string

@@ -21,6 +21,7 @@ const (
 	DeploymentCanceled   DeploymentStatus = "CANCELED"
 )
 
+// String returns the status as stored and as sent on the wire.
 func (s DeploymentStatus) String() string { return string(s) }
 
 // Valid reports whether s is one of the statuses above.

@@ -22,6 +22,7 @@ const (
 	JobCanceled   JobStatus = "CANCELED"
 )
 
+// String returns the status as stored and as sent on the wire.
 func (s JobStatus) String() string { return string(s) }
 
 // Valid reports whether s is one of the statuses above.

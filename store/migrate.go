@@ -85,7 +85,7 @@ func migrateOne(ctx context.Context, db *sql.DB, ms []migration, logger *slog.Lo
 	if err != nil {
 		return false, fmt.Errorf("migrate: begin: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 
 	var v int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {

@@ -18,6 +18,7 @@ const (
 	StepFailed  StepStatus = "failed"
 )
 
+// String returns the status as stored and as sent on the wire.
 func (s StepStatus) String() string { return string(s) }
 
 // Valid reports whether s is one of the statuses above.

@@ -1,0 +1,113 @@
+package supervisor
+
+import (
+	"context"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keystone-edge/keystone/store"
+	"golang.org/x/sys/unix"
+)
+
+// Acceptance 6: SIGKILL the agent while components run and start it again:
+// each component then runs exactly once, as a child of the new agent; the
+// processes of the killed agent are stopped (not adopted) before anything
+// starts, found by pid and start time in the store.
+func TestAgentKilledAndRestartedRunsEachComponentOnce(t *testing.T) {
+	const n = 5
+	// Orphans of the killed agent come to this process rather than to init,
+	// so a survivor would show up as a child of ours, never as one of the
+	// new agent's.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("become a subreaper: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+		reapZombies()
+	})
+	db := filepath.Join(t.TempDir(), "keystone.db")
+
+	first := startMiniAgent(t, db, n)
+	before := componentProcs(t, n)
+	for i := 0; i < n; i++ {
+		if len(before[i]) != 1 || ppid(before[i][0]) != first.cmd.Process.Pid {
+			t.Fatalf("component %d before: pids %v (agent %d)", i, before[i], first.cmd.Process.Pid)
+		}
+	}
+
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.done
+	// The components outlive the agent: this is what must be cleaned up.
+	for i := 0; i < n; i++ {
+		if !pidAlive(before[i][0]) {
+			t.Fatalf("component %d died with the agent; the test proves nothing", i)
+		}
+	}
+
+	second := startMiniAgent(t, db, n)
+	for i := 0; i < n; i++ {
+		waitGone(t, before[i][0])
+	}
+	after := componentProcs(t, n)
+	for i := 0; i < n; i++ {
+		if len(after[i]) != 1 {
+			t.Fatalf("component %d runs %d times: %v", i, len(after[i]), after[i])
+		}
+		if p := ppid(after[i][0]); p != second.cmd.Process.Pid {
+			t.Fatalf("component %d pid %d is a child of %d, not of the new agent %d", i, after[i][0], p, second.cmd.Process.Pid)
+		}
+	}
+
+	// The store knows exactly the new processes.
+	st, err := store.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.ListProcesses(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n {
+		t.Fatalf("store records %d processes, want %d", len(recs), n)
+	}
+	for i, rec := range recs {
+		if rec.PID != after[i][0] || rec.StartTicks != startTicks(rec.PID) {
+			t.Fatalf("record %d: %+v, live pid %d", i, rec, after[i][0])
+		}
+	}
+
+	// A clean stop leaves nothing running and nothing recorded.
+	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second.done:
+		if err != nil {
+			t.Fatalf("agent exit: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("agent did not stop")
+	}
+	for i := 0; i < n; i++ {
+		waitGone(t, after[i][0])
+	}
+	if recs, _ := st.ListProcesses(context.Background()); len(recs) != 0 {
+		t.Fatalf("records left after a clean stop: %+v", recs)
+	}
+}
+
+// reapZombies collects exited children that came to us as a subreaper.
+func reapZombies() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/store"
+)
+
+// The test binary doubles as a small agent (until cmd/keystone-agent
+// exists): a Supervisor over a real store file, supervising N components
+// that each run `sleep <miniAgentBase+i>` (so each one's process is
+// recognisable in /proc). It prints "ready" once all run and stops
+// cleanly on SIGTERM.
+const (
+	miniAgentEnv  = "KEYSTONE_TEST_MINIAGENT" // set: run as the mini agent
+	miniAgentDB   = "KEYSTONE_TEST_MINIAGENT_DB"
+	miniAgentN    = "KEYSTONE_TEST_MINIAGENT_N"
+	miniAgentBase = 700000
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(miniAgentEnv) != "" {
+		os.Exit(miniAgent())
+	}
+	os.Exit(m.Run())
+}
+
+func miniComponents(n int) []*Component {
+	out := make([]*Component, n)
+	for i := range out {
+		out[i] = proc(fmt.Sprintf("com.example.c%03d", i), fmt.Sprintf("exec sleep %d", miniAgentBase+i), func(r *recipes.Recipe) {
+			r.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s"), Max: d("1s")}
+			r.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 1000, Window: d("1m")}
+		})
+	}
+	return out
+}
+
+func miniAgent() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	fail := func(what string, err error) int {
+		fmt.Fprintf(os.Stderr, "mini agent: %s: %v\n", what, err)
+		return 1
+	}
+	n, err := strconv.Atoi(os.Getenv(miniAgentN))
+	if err != nil {
+		return fail("component count", err)
+	}
+	st, err := store.Open(ctx, os.Getenv(miniAgentDB))
+	if err != nil {
+		return fail("open store", err)
+	}
+	defer st.Close()
+	sup, err := New(Config{Launcher: execLauncher{}, Recorder: st, Reaper: testReaper()})
+	if err != nil {
+		return fail("new", err)
+	}
+	if err := sup.Start(ctx); err != nil {
+		return fail("start", err)
+	}
+	comps := miniComponents(n)
+	names := make([]string, n)
+	for i, c := range comps {
+		names[i] = c.Name()
+	}
+	if err := sup.Apply(ctx, comps); err != nil {
+		return fail("apply", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = sup.WaitReady(wctx, names)
+	cancel()
+	if err != nil {
+		return fail("wait ready", err)
+	}
+	fmt.Println("ready")
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sup.Stop(sctx); err != nil {
+		return fail("stop", err)
+	}
+	return 0
+}
+
+// testReaper kills a recorded process group if its leader is still the
+// recorded process (same start ticks).
+func testReaper() Reaper {
+	return ReaperFunc(func(ctx context.Context, p store.Process) error {
+		if p.StartTicks == 0 || startTicks(p.PID) != p.StartTicks {
+			return nil // gone, or the pid now belongs to another process
+		}
+		if err := syscall.Kill(-p.PGID, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+			return err
+		}
+		return nil
+	})
+}
+
+// agentProc is a mini agent started by a test.
+type agentProc struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startMiniAgent(t testing.TB, db string, n int) *agentProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), miniAgentEnv+"=1", miniAgentDB+"="+db, miniAgentN+"="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a := &agentProc{cmd: cmd, done: make(chan error, 1)}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		ok := sc.Scan() && sc.Text() == "ready"
+		ready <- ok
+		_, _ = io.Copy(io.Discard, out)
+		a.done <- cmd.Wait()
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("mini agent did not get ready: %v", <-a.done)
+		}
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("mini agent not ready after 2 minutes")
+	}
+	return a
+}
+
+// componentProcs maps each mini-agent component index to the live pids
+// running its `sleep` in /proc.
+func componentProcs(t testing.TB, n int) map[int][]int {
+	t.Helper()
+	out := map[int][]int{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !pidAlive(pid) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) != 2 || filepath.Base(args[0]) != "sleep" {
+			continue
+		}
+		v, err := strconv.Atoi(args[1])
+		if err != nil || v < miniAgentBase || v >= miniAgentBase+n {
+			continue
+		}
+		out[v-miniAgentBase] = append(out[v-miniAgentBase], pid)
+	}
+	return out
+}
+
+// ppid reads the parent of pid from /proc.
+func ppid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	v, _ := strconv.Atoi(f[1])
+	return v
+}

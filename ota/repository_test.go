@@ -115,7 +115,13 @@ func (r *testRepo) servedTarget(t testing.TB, target string, data []byte) string
 // attacker holding that key would.
 func resign[T metadata.Roles](t testing.TB, r *testRepo, role string, md *metadata.Metadata[T]) []byte {
 	t.Helper()
-	pemData, err := os.ReadFile(filepath.Join(r.dir, "keys", role+".key"))
+	return resignWith(t, filepath.Join(r.dir, "keys", role+".key"), md)
+}
+
+// resignWith re-signs metadata with the private key in keyFile.
+func resignWith[T metadata.Roles](t testing.TB, keyFile string, md *metadata.Metadata[T]) []byte {
+	t.Helper()
+	pemData, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,4 +333,47 @@ func assertNoArtifacts(t testing.TB, dataDir string) {
 			t.Errorf("artifact cache holds %s after a failed fetch", p)
 		}
 	}
+}
+
+func TestRepositoryFollowsKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	const name, version = "com.example.hello", "1.0.0"
+	r := newTestRepo(t)
+	r.add(t, name, version, map[string][]byte{"tool": []byte("#!/bin/sh\n")})
+	r.publish(t, tufrepo.Options{})
+	repo := r.client(t, t.TempDir())
+	if _, err := repo.Resolve(ctx, name, version); err != nil {
+		t.Fatalf("Resolve before rotation: %v", err)
+	}
+	for i, role := range []string{"timestamp", "root", "targets", "snapshot", "root"} {
+		rot, err := tufrepo.RotateKey(r.dir, role, tufrepo.Options{})
+		if err != nil {
+			t.Fatalf("RotateKey %s: %v", role, err)
+		}
+		if rot.RootVersion != int64(i+2) || len(rot.OldKeyIDs) != 1 || rot.OldKeyIDs[0] == rot.NewKeyID {
+			t.Fatalf("rotation %d = %+v", i, rot)
+		}
+		if _, err := repo.Resolve(ctx, name, version); err != nil {
+			t.Fatalf("Resolve after rotating the %s key: %v", role, err)
+		}
+	}
+	// A device enrolled with the first root and an empty cache walks the chain.
+	if _, err := r.client(t, t.TempDir()).Resolve(ctx, name, version); err != nil {
+		t.Fatalf("fresh device after rotations: %v", err)
+	}
+	// Metadata signed with a retired key is refused.
+	retired, err := filepath.Glob(filepath.Join(r.dir, "keys", "retired", "timestamp-*.key"))
+	if err != nil || len(retired) != 1 {
+		t.Fatalf("retired timestamp keys = %v (%v), want one", retired, err)
+	}
+	ts, err := metadata.Timestamp().FromFile(r.served("timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Signed.Version++
+	if err := os.WriteFile(r.served("timestamp.json"), resignWith(t, retired[0], ts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = repo.Resolve(ctx, name, version)
+	wantReason(t, err, ReasonSignatureInvalid)
 }

@@ -19,15 +19,10 @@ func newKey(dir, role string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate %s key: %w", role, err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s key: %w", role, err)
-	}
 	if err := os.MkdirAll(keysDir(dir), 0o700); err != nil {
 		return nil, fmt.Errorf("create keys folder: %w", err)
 	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeAtomic(keyPath(dir, role), data, 0o600); err != nil {
+	if err := writeKeyFile(keyPath(dir, role), priv); err != nil {
 		return nil, fmt.Errorf("write %s key: %w", role, err)
 	}
 	return priv, nil

@@ -1,8 +1,12 @@
 // Package recipes parses and validates component recipes (SPEC §3) and
-// deployment manifests (SPEC §5) into typed values, merges imports, resolves
-// configuration and interpolation, and builds the dependency graph.
+// deployment manifests (SPEC §5) into typed values: it merges imports,
+// applies defaults, layers configuration (EffectiveConfig) and resolves
+// ${…} references (Recipe.Render). Every problem in a file is reported at
+// once, as an ErrorList of FieldErrors that name file:line:col and the field
+// path. Subpackage graph resolves a deployment's dependency graph.
 //
 // It owns the file formats and their error messages. It does no network I/O,
-// runs nothing and knows nothing of the store or of running components;
-// signature checks live in ota/sign.
+// runs nothing and knows nothing of the store or of running components; it
+// reads only the files it is asked to parse and the files they import.
+// Signature checks live in ota/sign.
 package recipes

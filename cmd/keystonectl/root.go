@@ -81,6 +81,7 @@ Exit codes:
 
 	root.AddCommand(newKeysCmd(opts))
 	root.AddCommand(newRecipeCmd(opts))
+	root.AddCommand(newRepoCmd(opts))
 	return root
 }
 

@@ -1,7 +1,40 @@
-// Package runner starts and stops the things a component runs: processes
-// (exec, process group, credentials, rlimits, no_new_privs, cgroups, log
-// capture) and metrics plugins.
+// Package runner starts and stops component processes: exec of a command
+// (no shell) or a /bin/sh -c script with exactly the environment asked for,
+// in its own process group and cgroup, as the run_as user with its
+// supplementary groups cleared, with no_new_privs and the open_files rlimit
+// set in the process itself, its stdout and stderr going to the
+// component's log (package runner/logs), its cgroup limits applied by
+// package runner/cgroup.
 //
-// It knows nothing of deployments, dependencies or restart policy: a runner
-// starts one thing, reports how it ended, and stops it when asked.
+// A Runner starts a process and returns a *Process handle; the handle
+// tells when and how the process ended (Done, Wait, ExitStatus with the
+// OOM kill as a reason), signals it, measures it (Stats) and stops it
+// (Stop: shutdown script, stop signal to the group, SIGKILL to the group
+// and the cgroup after the timeout). When the main process exits, for
+// whatever reason, everything else in its process group and cgroup is
+// killed and waited for and the cgroup removed before Done is closed: no
+// grandchild survives its component and the runner leaves no zombie.
+//
+// Between fork and exec the new process is the agent's own executable run
+// as a shim (IsShim, ShimMain): the parent puts it in the cgroups before it
+// may do anything (cgroup v1 cannot clone into a group), then the shim
+// applies the rlimit, the credentials and no_new_privs and execs the
+// target; a failure there comes back as a *SetupError, never as an exit
+// status of the component.
+//
+// After an agent crash, StopOrphan finds the processes of a stored Record
+// (pid, start ticks, process group, cgroup) and stops them. It does not
+// adopt them, by decision: their stdout and stderr pipes ended with the old
+// agent, so an adopted process could no longer be logged, would die of
+// SIGPIPE at its next write, and could not be waited for (it is not our
+// child); stopping it and starting it afresh gives one well-defined
+// process, never two. A start checks that the component's cgroup is empty,
+// so a leftover can never run beside a new copy.
+//
+// The package knows nothing of deployments, dependencies, restart policy
+// or health checks: the supervisor decides when to start and stop, and
+// turns Warnings (limits the host cannot enforce) into events. It keeps no
+// table of processes and no global state; secrets passed in a
+// ProcessSpec reach only the process's environment, never a log or an
+// error.
 package runner

@@ -1,0 +1,178 @@
+package runner
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keystone-edge/keystone/runner/cgroup"
+	"github.com/keystone-edge/keystone/runner/logs"
+)
+
+const (
+	// sweepBound is how long the runner waits for SIGKILLed processes to
+	// be gone before it reports them.
+	sweepBound = 10 * time.Second
+	// drainTimeout is how long output is still read after the component's
+	// processes are gone; only a process that escaped both the process
+	// group and the cgroup can hold the pipes open that long.
+	drainTimeout = time.Second
+)
+
+// Process is a started component process: the handle the supervisor keeps.
+// Its methods are safe for concurrent use. Once the process has exited
+// (Done is closed) every process of its group and cgroup has been killed
+// and waited for, the cgroup is removed and the output is in the log.
+type Process struct {
+	r      *Runner
+	spec   ProcessSpec
+	acct   *account
+	cmd    *exec.Cmd
+	pid    int
+	ticks  uint64
+	group  *cgroup.Group
+	cgPath string
+	log    *logs.Log
+
+	outR, errR *os.File
+	readers    sync.WaitGroup
+	done       chan struct{}
+
+	stopMu sync.Mutex // one Stop sequence at a time
+
+	mu       sync.Mutex
+	exited   bool // the leader has exited: no more signals to its group id
+	stopping bool
+	forced   bool
+	status   ExitStatus
+}
+
+// Record is what must be stored about a started process so that an agent
+// started after a crash can find it again (see Runner.StopOrphan).
+type Record struct {
+	Component  string
+	PID        int
+	StartTicks uint64 // field 22 of /proc/PID/stat; tells the process from a later one with the same pid
+	PGID       int
+	CgroupPath string // "" = none
+}
+
+// Component is the component the process runs for.
+func (p *Process) Component() string { return p.spec.Component }
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.pid }
+
+// Pgid is the id of the process group the component runs in (its own).
+func (p *Process) Pgid() int { return p.pid }
+
+// StartTicks is the process's start time from /proc/PID/stat field 22.
+func (p *Process) StartTicks() uint64 { return p.ticks }
+
+// CgroupPath is the component's cgroup; "" when it runs without one.
+func (p *Process) CgroupPath() string { return p.cgPath }
+
+// Record is what to store about the process.
+func (p *Process) Record() Record {
+	return Record{Component: p.spec.Component, PID: p.pid, StartTicks: p.ticks, PGID: p.pid, CgroupPath: p.cgPath}
+}
+
+// Done is closed when the process has exited and everything it left has
+// been cleaned up; Wait then returns at once.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until the process has exited (see Done) and returns how.
+func (p *Process) Wait() ExitStatus {
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+// Signal sends sig to the component's whole process group. It returns
+// ErrFinished once the process has exited.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return ErrFinished
+	}
+	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// kill sends SIGKILL to the group and the cgroup, marking the stop forced.
+func (p *Process) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return
+	}
+	p.forced = true
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	if err := p.group.Kill(); err != nil {
+		p.r.log.Warn("kill cgroup", "component", p.spec.Component, "err", err)
+	}
+}
+
+// capture copies one output pipe into the log until it closes.
+func (p *Process) capture(stream logs.Stream, f *os.File) {
+	defer p.readers.Done()
+	if err := p.log.Capture(stream, f); err != nil && !errors.Is(err, logs.ErrClosed) {
+		p.r.log.Warn("component output lost", "component", p.spec.Component, "stream", stream.String(), "err", err)
+	}
+}
+
+// wait owns the process from start to end: it sees the leader exit, kills
+// what is left of the group and cgroup while the leader's pid is still
+// held (so the group id cannot be reused), reaps, reads the OOM counter,
+// lets the output drain, removes the cgroup and publishes the status.
+func (p *Process) wait() {
+	defer close(p.done)
+	noReapErr := waitExitNoReap(p.pid)
+	p.mu.Lock()
+	p.exited = true
+	p.mu.Unlock()
+	// From here on this goroutine is the only user of p.group.
+
+	t := targets{pgid: p.pid, minTicks: p.ticks, group: p.group}
+	if noReapErr != nil || p.group.Tracked() {
+		// The cgroup holds every descendant (the shim was placed before it
+		// could fork), so scanning /proc for the group adds nothing; and
+		// without the leader held the group id could be someone else's.
+		t.pgid = 0
+	}
+	if _, err := t.killAll(sweepBound); err != nil {
+		p.r.log.Warn("processes left after exit", "component", p.spec.Component, "err", err)
+	}
+	waitErr := p.cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		waitErr = nil // an exit status, not a failure to wait
+	}
+	status := exitStatusOf(p.cmd.ProcessState, waitErr)
+	if n, err := p.group.OOMKills(); err != nil {
+		p.r.log.Warn("read OOM kills", "component", p.spec.Component, "err", err)
+	} else {
+		status.OOMKilled = n > 0
+	}
+
+	force := time.AfterFunc(drainTimeout, func() { _ = p.outR.Close(); _ = p.errR.Close() })
+	p.readers.Wait()
+	force.Stop()
+	_ = p.outR.Close()
+	_ = p.errR.Close()
+
+	if err := p.group.Delete(); err != nil {
+		p.r.log.Warn("remove cgroup", "component", p.spec.Component, "err", err)
+	}
+	p.mu.Lock()
+	status.Stopped, status.Forced = p.stopping, p.forced
+	p.status = status
+	p.mu.Unlock()
+}

@@ -1,0 +1,106 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/keystone-edge/keystone/recipes"
+)
+
+// RecipeContext is what SpecFromRecipe needs besides the recipe.
+type RecipeContext struct {
+	// VersionDir is components/<name>/<version>/, where a relative command
+	// is found. Required.
+	VersionDir string
+	// WorkDir is work/<name>/, which working_dir is relative to. Required.
+	WorkDir string
+	// DefaultRunAs is agent.toml's default_run_as, for a recipe that names
+	// no run_as; "" = as the agent.
+	DefaultRunAs string
+	// Secrets are the recipe's [secrets], resolved to values, by
+	// environment name; nil = none.
+	Secrets map[string]string
+}
+
+// SpecFromRecipe builds the ProcessSpec of a rendered (interpolated,
+// validated) process recipe. It makes no policy checks of its own (such as
+// security.allow_root): that is the caller's. seccomp_profile is not part
+// of a ProcessSpec.
+func SpecFromRecipe(r *recipes.Recipe, rc RecipeContext) (ProcessSpec, error) {
+	if r == nil || r.Lifecycle.Run == nil {
+		return ProcessSpec{}, fmt.Errorf("%w: recipe has no lifecycle.run", ErrInvalidSpec)
+	}
+	if r.Metadata.Kind != recipes.KindProcess {
+		return ProcessSpec{}, fmt.Errorf("%w: %s is a %q component, not a process", ErrInvalidSpec, r.Metadata.Name, r.Metadata.Kind)
+	}
+	if !filepath.IsAbs(rc.VersionDir) || !filepath.IsAbs(rc.WorkDir) {
+		return ProcessSpec{}, errors.New("runner: RecipeContext needs absolute VersionDir and WorkDir")
+	}
+	run := r.Lifecycle.Run
+	spec := ProcessSpec{
+		Component:        r.Metadata.Name,
+		Version:          r.Metadata.Version,
+		Script:           run.Script,
+		Args:             slices.Clone(run.Args),
+		Secrets:          rc.Secrets,
+		RunAs:            r.Security.RunAs,
+		NoNewPrivileges:  r.Security.NoNewPrivileges == nil || *r.Security.NoNewPrivileges,
+		CPUQuotaPercent:  r.Resources.CPUQuota,
+		MemoryLimitBytes: int64(r.Resources.MemoryLimit),
+		PidsLimit:        int64(r.Resources.PidsLimit),
+	}
+	if run.Command != "" {
+		spec.Command = run.Command
+		if !filepath.IsAbs(spec.Command) {
+			spec.Command = filepath.Join(rc.VersionDir, spec.Command)
+		}
+	}
+	if spec.RunAs == "" {
+		spec.RunAs = rc.DefaultRunAs
+	}
+	if r.Resources.OpenFiles < 0 {
+		return ProcessSpec{}, fmt.Errorf("%w: %s: resources.open_files is negative", ErrInvalidSpec, r.Metadata.Name)
+	}
+	spec.OpenFiles = uint64(r.Resources.OpenFiles)
+	spec.Dir = filepath.Join(rc.WorkDir, run.WorkingDir)
+	if spec.Dir != filepath.Clean(rc.WorkDir) && !strings.HasPrefix(spec.Dir, filepath.Clean(rc.WorkDir)+"/") {
+		return ProcessSpec{}, fmt.Errorf("%w: %s: lifecycle.run.working_dir %q leaves the work folder", ErrInvalidSpec, r.Metadata.Name, run.WorkingDir)
+	}
+	keys := make([]string, 0, len(run.Env))
+	for k := range run.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		spec.Env = append(spec.Env, k+"="+run.Env[k])
+	}
+	if err := spec.validate(); err != nil {
+		return ProcessSpec{}, err
+	}
+	return spec, nil
+}
+
+// StopOptionsFromRecipe reads stop_signal, stop_timeout and the shutdown
+// script of a process recipe; unset values keep the StopOptions defaults.
+func StopOptionsFromRecipe(r *recipes.Recipe) (StopOptions, error) {
+	var o StopOptions
+	if r == nil || r.Lifecycle.Run == nil {
+		return o, fmt.Errorf("%w: recipe has no lifecycle.run", ErrInvalidSpec)
+	}
+	run := r.Lifecycle.Run
+	if run.StopSignal != "" {
+		sig, err := ParseSignal(run.StopSignal)
+		if err != nil {
+			return o, fmt.Errorf("%w: %s: lifecycle.run.stop_signal: %v", ErrInvalidSpec, r.Metadata.Name, err)
+		}
+		o.Signal = sig
+	}
+	o.Timeout = run.StopTimeout.Duration
+	if sh := r.Lifecycle.Shutdown; sh != nil {
+		o.ShutdownScript, o.ShutdownTimeout = sh.Script, sh.Timeout.Duration
+	}
+	return o.withDefaults(), nil
+}

@@ -1,0 +1,261 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keystone-edge/keystone/runner/cgroup"
+	"github.com/keystone-edge/keystone/runner/logs"
+)
+
+// Config is what a Runner needs from the agent.
+type Config struct {
+	// ShimPath is the executable started as the shim; it must call
+	// IsShim/ShimMain first thing in main (or TestMain). "" = this
+	// program (os.Executable()).
+	ShimPath string
+	// Logs receives every component's stdout and stderr. Required.
+	Logs *logs.Manager
+	// Cgroups says where component groups go and whether to use them;
+	// the zero value uses the host's cgroups under cgroup.DefaultRoot.
+	Cgroups cgroup.Config
+	// Logger gets what the runner notices on its own (a cgroup that could
+	// not be removed, a log write that failed). nil = discard.
+	Logger *slog.Logger
+}
+
+// Runner starts component processes. It is safe for concurrent use; it
+// keeps no process table (the supervisor owns the handles).
+type Runner struct {
+	shim     string
+	shimComm string // the shim's /proc comm before exec
+	logs     *logs.Manager
+	cgroups  *cgroup.Manager
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	warned map[string]bool // component, limit and value already reported
+}
+
+// New checks cfg and looks at the host's cgroups once.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Logs == nil {
+		return nil, errors.New("runner: Config.Logs is required")
+	}
+	shim := cfg.ShimPath
+	if shim == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("runner: find own executable for the shim: %w", err)
+		}
+		shim = exe
+	}
+	if st, err := os.Stat(shim); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("runner: shim %s is not an executable file", shim)
+	}
+	cg, err := cgroup.NewManager(cfg.Cgroups)
+	if err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{shim: shim, shimComm: commOf(shim), logs: cfg.Logs, cgroups: cg, log: logger, warned: map[string]bool{}}, nil
+}
+
+// CgroupMode is the cgroup layout the runner uses on this host.
+func (r *Runner) CgroupMode() cgroup.Mode { return r.cgroups.Mode() }
+
+// Warning is a requested limit the runner could not enforce. The process
+// runs without it. Start returns each once per component and value, and
+// the caller reports it (an event and a log line), loudly.
+type Warning struct {
+	Component string
+	cgroup.Unapplied
+}
+
+// Error says which component runs without which limit and why.
+func (w Warning) Error() string { return w.Component + ": " + w.Unapplied.Error() }
+
+// warnOnce keeps the unapplied limits not reported before.
+func (r *Runner) warnOnce(component string, unapplied []cgroup.Unapplied) []Warning {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Warning
+	for _, u := range unapplied {
+		key := component + "\x00" + u.Limit + "\x00" + u.Value
+		if !r.warned[key] {
+			r.warned[key] = true
+			out = append(out, Warning{Component: component, Unapplied: u})
+		}
+	}
+	return out
+}
+
+// Start starts the process described by spec in its own process group and
+// cgroup, with stdout and stderr going to the component's log. ctx bounds
+// the start only; the process outlives it and runs until it exits or Stop.
+//
+// Limits the host cannot enforce come back as warnings, not errors (each
+// once per component and value). The error wraps ErrInvalidSpec for a bad
+// spec, cgroup.ErrBusy when processes of an earlier run are still in the
+// component's cgroup (stop them with StopOrphan first), or is a
+// *SetupError when the new process failed before exec.
+func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warning, error) {
+	if err := spec.validate(); err != nil {
+		return nil, nil, err
+	}
+	acct, err := resolveRunAs(spec.RunAs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	lg, err := r.logs.Log(spec.Component)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	group, unapplied, err := r.cgroups.Create(spec.Component, spec.limits())
+	if err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	p, err := r.spawn(ctx, spec, acct, lg, group)
+	if err != nil {
+		if derr := group.Delete(); derr != nil {
+			r.log.Warn("remove cgroup after failed start", "component", spec.Component, "err", derr)
+		}
+		return nil, nil, err
+	}
+	return p, r.warnOnce(spec.Component, unapplied), nil
+}
+
+// spawn starts the shim, places it in group, hands it the request and
+// waits until it has exec'd (or reports why not). group may be a zero
+// (untracked) group.
+func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group) (p *Process, retErr error) {
+	var toClose []*os.File
+	pipe := func() (*os.File, *os.File, error) {
+		rd, wr, err := os.Pipe()
+		if err == nil {
+			toClose = append(toClose, rd, wr)
+		}
+		return rd, wr, err
+	}
+	defer func() {
+		if retErr != nil {
+			for _, f := range toClose {
+				_ = f.Close()
+			}
+		}
+	}()
+	reqR, reqW, err := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	failR, failW, err := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	outR, outW, err := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	errR, errW, err := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	cmd := &exec.Cmd{
+		Path:        r.shim,
+		Args:        []string{r.shim, shimArg, spec.Component},
+		Env:         []string{"GOMAXPROCS=1"}, // few threads: the shim may already be under pids_limit
+		Dir:         "/",
+		Stdout:      outW,
+		Stderr:      errW,
+		ExtraFiles:  []*os.File{reqR, failW}, // fds 3 and 4
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: run shim %s: %w", spec.Component, r.shim, err)
+	}
+	for _, f := range []*os.File{reqR, failW, outW, errW} {
+		_ = f.Close() // the child has its copies
+	}
+	toClose = []*os.File{reqW, failR, outR, errR}
+	pid := cmd.Process.Pid
+	abort := func(err error) error {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return err
+	}
+
+	ticks, err := ProcStartTicks(pid)
+	if err != nil {
+		return nil, abort(fmt.Errorf("start %s: %w", spec.Component, err))
+	}
+	if err := group.Add(pid); err != nil {
+		return nil, abort(fmt.Errorf("start %s: %w", spec.Component, err))
+	}
+	path, argv := spec.argv()
+	req := shimRequest{Path: path, Argv: argv, Env: spec.environ(acct), Dir: spec.Dir, UID: -1, GID: -1,
+		NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles}
+	if req.Dir == "" {
+		req.Dir = "/"
+	}
+	if acct != nil {
+		req.UID, req.GID = acct.uid, acct.gid
+	}
+	// Sending the request opens the gate: the shim is in its cgroups now.
+	werr := json.NewEncoder(reqW).Encode(req)
+	_ = reqW.Close()
+
+	stopRead := context.AfterFunc(ctx, func() { _ = failR.SetReadDeadline(time.Unix(1, 0)) })
+	report, rerr := io.ReadAll(failR)
+	stopRead()
+	_ = failR.Close()
+	switch {
+	case len(report) > 0:
+		var f shimFailure
+		if err := json.Unmarshal(report, &f); err != nil {
+			f = shimFailure{Step: "shim", Message: string(report)}
+		}
+		return nil, abort(&SetupError{Component: spec.Component, Step: f.Step, Err: errors.New(f.Message)})
+	case rerr != nil:
+		return nil, abort(fmt.Errorf("start %s: waiting for exec: %w", spec.Component, errors.Join(ctx.Err(), rerr)))
+	case werr != nil:
+		return nil, abort(&SetupError{Component: spec.Component, Step: "send request", Err: werr})
+	}
+	// EOF with no report: the shim exec'd, or died without a word (a
+	// runtime crash). Its comm, still readable from a zombie, tells which.
+	if st, err := readStat(pid); err == nil && st.Comm == r.shimComm && commOf(path) != r.shimComm {
+		return nil, abort(&SetupError{Component: spec.Component, Step: "shim", Err: errors.New("died before exec")})
+	}
+
+	p = &Process{
+		r: r, spec: spec, acct: acct, cmd: cmd, pid: pid, ticks: ticks, group: group, cgPath: group.Path(), log: lg,
+		outR: outR, errR: errR, done: make(chan struct{}),
+	}
+	p.readers.Add(2)
+	go p.capture(logs.Stdout, outR)
+	go p.capture(logs.Stderr, errR)
+	go p.wait()
+	return p, nil
+}
+
+// commOf is the name the kernel shows for a process running path: the base
+// name, cut to 15 bytes.
+func commOf(path string) string {
+	c := filepath.Base(path)
+	if len(c) > 15 {
+		c = c[:15]
+	}
+	return c
+}

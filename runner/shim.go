@@ -1,0 +1,118 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The shim is the agent's own executable started with shimArg. It is the
+// only way to act in the new process between fork and exec, which os/exec
+// does not offer: the parent first puts it in the component's cgroups (v1
+// has no clone-into-cgroup, so without this gate the process could fork
+// before being limited), then sends the request; the shim sets the rlimit,
+// drops to the run_as user, sets no_new_privs and execs the target.
+//
+// File descriptors in the shim: 3 carries the request (JSON, then EOF) from
+// the parent, 4 carries a failure back (JSON); both are close-on-exec, so a
+// successful exec closes 4 and the parent reads EOF with nothing on it.
+const (
+	shimArg       = "__keystone-runner-shim__"
+	shimRequestFD = 3
+	shimErrorFD   = 4
+	// shimFailedCode is the exit code of a shim that reported a failure.
+	shimFailedCode = 127
+)
+
+// shimRequest is what the parent sends once the shim is in its cgroups.
+// Env may hold secrets: it is never logged and never part of an error.
+type shimRequest struct {
+	Path       string   `json:"path"`
+	Argv       []string `json:"argv"`
+	Env        []string `json:"env"`
+	Dir        string   `json:"dir"`
+	UID        int      `json:"uid"` // -1 = keep the agent's
+	GID        int      `json:"gid"` // -1 = keep the agent's (and its groups)
+	NoNewPrivs bool     `json:"no_new_privs"`
+	OpenFiles  uint64   `json:"open_files"` // 0 = keep
+}
+
+// shimFailure is what a shim reports instead of exec'ing.
+type shimFailure struct {
+	Step    string `json:"step"`
+	Message string `json:"message"`
+}
+
+// IsShim reports whether the program was started as the runner's shim
+// (args is os.Args). A main that uses the runner calls it first:
+//
+//	if runner.IsShim(os.Args) {
+//		runner.ShimMain()
+//	}
+//
+// and so must a TestMain of a package whose tests start processes.
+func IsShim(args []string) bool { return len(args) >= 2 && args[1] == shimArg }
+
+// ShimMain turns this process into the component's process and never
+// returns: it execs the target, or reports why it could not to the parent
+// and exits with status 127.
+func ShimMain() {
+	// no_new_privs is per thread: set it on the thread that execs.
+	runtime.LockOSThread()
+	step, err := runShim()
+	msg, _ := json.Marshal(shimFailure{Step: step, Message: err.Error()})
+	if _, werr := os.NewFile(shimErrorFD, "shim-errors").Write(msg); werr != nil {
+		fmt.Fprintf(os.Stderr, "keystone runner shim: %s: %v\n", step, err)
+	}
+	os.Exit(shimFailedCode)
+}
+
+// runShim applies the request and execs; it returns only on failure, with
+// the step that failed.
+func runShim() (string, error) {
+	syscall.CloseOnExec(shimRequestFD)
+	syscall.CloseOnExec(shimErrorFD)
+	in := os.NewFile(shimRequestFD, "shim-request")
+	var req shimRequest
+	if err := json.NewDecoder(in).Decode(&req); err != nil {
+		return "read request", err
+	}
+	_ = in.Close()
+	if req.OpenFiles > 0 {
+		// syscall.Setrlimit (not x/sys/unix) also stops syscall.Exec from
+		// restoring the soft limit Go had at start.
+		lim := syscall.Rlimit{Cur: req.OpenFiles, Max: req.OpenFiles}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return "set open_files", err
+		}
+	}
+	if req.GID >= 0 {
+		if err := syscall.Setgroups(nil); err != nil {
+			return "clear supplementary groups", err
+		}
+		if err := syscall.Setgid(req.GID); err != nil {
+			return "setgid", fmt.Errorf("%d: %w", req.GID, err)
+		}
+	}
+	if req.UID >= 0 {
+		if err := syscall.Setuid(req.UID); err != nil {
+			return "setuid", fmt.Errorf("%d: %w", req.UID, err)
+		}
+	}
+	if req.Dir != "" {
+		if err := os.Chdir(req.Dir); err != nil {
+			return "chdir", err
+		}
+	}
+	if req.NoNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return "no_new_privileges", err
+		}
+	}
+	err := syscall.Exec(req.Path, req.Argv, req.Env)
+	return "exec", fmt.Errorf("%s: %w", req.Path, err)
+}

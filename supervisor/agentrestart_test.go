@@ -76,7 +76,7 @@ func TestAgentKilledAndRestartedRunsEachComponentOnce(t *testing.T) {
 		t.Fatalf("store records %d processes, want %d", len(recs), n)
 	}
 	for i, rec := range recs {
-		if rec.PID != after[i][0] || rec.StartTicks != startTicks(rec.PID) {
+		if rec.PID != after[i][0] || rec.StartTicks != procStartTicks(rec.PID) {
 			t.Fatalf("record %d: %+v, live pid %d", i, rec, after[i][0])
 		}
 	}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -85,7 +83,7 @@ func unixSignalName(s syscall.Signal) string {
 func (h *execHandle) Pid() int { return h.cmd.Process.Pid }
 
 func (h *execHandle) Process() store.Process {
-	return store.Process{PID: h.Pid(), StartTicks: startTicks(h.Pid()), PGID: h.Pid()}
+	return store.Process{PID: h.Pid(), StartTicks: procStartTicks(h.Pid()), PGID: h.Pid()}
 }
 
 func (h *execHandle) Done() <-chan struct{} { return h.done }
@@ -111,21 +109,3 @@ func (h *execHandle) Stop(ctx context.Context) error {
 	return nil
 }
 
-// startTicks reads field 22 of /proc/PID/stat; 0 when the process is gone.
-func startTicks(pid int) uint64 {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
-}

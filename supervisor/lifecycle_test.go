@@ -132,3 +132,36 @@ func TestApplyReplacesAndRemoves(t *testing.T) {
 		t.Fatalf("snapshot lists %v", names)
 	}
 }
+
+func TestSnapshotMeasuresProcesses(t *testing.T) {
+	r := newRig(t, nil, Config{Sampler: NewProcSampler(100 * time.Millisecond)})
+	busy := proc("com.example.busy", "while :; do :; done")
+	idle := proc("com.example.idle", "exec sleep 1000")
+	if err := r.sup.Apply(context.Background(), []*Component{busy, idle}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.sup.WaitReady(timeout(t, 10*time.Second), []string{busy.Name(), idle.Name()}); err != nil {
+		t.Fatal(err)
+	}
+	// The first snapshot primes the CPU deltas; the busy loop then accrues
+	// CPU time: wait for a few clock ticks' worth, and a sampling interval.
+	r.sup.Snapshot()
+	pid, from := r.pid(t, busy.Name()), time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for c0 := cpuSeconds(pid); cpuSeconds(pid) < c0+0.05 || time.Since(from) < 100*time.Millisecond; <-tick.C {
+		if time.Since(from) > 10*time.Second {
+			t.Fatal("busy loop used no CPU")
+		}
+	}
+	snap := r.sup.Snapshot()
+	if len(snap) != 2 || snap[0].Name != busy.Name() {
+		t.Fatalf("snapshot: %+v", snap)
+	}
+	if snap[0].CPUPercent <= 0 || snap[0].RSSBytes == 0 || snap[1].RSSBytes == 0 {
+		t.Fatalf("not measured: %+v", snap)
+	}
+	if snap[1].CPUPercent >= snap[0].CPUPercent {
+		t.Fatalf("sleep uses more CPU than a busy loop: %+v", snap)
+	}
+}

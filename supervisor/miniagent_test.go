@@ -100,7 +100,7 @@ func miniAgent() int {
 // recorded process (same start ticks).
 func testReaper() Reaper {
 	return ReaperFunc(func(ctx context.Context, p store.Process) error {
-		if p.StartTicks == 0 || startTicks(p.PID) != p.StartTicks {
+		if p.StartTicks == 0 || procStartTicks(p.PID) != p.StartTicks {
 			return nil // gone, or the pid now belongs to another process
 		}
 		if err := syscall.Kill(-p.PGID, syscall.SIGKILL); err != nil && err != syscall.ESRCH {

@@ -36,9 +36,15 @@ func (s Status) Failed() bool {
 	return s.State == StateBroken || (s.State == StateErrored && !s.Retrying)
 }
 
-// Sampler measures a process's resource use for Status.
+// Usage is what one process uses.
+type Usage struct {
+	CPUPercent float64 // since the previous sample; 100 = one full core
+	RSSBytes   uint64
+}
+
+// Sampler measures processes for Snapshot.
 type Sampler interface {
-	// Sample returns the CPU use since the previous sample of pid (100 =
-	// one core) and its resident memory; zeros when unknown.
-	Sample(pid int) (cpuPercent float64, rssBytes uint64)
+	// Sample measures the given live pids; a pid it cannot read is left
+	// out. Pids not asked for may be forgotten.
+	Sample(pids []int) map[int]Usage
 }

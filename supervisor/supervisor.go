@@ -30,7 +30,8 @@ type Config struct {
 	// Reaper stops processes left by an earlier agent, found through
 	// Recorder at Start; nil means they are only forgotten.
 	Reaper Reaper
-	// Sampler measures CPU and memory for Snapshot; nil leaves them 0.
+	// Sampler measures CPU and memory for Snapshot; nil leaves them 0
+	// (NewProcSampler measures through /proc).
 	Sampler Sampler
 	// Events receives every transition and warning; nil means events.Discard.
 	Events events.Publisher
@@ -266,12 +267,21 @@ func (s *Supervisor) request(ctx context.Context, m mgrMsg) error {
 func (s *Supervisor) Snapshot() []Status {
 	actors := *s.actors.Load()
 	out := make([]Status, 0, len(actors))
+	var pids []int
 	for _, a := range actors {
 		st := a.Status()
-		if s.cfg.Sampler != nil && st.Pid > 0 {
-			st.CPUPercent, st.RSSBytes = s.cfg.Sampler.Sample(st.Pid)
+		if st.Pid > 0 {
+			pids = append(pids, st.Pid)
 		}
 		out = append(out, st)
+	}
+	if s.cfg.Sampler != nil && len(pids) > 0 {
+		use := s.cfg.Sampler.Sample(pids)
+		for i := range out {
+			if u, ok := use[out[i].Pid]; ok && out[i].Pid > 0 {
+				out[i].CPUPercent, out[i].RSSBytes = u.CPUPercent, u.RSSBytes
+			}
+		}
 	}
 	return out
 }

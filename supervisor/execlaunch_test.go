@@ -108,4 +108,3 @@ func (h *execHandle) Stop(ctx context.Context) error {
 	}
 	return nil
 }
-

@@ -1,0 +1,83 @@
+package runner
+
+import (
+	"context"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// benchSpec is a realistic small component: a sleeping child with a
+// memory and a pids limit, so every start creates and every exit removes
+// cgroups.
+var benchSpec = ProcessSpec{Component: "com.example.bench", Command: "/bin/sleep", Args: []string{"300"}, MemoryLimitBytes: 64 << 20, PidsLimit: 64}
+
+// reportPercentiles reports p50 and p99 of samples in milliseconds.
+func reportPercentiles(b *testing.B, prefix string, samples []time.Duration) {
+	b.Helper()
+	if len(samples) == 0 {
+		return
+	}
+	slices.Sort(samples)
+	at := func(q float64) float64 {
+		return float64(samples[int(q*float64(len(samples)-1))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(at(0.50), prefix+"ms/p50")
+	b.ReportMetric(at(0.99), prefix+"ms/p99")
+}
+
+// BenchmarkStartStop: Start (shim, cgroups, exec) until the target runs,
+// then Stop with SIGTERM until the process is reaped and its cgroups gone.
+func BenchmarkStartStop(b *testing.B) {
+	e := newEnv(b, "", false)
+	ctx := context.Background()
+	var starts, stops, totals []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		p, _, err := e.r.Start(ctx, benchSpec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if st := p.Stop(ctx, StopOptions{}); st.Signal != "SIGTERM" {
+			b.Fatalf("status = %+v", st)
+		}
+		t2 := time.Now()
+		starts, stops, totals = append(starts, t1.Sub(t0)), append(stops, t2.Sub(t1)), append(totals, t2.Sub(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, "start-", starts)
+	reportPercentiles(b, "stop-", stops)
+	reportPercentiles(b, "", totals)
+}
+
+// BenchmarkKillToExit is the restart building block: SIGKILL to the child
+// until the runner reports the exit (reaped, cgroup removed, output
+// drained), which is when a supervisor may start it again.
+func BenchmarkKillToExit(b *testing.B) {
+	e := newEnv(b, "", false)
+	ctx := context.Background()
+	var samples []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		p, _, err := e.r.Start(ctx, benchSpec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		if err := p.Signal(syscall.SIGKILL); err != nil {
+			b.Fatal(err)
+		}
+		<-p.Done()
+		samples = append(samples, time.Since(t0))
+		if st := p.Wait(); st.Signal != "SIGKILL" {
+			b.Fatalf("status = %+v", st)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, "", samples)
+}

@@ -37,13 +37,17 @@ type OrphanResult struct {
 // never the wait for the kill.
 func (r *Runner) StopOrphan(ctx context.Context, rec Record, opts StopOptions) (OrphanResult, error) {
 	opts = opts.withDefaults()
+	pgid := rec.PGID
+	if pgid <= 0 {
+		pgid = rec.PID // the runner starts every process as its group's leader
+	}
 	t := targets{}
 	st, err := readStat(rec.PID)
 	switch {
 	case err == nil && st.StartTicks == rec.StartTicks:
-		t.pgid, t.minTicks = rec.PGID, rec.StartTicks // the leader itself: the whole group is ours
-	case errors.Is(err, ErrNoProcess), err == nil && st.State == 'Z' && st.StartTicks == rec.StartTicks:
-		t.pgid, t.minTicks = rec.PGID, rec.StartTicks
+		t.pgid, t.minTicks = pgid, rec.StartTicks // the leader itself (maybe a zombie): the group is ours
+	case errors.Is(err, ErrNoProcess):
+		t.pgid, t.minTicks = pgid, rec.StartTicks // only members started after it can be ours
 	case err == nil:
 		// The pid is someone else's now, so no group of that id is ours.
 	default:

@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,7 +46,7 @@ func SpecFromRecipe(r *recipes.Recipe, rc RecipeContext) (ProcessSpec, error) {
 		Version:          r.Metadata.Version,
 		Script:           run.Script,
 		Args:             slices.Clone(run.Args),
-		Secrets:          rc.Secrets,
+		Secrets:          maps.Clone(rc.Secrets),
 		RunAs:            r.Security.RunAs,
 		NoNewPrivileges:  r.Security.NoNewPrivileges == nil || *r.Security.NoNewPrivileges,
 		CPUQuotaPercent:  r.Resources.CPUQuota,

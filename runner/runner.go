@@ -22,7 +22,8 @@ import (
 type Config struct {
 	// ShimPath is the executable started as the shim; it must call
 	// IsShim/ShimMain first thing in main (or TestMain). "" = this
-	// program (os.Executable()).
+	// program, as /proc/self/exe (so that a self-update replacing the file
+	// on disk does not matter).
 	ShimPath string
 	// Logs receives every component's stdout and stderr. Required.
 	Logs *logs.Manager
@@ -54,11 +55,16 @@ func New(cfg Config) (*Runner, error) {
 	}
 	shim := cfg.ShimPath
 	if shim == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("runner: find own executable for the shim: %w", err)
+		// The running image itself: still there after a self-update has
+		// replaced or removed the file it was started from.
+		shim = "/proc/self/exe"
+		if _, err := os.Stat(shim); err != nil {
+			exe, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("runner: find own executable for the shim: %w", err)
+			}
+			shim = exe
 		}
-		shim = exe
 	}
 	if st, err := os.Stat(shim); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("runner: shim %s is not an executable file", shim)
@@ -192,7 +198,11 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 	toClose = []*os.File{reqW, failR, outR, errR}
 	pid := cmd.Process.Pid
 	abort := func(err error) error {
+		// The leader is not reaped yet, so its group id is still ours.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		if _, kerr := (targets{pgid: pid, group: group}).killAll(sweepBound); kerr != nil {
+			r.log.Warn("processes left after failed start", "component", spec.Component, "err", kerr)
+		}
 		_ = cmd.Wait()
 		return err
 	}

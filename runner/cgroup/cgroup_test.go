@@ -30,7 +30,7 @@ func newTestManager(t *testing.T, disabled bool) *Manager {
 		if err := m.Prune(); err != nil {
 			t.Errorf("prune: %v", err)
 		}
-		for _, d := range m.dirs(m.root) {
+		for _, d := range m.Dirs(m.root) {
 			if _, err := os.Stat(d); err == nil {
 				t.Errorf("root group %s left behind", d)
 			}
@@ -137,7 +137,7 @@ func TestCreateAppliesLimitsTracksKillsAndDeletes(t *testing.T) {
 	if err := g.Delete(); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range m.dirs(g.path) {
+	for _, d := range m.Dirs(g.path) {
 		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s still exists after Delete", d)
 		}

@@ -153,8 +153,8 @@ func (g *Group) OOMKills() (uint64, error) {
 // ever ran in the group. The error wraps ErrUnavailable when the group has
 // no CPU accounting.
 func (g *Group) CPUSeconds() (float64, error) {
-	if g.v2 != nil {
-		usec, err := readKey(filepath.Join(g.v2Dir, "cpu.stat"), "usage_usec")
+	if stat := filepath.Join(g.v2Dir, "cpu.stat"); g.v2 != nil && fileExists(stat) {
+		usec, err := readKey(stat, "usage_usec")
 		if err != nil {
 			return 0, err
 		}
@@ -364,4 +364,9 @@ func readKey(file, key string) (uint64, error) {
 		}
 	}
 	return 0, sc.Err()
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -45,6 +45,15 @@ func (l Limits) requested() []string {
 	return out
 }
 
+// unapplied reports every requested limit as not enforced, for err.
+func (l Limits) unapplied(err error) []Unapplied {
+	var out []Unapplied
+	for _, name := range l.requested() {
+		out = append(out, Unapplied{Limit: name, Value: l.value(name), Err: err})
+	}
+	return out
+}
+
 // value renders one limit for a message.
 func (l Limits) value(limit string) string {
 	switch limit {

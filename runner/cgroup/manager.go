@@ -120,37 +120,35 @@ func (m *Manager) Root() string { return m.root }
 // Create makes the group <root>/<name>, applies lim, and returns it with
 // the limits that could not be enforced. A host without cgroups gives a
 // group that tracks nothing (Tracked() == false) and every requested limit
-// as Unapplied; that is not an error. The error is ErrBusy when the group
-// already exists and still holds processes, or a failure to create a group
-// at all in a hierarchy the host has.
-func (m *Manager) Create(name string, lim Limits) (g *Group, unapplied []Unapplied, err error) {
+// as Unapplied; that is not an error, and neither is a hierarchy where the
+// group cannot be created (its limits come back as Unapplied). The error is
+// ErrBusy when the group already exists and still holds processes.
+func (m *Manager) Create(name string, lim Limits) (*Group, []Unapplied, error) {
 	if err := checkName(name); err != nil {
 		return nil, nil, fmt.Errorf("create cgroup %q: %w", name, err)
 	}
 	if m.mode == ModeUnavailable {
-		for _, l := range lim.requested() {
-			unapplied = append(unapplied, Unapplied{Limit: l, Value: lim.value(l), Err: ErrUnavailable})
-		}
-		return &Group{}, unapplied, nil
+		return &Group{}, lim.unapplied(ErrUnavailable), nil
 	}
-	g = &Group{path: m.root + "/" + name, v1: map[cgroup1.Name]cgroup1.Cgroup{}}
+	g := &Group{path: m.root + "/" + name, v1: map[cgroup1.Name]cgroup1.Cgroup{}}
 	if err := m.checkEmpty(g.path); err != nil {
 		return nil, nil, fmt.Errorf("create cgroup %s: %w", g.path, err)
 	}
-	defer func() {
-		if err != nil {
-			_ = g.Delete()
-		}
-	}()
 	if m.mode == ModeUnified {
-		unapplied, err = g.createV2(m.v2Mount, lim, true)
-		return g, unapplied, err
+		unapplied, err := g.createV2(m.v2Mount, lim, true)
+		if err != nil {
+			// No group at all (say, a read-only cgroupfs): run untracked
+			// and unlimited, and say which limits that costs.
+			return &Group{}, lim.unapplied(fmt.Errorf("%w: %v", ErrUnavailable, err)), nil
+		}
+		return g, unapplied, nil
 	}
-	unapplied = g.createV1(m.v1, lim)
+	unapplied := g.createV1(m.v1, lim)
 	if m.mode == ModeHybrid {
-		// The unified mount has no controllers here: it only tracks and kills.
+		// The unified mount has no controllers here: it only tracks and
+		// kills. Without it the v1 groups still track.
 		if _, err := g.createV2(m.v2Mount, Limits{}, false); err != nil {
-			return nil, nil, err
+			g.v2 = nil
 		}
 	}
 	return g, unapplied, nil
@@ -194,7 +192,7 @@ func (m *Manager) Open(groupPath string) (*Group, error) {
 // under it. A root that still has groups is left alone without error.
 func (m *Manager) Prune() error {
 	var errs []error
-	for _, d := range m.dirs(m.root) {
+	for _, d := range m.Dirs(m.root) {
 		err := os.Remove(d)
 		if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.ENOTEMPTY) {
 			continue
@@ -204,8 +202,9 @@ func (m *Manager) Prune() error {
 	return errors.Join(errs...)
 }
 
-// dirs is where groupPath lives in each hierarchy the Manager uses.
-func (m *Manager) dirs(groupPath string) []string {
+// Dirs is where groupPath lives in each hierarchy the Manager uses, for
+// reading its files (tests, doctor).
+func (m *Manager) Dirs(groupPath string) []string {
 	var dirs []string
 	if m.v2Mount != "" {
 		dirs = append(dirs, filepath.Join(m.v2Mount, groupPath))
@@ -218,7 +217,7 @@ func (m *Manager) dirs(groupPath string) []string {
 
 // checkEmpty refuses a group path that exists somewhere with processes in it.
 func (m *Manager) checkEmpty(groupPath string) error {
-	for _, d := range m.dirs(groupPath) {
+	for _, d := range m.Dirs(groupPath) {
 		pids, err := readProcs(d)
 		if err != nil {
 			return err

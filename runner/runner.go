@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -244,8 +246,8 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 		return nil, abort(&SetupError{Component: spec.Component, Step: "send request", Err: werr})
 	}
 	// EOF with no report: the shim exec'd, or died without a word (a
-	// runtime crash). Its comm, still readable from a zombie, tells which.
-	if st, err := readStat(pid); err == nil && st.Comm == r.shimComm && commOf(path) != r.shimComm {
+	// runtime crash).
+	if !execed(pid, r.shimComm, commOf(path)) {
 		return nil, abort(&SetupError{Component: spec.Component, Step: "shim", Err: errors.New("died before exec")})
 	}
 
@@ -268,4 +270,22 @@ func commOf(path string) string {
 		c = c[:15]
 	}
 	return c
+}
+
+// execed tells, once the shim's report pipe has closed without a report,
+// whether it closed because the shim exec'd the target or because the shim
+// died. The kernel closes close-on-exec files after switching to the new
+// program's memory but before renaming the process, and a dying process
+// releases its memory before its files: so a readable /proc/PID/exe means
+// it exec'd; otherwise it has ended, with its final name telling which
+// program it ended as (the same name for both is taken as exec'd).
+func execed(pid int, shimComm, targetComm string) bool {
+	if _, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	st, err := readStat(pid)
+	if err != nil {
+		return true // cannot tell; its exit will be reported as an exit
+	}
+	return st.Comm != shimComm || targetComm == shimComm
 }

@@ -53,11 +53,11 @@ type Process struct {
 // Record is what must be stored about a started process so that an agent
 // started after a crash can find it again (see Runner.StopOrphan).
 type Record struct {
-	Component  string
-	PID        int
+	Component  string // the component it ran for
+	PID        int    // the main process
 	StartTicks uint64 // field 22 of /proc/PID/stat; tells the process from a later one with the same pid
-	PGID       int
-	CgroupPath string // "" = none
+	PGID       int    // its process group; 0 = PID (the runner makes every process its group's leader)
+	CgroupPath string // its cgroup, as Process.CgroupPath; "" = none
 }
 
 // Component is the component the process runs for.

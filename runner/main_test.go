@@ -119,6 +119,7 @@ func newEnv(t testing.TB, root string, disabled bool) *testEnv {
 	}
 	t.Cleanup(func() {
 		_ = lm.Close()
+		sweepLeftovers(t, r, root)
 		if err := r.cgroups.Prune(); err != nil {
 			t.Errorf("prune cgroups: %v", err)
 		}
@@ -240,4 +241,33 @@ func readCgroupFile(t testing.TB, e *testEnv, groupPath, name string) string {
 	}
 	t.Fatalf("no %s in any hierarchy of %s", name, groupPath)
 	return ""
+}
+
+// sweepLeftovers fails the test for every component group still under
+// root, and kills and removes it so that a failed run leaves the machine
+// clean.
+func sweepLeftovers(t testing.TB, r *Runner, root string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, d := range r.cgroups.Dirs(root) {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if e.IsDir() && !seen[e.Name()] {
+				seen[e.Name()] = true
+			}
+		}
+	}
+	for name := range seen {
+		t.Errorf("cgroup %s/%s left behind", root, name)
+		g, err := r.cgroups.Open(root + "/" + name)
+		if err != nil {
+			continue
+		}
+		if _, err := (targets{group: g}).killAll(5 * time.Second); err != nil {
+			t.Errorf("kill leftovers: %v", err)
+		}
+		if err := g.Delete(); err != nil {
+			t.Errorf("remove leftover group: %v", err)
+		}
+	}
 }

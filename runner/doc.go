@@ -4,7 +4,9 @@
 // supplementary groups cleared, with no_new_privs and the open_files rlimit
 // set in the process itself, its stdout and stderr going to the
 // component's log (package runner/logs), its cgroup limits applied by
-// package runner/cgroup.
+// package runner/cgroup. A metrics plugin run is the same kind of process
+// with its stdin fed and its stdout taken by the caller (ProcessSpec.Stdin,
+// Stdout, Stderr): there is one exec path, with one set of confinements.
 //
 // A Runner starts a process and returns a *Process handle; the handle
 // tells when and how the process ended (Done, Wait, ExitStatus with the

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -121,11 +122,35 @@ func (p *Process) kill() {
 }
 
 // capture copies one output pipe into the log until it closes.
-func (p *Process) capture(stream logs.Stream, f *os.File) {
+func (p *Process) capture(stream logs.Stream, f io.Reader) {
 	defer p.readers.Done()
 	if err := p.log.Capture(stream, f); err != nil && !errors.Is(err, logs.ErrClosed) {
 		p.r.log.Warn("component output lost", "component", p.spec.Component, "stream", stream.String(), "err", err)
 	}
+}
+
+// copyOut copies the stdout pipe to w until it closes; after a write error
+// the rest is read and dropped, so that the process never blocks on a full
+// pipe.
+func (p *Process) copyOut(w io.Writer, f *os.File) {
+	defer p.readers.Done()
+	_, _ = io.Copy(&keepWriting{w: w}, f)
+}
+
+// keepWriting passes writes on to w until one fails, then swallows the
+// rest: a reader copying a pipe into it never stops reading early.
+type keepWriting struct {
+	w      io.Writer
+	failed bool
+}
+
+func (k *keepWriting) Write(b []byte) (int, error) {
+	if !k.failed {
+		if _, err := k.w.Write(b); err != nil {
+			k.failed = true
+		}
+	}
+	return len(b), nil
 }
 
 // wait owns the process from start to end: it sees the leader exit, kills

@@ -186,6 +186,7 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 		Args:        []string{r.shim, shimArg, spec.Component},
 		Env:         []string{"GOMAXPROCS=1"}, // few threads: the shim may already be under pids_limit
 		Dir:         "/",
+		Stdin:       spec.Stdin, // nil: /dev/null
 		Stdout:      outW,
 		Stderr:      errW,
 		ExtraFiles:  []*os.File{reqR, failW}, // fds 3 and 4
@@ -256,8 +257,16 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 		outR: outR, errR: errR, done: make(chan struct{}),
 	}
 	p.readers.Add(2)
-	go p.capture(logs.Stdout, outR)
-	go p.capture(logs.Stderr, errR)
+	if spec.Stdout != nil {
+		go p.copyOut(spec.Stdout, outR)
+	} else {
+		go p.capture(logs.Stdout, outR)
+	}
+	if spec.Stderr != nil {
+		go p.capture(logs.Stderr, io.TeeReader(errR, &keepWriting{w: spec.Stderr}))
+	} else {
+		go p.capture(logs.Stderr, errR)
+	}
 	go p.wait()
 	return p, nil
 }

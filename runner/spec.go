@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -68,6 +69,20 @@ type ProcessSpec struct {
 	// PidsLimit caps the number of tasks (processes and threads); 0 = no
 	// cap.
 	PidsLimit int64
+
+	// Stdin, when set, is copied to the process's standard input, which is
+	// closed at its end (a metrics plugin's context document); nil =
+	// /dev/null.
+	Stdin io.Reader
+	// Stdout, when set, receives the process's standard output instead of
+	// the component's log (a metrics plugin's result document). It is
+	// written from one goroutine, never after Done is closed; a write error
+	// discards the rest without blocking the process. nil = the log.
+	Stdout io.Writer
+	// Stderr, when set, also receives the process's standard error, which
+	// still goes to the log (a plugin keeps the tail for its error); the
+	// same rules as Stdout apply. nil = the log only.
+	Stderr io.Writer
 }
 
 // limits are the spec's cgroup limits.

@@ -3,6 +3,7 @@ package recipes
 import (
 	"bytes"
 	"errors"
+	"sort"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -107,6 +108,12 @@ func pathAt(data []byte, line, col int) string {
 // walk indexes a document; it returns the path of the table the document
 // ends in, and false when it stopped at a syntax error.
 func (ix *indexer) walk(data []byte) (string, bool) {
+	ix.lineStarts = append(ix.lineStarts[:0], 0)
+	for i, c := range data {
+		if c == '\n' {
+			ix.lineStarts = append(ix.lineStarts, i+1)
+		}
+	}
 	ix.p.Reset(data)
 	table := ""
 	for ix.p.NextExpression() {
@@ -131,6 +138,15 @@ type indexer struct {
 	// longest one found there goes to found.
 	at    *position
 	found string
+	// lineStarts holds the offset of each line's first byte.
+	lineStarts []int
+}
+
+// position turns a byte offset into a line and a byte column, both from 1,
+// as go-toml counts them.
+func (ix *indexer) position(offset int) position {
+	line := sort.Search(len(ix.lineStarts), func(i int) bool { return ix.lineStarts[i] > offset })
+	return position{line: line, col: offset - ix.lineStarts[line-1] + 1}
 }
 
 // set records the position of a node under path, unless the path already
@@ -139,8 +155,7 @@ func (ix *indexer) set(path string, n *unstable.Node) {
 	if n.Raw.Length == 0 {
 		return
 	}
-	s := ix.p.Shape(n.Raw)
-	at := position{line: s.Start.Line, col: s.Start.Column}
+	at := ix.position(int(n.Raw.Offset))
 	if ix.at != nil && *ix.at == at && len(path) > len(ix.found) {
 		ix.found = path
 	}

@@ -1,5 +1,7 @@
 package recipes
 
+import "fmt"
+
 // EffectiveConfig merges a component's configuration layers: the recipe's
 // config.defaults, then the device's config from agent.toml, then the
 // deployment's overrides. Tables merge key by key, at any depth; any other
@@ -85,4 +87,36 @@ func lookupTree(tree map[string]any, keys ...any) (any, bool) {
 func present(tree map[string]any, keys ...any) bool {
 	_, ok := lookupTree(tree, keys...)
 	return ok
+}
+
+// CheckConfig reports every key of overrides (a device's or a deployment's
+// config for this component) that the recipe's config.defaults does not
+// have: config may override a default but not add a key, since nothing
+// could refer to it. Keys are followed into tables that are tables in the
+// defaults too; a table may not replace a single value, nor the reverse.
+// The error is an ErrorList whose paths are the override's key paths
+// (such as "db.user"); nil when every key is known.
+func (r *Recipe) CheckConfig(overrides map[string]any) error {
+	c := newCollector()
+	checkOverrideKeys(c, r.Metadata.Name, "", r.Config.Defaults, overrides)
+	return c.result()
+}
+
+func checkOverrideKeys(c *collector, component, path string, defaults, overrides map[string]any) {
+	for _, k := range sortedKeys(overrides) {
+		p := joinKey(path, k)
+		def, ok := defaults[k]
+		if !ok {
+			c.addAt("", 0, 0, p, fmt.Sprintf("not in the config.defaults of %s; config may override a default, not add one", component))
+			continue
+		}
+		dt, defIsTable := def.(map[string]any)
+		ot, overIsTable := overrides[k].(map[string]any)
+		switch {
+		case defIsTable && overIsTable:
+			checkOverrideKeys(c, component, p, dt, ot)
+		case defIsTable != overIsTable:
+			c.addAt("", 0, 0, p, fmt.Sprintf("is %s, but its default is %s", describe(overrides[k]), describe(def)))
+		}
+	}
 }

@@ -178,3 +178,26 @@ func TestEffectiveConfig(t *testing.T) {
 		t.Errorf("EffectiveConfig(nil, nil, nil) = %#v, want an empty map", empty)
 	}
 }
+
+func TestCheckConfigRefusesInventedKeys(t *testing.T) {
+	r, err := recipes.ParseRecipe("render.recipe.toml", []byte(renderRecipe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CheckConfig(map[string]any{"port": int64(1), "db": map[string]any{"host": "x"}}); err != nil {
+		t.Errorf("overrides of existing keys refused: %v", err)
+	}
+	err = r.CheckConfig(map[string]any{"prot": int64(1), "db": map[string]any{"host": "x", "usr": "y"}, "ratio": map[string]any{"a": 1}})
+	var list recipes.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("CheckConfig = %v, want an ErrorList", err)
+	}
+	want := []string{
+		"db.usr: not in the config.defaults of com.example.render; config may override a default, not add one",
+		"prot: not in the config.defaults of com.example.render; config may override a default, not add one",
+		"ratio: is a table, but its default is a float (0.5)",
+	}
+	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("CheckConfig errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -30,21 +30,22 @@ type decoder struct {
 
 var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 
-// textKinds names what a TextUnmarshaler field wants, for error messages.
-var textKinds = map[reflect.Type]string{
-	reflect.TypeFor[Duration](): `a duration string such as "10s" or "1h30m"`,
-	reflect.TypeFor[Size]():     `a size string such as "512Ki" or "128Mi"`,
+// textKind names what a TextUnmarshaler field wants, for error messages.
+func textKind(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[Duration]():
+		return `a duration string such as "10s" or "1h30m"`
+	case reflect.TypeFor[Size]():
+		return `a size string such as "512Ki" or "128Mi"`
+	}
+	return "a string"
 }
 
 func (d *decoder) value(path string, v any, rv reflect.Value) {
 	if rv.CanAddr() && rv.Addr().Type().Implements(textUnmarshalerType) {
 		s, ok := v.(string)
 		if !ok {
-			want := textKinds[rv.Type()]
-			if want == "" {
-				want = "a string"
-			}
-			d.report(path, fmt.Sprintf("must be %s, not %s", want, describe(v)))
+			d.report(path, fmt.Sprintf("must be %s, not %s", textKind(rv.Type()), describe(v)))
 			return
 		}
 		if err := rv.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {

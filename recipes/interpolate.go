@@ -62,13 +62,14 @@ func hasReference(s string) bool {
 	return strings.Contains(s, "${")
 }
 
-// references lists the names SPEC §3 lets a recipe refer to besides config.
-var references = map[string]bool{
-	"component.name":        true,
-	"component.version":     true,
-	"component.work_dir":    true,
-	"component.version_dir": true,
-	"device.id":             true,
+// namedReference reports whether ref is one of the references SPEC §3
+// allows besides config.
+func namedReference(ref string) bool {
+	switch ref {
+	case "component.name", "component.version", "component.work_dir", "component.version_dir", "device.id":
+		return true
+	}
+	return false
 }
 
 // resolver answers ${…} references for one recipe and remembers why the
@@ -86,7 +87,7 @@ func (r *resolver) lookup(ref string) (string, bool) {
 	if name, ok := strings.CutPrefix(ref, "config."); ok {
 		return r.config1(ref, name)
 	}
-	if !references[ref] {
+	if !namedReference(ref) {
 		r.why = fmt.Sprintf("unknown reference \"${%s}\" (known: ${config.KEY}, ${component.name}, ${component.version}, "+
 			"${component.work_dir}, ${component.version_dir}, ${device.id})", ref)
 		return "", false

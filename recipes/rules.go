@@ -157,17 +157,19 @@ func checkHealthCheck(s string) string {
 	return ""
 }
 
-// signals are the names stop_signal accepts.
-var signals = map[string]bool{
-	"SIGHUP": true, "SIGINT": true, "SIGQUIT": true, "SIGABRT": true, "SIGKILL": true,
-	"SIGUSR1": true, "SIGUSR2": true, "SIGPIPE": true, "SIGALRM": true, "SIGTERM": true,
-	"SIGCONT": true, "SIGSTOP": true, "SIGTSTP": true, "SIGWINCH": true, "SIGPWR": true,
-	"SIGTTIN": true, "SIGTTOU": true, "SIGURG": true, "SIGXCPU": true, "SIGXFSZ": true,
-	"SIGVTALRM": true, "SIGPROF": true, "SIGIO": true, "SIGSYS": true,
+// knownSignal reports whether stop_signal may name s.
+func knownSignal(s string) bool {
+	switch s {
+	case "SIGHUP", "SIGINT", "SIGQUIT", "SIGABRT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGPIPE",
+		"SIGALRM", "SIGTERM", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGWINCH", "SIGPWR", "SIGTTIN",
+		"SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGSYS":
+		return true
+	}
+	return false
 }
 
 func checkSignal(s string) string {
-	if !signals[s] {
+	if !knownSignal(s) {
 		return fmt.Sprintf("%q is not a signal name like \"SIGTERM\", \"SIGINT\" or \"SIGQUIT\"", s)
 	}
 	return ""

@@ -28,8 +28,9 @@ func TestAgentKilledAndRestartedRunsEachComponentOnce(t *testing.T) {
 		reapZombies()
 	})
 	db := filepath.Join(t.TempDir(), "keystone.db")
+	logDir, root := t.TempDir(), newCgroupRoot(t)
 
-	first := startMiniAgent(t, db, n)
+	first := startMiniAgent(t, db, logDir, root, n)
 	before := componentProcs(t, n)
 	for i := 0; i < n; i++ {
 		if len(before[i]) != 1 || ppid(before[i][0]) != first.cmd.Process.Pid {
@@ -48,7 +49,7 @@ func TestAgentKilledAndRestartedRunsEachComponentOnce(t *testing.T) {
 		}
 	}
 
-	second := startMiniAgent(t, db, n)
+	second := startMiniAgent(t, db, logDir, root, n)
 	for i := 0; i < n; i++ {
 		waitGone(t, before[i][0])
 	}

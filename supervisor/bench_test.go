@@ -27,7 +27,7 @@ func quantile(xs []time.Duration, q float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func benchSupervisor(b *testing.B, bus *events.Bus) *Supervisor {
-	sup, err := New(Config{Launcher: execLauncher{}, Events: bus})
+	sup, err := New(Config{Launcher: newLauncher(b), Events: bus})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func BenchmarkIdle50(b *testing.B) {
 	const n = 50
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
-		ks := startMiniAgent(b, filepath.Join(dir, "keystone.db"), n)
+		ks := startMiniAgent(b, filepath.Join(dir, "keystone.db"), b.TempDir(), newCgroupRoot(b), n)
 		sd := startSupervisord(b, filepath.Join(dir, "supervisord"), n)
 		s6 := startS6(b, filepath.Join(dir, "s6"), n)
 

@@ -204,7 +204,7 @@ func proc(name, script string, mods ...func(*recipes.Recipe)) *Component {
 	for _, m := range mods {
 		m(r)
 	}
-	return &Component{Recipe: r}
+	return &Component{Recipe: r, VersionDir: os.TempDir(), WorkDir: os.TempDir()}
 }
 
 func d(s string) recipes.Duration {

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/runner"
+	"github.com/keystone-edge/keystone/runner/cgroup"
+	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/store"
 )
 
@@ -28,25 +31,36 @@ const (
 	miniAgentEnv  = "KEYSTONE_TEST_MINIAGENT" // set: run as the mini agent
 	miniAgentDB   = "KEYSTONE_TEST_MINIAGENT_DB"
 	miniAgentN    = "KEYSTONE_TEST_MINIAGENT_N"
+	miniAgentRoot = "KEYSTONE_TEST_MINIAGENT_CGROUP_ROOT"
+	miniAgentLogs = "KEYSTONE_TEST_MINIAGENT_LOGS"
 	miniAgentBase = 700000
 )
 
 func TestMain(m *testing.M) {
+	if runner.IsShim(os.Args) {
+		runner.ShimMain()
+	}
 	if os.Getenv(miniAgentEnv) != "" {
 		os.Exit(miniAgent())
 	}
 	os.Exit(m.Run())
 }
 
-func miniComponents(n int) []*Component {
+func miniComponents(n int) ([]*Component, error) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*Component, n)
 	for i := range out {
-		out[i] = proc(fmt.Sprintf("com.example.c%03d", i), fmt.Sprintf("exec sleep %d", miniAgentBase+i), func(r *recipes.Recipe) {
+		out[i] = proc(fmt.Sprintf("com.example.c%03d", i), "", func(r *recipes.Recipe) {
+			// exec'd directly: the component's process is `sleep N` from the start
+			r.Lifecycle.Run.Command, r.Lifecycle.Run.Args = sleep, []string{strconv.Itoa(miniAgentBase + i)}
 			r.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s"), Max: d("1s")}
 			r.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 1000, Window: d("1m")}
 		})
 	}
-	return out
+	return out, nil
 }
 
 func miniAgent() int {
@@ -65,14 +79,26 @@ func miniAgent() int {
 		return fail("open store", err)
 	}
 	defer st.Close()
-	sup, err := New(Config{Launcher: execLauncher{}, Recorder: st, Reaper: testReaper()})
+	lm, err := logs.Open(logs.Config{Dir: os.Getenv(miniAgentLogs)})
+	if err != nil {
+		return fail("open logs", err)
+	}
+	defer lm.Close()
+	run, err := runner.New(runner.Config{Logs: lm, Cgroups: cgroup.Config{Root: os.Getenv(miniAgentRoot)}})
+	if err != nil {
+		return fail("runner", err)
+	}
+	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: run}, Recorder: st, Reaper: OrphanReaper(run, 5*time.Second)})
 	if err != nil {
 		return fail("new", err)
 	}
 	if err := sup.Start(ctx); err != nil {
 		return fail("start", err)
 	}
-	comps := miniComponents(n)
+	comps, err := miniComponents(n)
+	if err != nil {
+		return fail("components", err)
+	}
 	names := make([]string, n)
 	for i, c := range comps {
 		names[i] = c.Name()
@@ -96,30 +122,19 @@ func miniAgent() int {
 	return 0
 }
 
-// testReaper kills a recorded process group if its leader is still the
-// recorded process (same start ticks).
-func testReaper() Reaper {
-	return ReaperFunc(func(ctx context.Context, p store.Process) error {
-		if p.StartTicks == 0 || procStartTicks(p.PID) != p.StartTicks {
-			return nil // gone, or the pid now belongs to another process
-		}
-		if err := syscall.Kill(-p.PGID, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-			return err
-		}
-		return nil
-	})
-}
-
 // agentProc is a mini agent started by a test.
 type agentProc struct {
 	cmd  *exec.Cmd
 	done chan error
 }
 
-func startMiniAgent(t testing.TB, db string, n int) *agentProc {
+// startMiniAgent starts a mini agent over the store file db, its component
+// logs in logDir and their cgroups under root.
+func startMiniAgent(t testing.TB, db, logDir, root string, n int) *agentProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), miniAgentEnv+"=1", miniAgentDB+"="+db, miniAgentN+"="+strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), miniAgentEnv+"=1", miniAgentDB+"="+db, miniAgentN+"="+strconv.Itoa(n),
+		miniAgentRoot+"="+root, miniAgentLogs+"="+logDir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -129,6 +144,9 @@ func startMiniAgent(t testing.TB, db string, n int) *agentProc {
 		t.Fatal(err)
 	}
 	a := &agentProc{cmd: cmd, done: make(chan error, 1)}
+	t.Cleanup(func() { // a test that fails half-way leaves no agent behind
+		_ = cmd.Process.Kill()
+	})
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(out)

@@ -24,7 +24,7 @@ func newRig(t *testing.T, clock *fakeClock, cfg Config) *testRig {
 	bus := events.New(nil)
 	r := &testRig{bus: bus, w: watch(t, bus), clock: clock}
 	if cfg.Launcher == nil {
-		cfg.Launcher = execLauncher{}
+		cfg.Launcher = newLauncher(t)
 	}
 	cfg.Events = bus
 	cfg.Logger = testLogger(t)

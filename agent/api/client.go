@@ -76,7 +76,7 @@ func (c *Client) Health(ctx context.Context) error {
 	var answer struct {
 		Status string `json:"status"`
 	}
-	if err := c.call(ctx, http.MethodGet, "/healthz", nil, &answer); err != nil {
+	if err := c.call(ctx, http.MethodGet, PathHealthz, nil, &answer); err != nil {
 		return err
 	}
 	if answer.Status != "ok" {
@@ -87,7 +87,7 @@ func (c *Client) Health(ctx context.Context) error {
 
 // Metrics returns GET /metrics, the Prometheus text exposition.
 func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
-	body, err := c.stream(ctx, "/metrics")
+	body, err := c.stream(ctx, PathMetrics)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 // Components lists every component (GET /v1/components).
 func (c *Client) Components(ctx context.Context) ([]Component, error) {
 	var out []Component
-	if err := c.call(ctx, http.MethodGet, "/v1/components", nil, &out); err != nil {
+	if err := c.call(ctx, http.MethodGet, PathComponents, nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -113,7 +113,7 @@ func (c *Client) Components(ctx context.Context) ([]Component, error) {
 // CodeNotFound.
 func (c *Client) Component(ctx context.Context, name string) (ComponentDetail, error) {
 	var out ComponentDetail
-	err := c.call(ctx, http.MethodGet, "/v1/components/"+url.PathEscape(name), nil, &out)
+	err := c.call(ctx, http.MethodGet, PathComponents+"/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
 
@@ -137,7 +137,7 @@ func (c *Client) StartComponent(ctx context.Context, name string) (Component, er
 
 func (c *Client) act(ctx context.Context, name, verb string) (Component, error) {
 	var out Component
-	err := c.call(ctx, http.MethodPost, "/v1/components/"+url.PathEscape(name)+"/"+verb, nil, &out)
+	err := c.call(ctx, http.MethodPost, PathComponents+"/"+url.PathEscape(name)+"/"+verb, nil, &out)
 	return out, err
 }
 
@@ -151,9 +151,10 @@ type LogsOptions struct {
 	Follow bool
 }
 
-// Logs opens GET /v1/components/{name}/logs. The caller reads the lines
-// from the returned body and must close it.
-func (c *Client) Logs(ctx context.Context, name string, opts LogsOptions) (io.ReadCloser, error) {
+// Logs opens GET /v1/components/{name}/logs: the last lines the agent
+// keeps, oldest first, and with opts.Follow every new line until ctx ends or
+// the stream is closed. The caller must close the stream.
+func (c *Client) Logs(ctx context.Context, name string, opts LogsOptions) (*Stream[LogLine], error) {
 	q := url.Values{}
 	if opts.Tail > 0 {
 		q.Set("tail", strconv.Itoa(opts.Tail))
@@ -161,11 +162,15 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogsOptions) (io.Re
 	if opts.Follow {
 		q.Set("follow", "1")
 	}
-	path := "/v1/components/" + url.PathEscape(name) + "/logs"
+	path := PathComponents + "/" + url.PathEscape(name) + "/logs"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	return c.stream(ctx, path)
+	body, err := c.stream(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return newStream[LogLine](body), nil
 }
 
 // Deploy submits a deployment (POST /v1/deployments). The agent validates it
@@ -174,14 +179,20 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogsOptions) (io.Re
 // req.DryRun the answer carries the plan and nothing is recorded.
 func (c *Client) Deploy(ctx context.Context, req DeploymentRequest) (DeploymentAccepted, error) {
 	var out DeploymentAccepted
-	err := c.call(ctx, http.MethodPost, "/v1/deployments", req, &out)
+	err := c.call(ctx, http.MethodPost, PathDeployments, req, &out)
 	return out, err
 }
 
-// Deployments lists the recorded deployments (GET /v1/deployments).
-func (c *Client) Deployments(ctx context.Context) ([]Deployment, error) {
+// Deployments lists the recorded deployments, newest first (GET
+// /v1/deployments): at most limit of them, or the agent's default number
+// when limit is 0.
+func (c *Client) Deployments(ctx context.Context, limit int) ([]Deployment, error) {
+	path := PathDeployments
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
 	var out []Deployment
-	if err := c.call(ctx, http.MethodGet, "/v1/deployments", nil, &out); err != nil {
+	if err := c.call(ctx, http.MethodGet, path, nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -191,7 +202,7 @@ func (c *Client) Deployments(ctx context.Context) ([]Deployment, error) {
 // /v1/deployments/{id}); an unknown id is an *Error with code CodeNotFound.
 func (c *Client) Deployment(ctx context.Context, id string) (Deployment, error) {
 	var out Deployment
-	err := c.call(ctx, http.MethodGet, "/v1/deployments/"+url.PathEscape(id), nil, &out)
+	err := c.call(ctx, http.MethodGet, PathDeployments+"/"+url.PathEscape(id), nil, &out)
 	return out, err
 }
 
@@ -201,7 +212,7 @@ func (c *Client) Deployment(ctx context.Context, id string) (Deployment, error) 
 // the deployment as answered is returned when the agent sends it.
 func (c *Client) CancelDeployment(ctx context.Context, id string) (Deployment, error) {
 	var out Deployment
-	err := c.call(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(id)+"/cancel", nil, &out)
+	err := c.call(ctx, http.MethodPost, PathDeployments+"/"+url.PathEscape(id)+"/cancel", nil, &out)
 	return out, err
 }
 
@@ -209,7 +220,7 @@ func (c *Client) CancelDeployment(ctx context.Context, id string) (Deployment, e
 // current one, as a new deployment (POST /v1/deployments/rollback).
 func (c *Client) RollbackDeployment(ctx context.Context) (DeploymentAccepted, error) {
 	var out DeploymentAccepted
-	err := c.call(ctx, http.MethodPost, "/v1/deployments/rollback", nil, &out)
+	err := c.call(ctx, http.MethodPost, PathRollback, nil, &out)
 	return out, err
 }
 
@@ -217,17 +228,17 @@ func (c *Client) RollbackDeployment(ctx context.Context) (DeploymentAccepted, er
 // (POST /v1/plugins/{name}/run).
 func (c *Client) RunPlugin(ctx context.Context, name string) ([]Metric, error) {
 	var out []Metric
-	if err := c.call(ctx, http.MethodPost, "/v1/plugins/"+url.PathEscape(name)+"/run", nil, &out); err != nil {
+	if err := c.call(ctx, http.MethodPost, PathPlugins+"/"+url.PathEscape(name)+"/run", nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// Events opens GET /v1/events. With follow the stream stays open and
-// carries each new event as it happens, until ctx ends or the stream is
-// closed; without, it carries the recent events the agent keeps and ends.
-func (c *Client) Events(ctx context.Context, follow bool) (*EventStream, error) {
-	path := "/v1/events"
+// Events opens GET /v1/events. With follow the stream carries each new
+// event as it happens, until ctx ends or the stream is closed; without, it
+// carries the recent events the agent keeps and ends.
+func (c *Client) Events(ctx context.Context, follow bool) (*Stream[Event], error) {
+	path := PathEvents
 	if follow {
 		path += "?follow=1"
 	}
@@ -235,41 +246,48 @@ func (c *Client) Events(ctx context.Context, follow bool) (*EventStream, error) 
 	if err != nil {
 		return nil, err
 	}
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	return &EventStream{body: body, lines: sc}, nil
+	return newStream[Event](body), nil
 }
 
-// EventStream reads events, one JSON object a line. It is not safe for
-// concurrent use; Close may be called from another goroutine to end a
-// blocked Next.
-type EventStream struct {
+// Stream reads one JSON object a line (the logs and events endpoints). It
+// is not safe for concurrent use, except that Close may be called from
+// another goroutine to end a blocked Next.
+type Stream[T any] struct {
 	body  io.ReadCloser
 	lines *bufio.Scanner
 }
 
-// Next returns the next event. It returns io.EOF when the agent ends the
+// maxStreamLine bounds one line of a stream.
+const maxStreamLine = 1 << 20
+
+func newStream[T any](body io.ReadCloser) *Stream[T] {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
+	return &Stream[T]{body: body, lines: sc}
+}
+
+// Next returns the next object. It returns io.EOF when the agent ends the
 // stream, and an error wrapping the context's when it was cancelled.
-func (s *EventStream) Next() (Event, error) {
+func (s *Stream[T]) Next() (T, error) {
+	var v T
 	for s.lines.Scan() {
 		line := bytes.TrimSpace(s.lines.Bytes())
 		if len(line) == 0 {
 			continue
 		}
-		var e Event
-		if err := json.Unmarshal(line, &e); err != nil {
-			return Event{}, fmt.Errorf("decode event %q: %w", line, err)
+		if err := json.Unmarshal(line, &v); err != nil {
+			return v, fmt.Errorf("decode stream line %q: %w", line, err)
 		}
-		return e, nil
+		return v, nil
 	}
 	if err := s.lines.Err(); err != nil {
-		return Event{}, fmt.Errorf("read events: %w", err)
+		return v, fmt.Errorf("read stream: %w", err)
 	}
-	return Event{}, io.EOF
+	return v, io.EOF
 }
 
 // Close ends the stream.
-func (s *EventStream) Close() error { return s.body.Close() }
+func (s *Stream[T]) Close() error { return s.body.Close() }
 
 // call sends one request with an optional JSON body and decodes a JSON
 // answer into out (when out is not nil and the answer has a body).

@@ -88,6 +88,10 @@ func TestClientDecodesEveryAnswer(t *testing.T) {
 		writeJSON(w, 202, api.DeploymentAccepted{ID: "d1", Plan: []api.PlanItem{{Component: "com.example.a", Action: "add", ToVersion: "1.0.0"}}})
 	})
 	mux.HandleFunc("GET /v1/deployments", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("limit") == "1" {
+			writeJSON(w, 200, []api.Deployment{})
+			return
+		}
 		writeJSON(w, 200, []api.Deployment{dep})
 	})
 	mux.HandleFunc("GET /v1/deployments/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -135,8 +139,11 @@ func TestClientDecodesEveryAnswer(t *testing.T) {
 	if !reflect.DeepEqual(gotRequest, req) {
 		t.Errorf("server got %+v, want %+v", gotRequest, req)
 	}
-	if list, err := c.Deployments(ctx); err != nil || len(list) != 1 || list[0].ID != "d1" {
+	if list, err := c.Deployments(ctx, 0); err != nil || len(list) != 1 || list[0].ID != "d1" {
 		t.Errorf("Deployments = %+v, %v", list, err)
+	}
+	if list, err := c.Deployments(ctx, 1); err != nil || len(list) != 0 {
+		t.Errorf("Deployments(limit 1) = %+v, %v", list, err)
 	}
 	if got, err := c.Deployment(ctx, "d1"); err != nil || !reflect.DeepEqual(got, dep) {
 		t.Errorf("Deployment = %+v, %v", got, err)
@@ -185,7 +192,7 @@ func TestClientErrorsCarryTheCode(t *testing.T) {
 		t.Errorf("invalid deployment error text:\n%s\nwant:\n%s", err, want)
 	}
 
-	_, err = c.Deployments(ctx)
+	_, err = c.Deployments(ctx, 0)
 	if api.ErrorCode(err) != api.CodeInternal || !strings.Contains(err.Error(), "HTTP 502: proxy exploded") {
 		t.Errorf("non-JSON error: code %q, %v", api.ErrorCode(err), err)
 	}
@@ -229,8 +236,8 @@ func TestClientLogsAndEventsStream(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/components/{name}/logs", func(w http.ResponseWriter, r *http.Request) {
 		gotQuery = r.URL.RawQuery
-		fmt.Fprintln(w, "line 1")
-		fmt.Fprintln(w, "line 2")
+		fmt.Fprintln(w, `{"ts":"2026-11-25T10:00:00Z","stream":"stdout","text":"line 1"}`)
+		fmt.Fprintln(w, `{"ts":"2026-11-25T10:00:01Z","stream":"stderr","text":"line 2"}`)
 	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("follow") != "1" {
@@ -246,14 +253,28 @@ func TestClientLogsAndEventsStream(t *testing.T) {
 	c := serveUnix(t, mux)
 	ctx := ctx(t)
 
-	body, err := c.Logs(ctx, "com.example.a", api.LogsOptions{Tail: 5, Follow: true})
+	logs, err := c.Logs(ctx, "com.example.a", api.LogsOptions{Tail: 5, Follow: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(body)
-	body.Close()
-	if string(b) != "line 1\nline 2\n" || gotQuery != "follow=1&tail=5" {
-		t.Errorf("logs %q with query %q", b, gotQuery)
+	var lines []api.LogLine
+	for {
+		l, err := logs.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	logs.Close()
+	want := []api.LogLine{
+		{At: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Stream: "stdout", Text: "line 1"},
+		{At: time.Date(2026, 11, 25, 10, 0, 1, 0, time.UTC), Stream: "stderr", Text: "line 2"},
+	}
+	if !reflect.DeepEqual(lines, want) || gotQuery != "follow=1&tail=5" {
+		t.Errorf("logs %+v with query %q", lines, gotQuery)
 	}
 
 	s, err := c.Events(ctx, true)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -28,6 +29,11 @@ type options struct {
 	ErrOut io.Writer
 	// Getenv reads the environment; nil means an empty environment.
 	Getenv func(string) string
+	// Now reads the clock for relative times ("3s ago"); nil means time.Now.
+	Now func() time.Time
+	// Terminal says whether Out is a terminal, where long waits draw
+	// progress on ErrOut; nil means ask the operating system about Out.
+	Terminal func() bool
 }
 
 func (o *options) getenv(key string) string {
@@ -52,7 +58,9 @@ Exit codes:
   0  success
   1  the command failed (the reason is on stderr)
   2  usage error: unknown command or flag, wrong arguments`,
-		Example: `  keystonectl keys generate --out ops
+		Example: `  keystonectl component list
+  keystonectl deploy apply -f deployment.toml --wait
+  keystonectl keys generate --out ops
   keystonectl recipe sign --key ops.key hello.recipe.toml
   keystonectl -o json recipe verify --pub ops.pub hello.recipe.toml`,
 		Args:          subcommandArgs,
@@ -79,6 +87,8 @@ Exit codes:
 	flags.StringVar(&opts.Socket, "socket", socket, "agent API socket `PATH` (env KEYSTONE_SOCKET)")
 	flags.VarP(&opts.Output, "output", "o", "output format: table or json")
 
+	root.AddCommand(newComponentCmd(opts))
+	root.AddCommand(newDeployCmd(opts))
 	root.AddCommand(newKeysCmd(opts))
 	root.AddCommand(newRecipeCmd(opts))
 	root.AddCommand(newRepoCmd(opts))

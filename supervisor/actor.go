@@ -224,6 +224,7 @@ func (a *Actor) apply(effects []Effect) {
 			a.probe(e.Gen)
 		}
 		if next != nil {
+			a.now = a.deps.clock.Now() // a launch takes time: its transition is stamped when it is done
 			next.At = a.now
 			more, err := a.core.Step(a.ctx, *next)
 			if err != nil {

@@ -56,7 +56,6 @@ type Actor struct {
 	// Owned by the actor goroutine.
 	handle   Handle
 	handleOf uint64 // the run handle belongs to
-	toRecord Handle // launched, to be recorded once its RUNNING is queued
 	recorded bool
 	timers   [numTimers]Timer
 	now      time.Time // time of the message being handled
@@ -234,10 +233,6 @@ func (a *Actor) apply(effects []Effect) {
 			effects = append(more, effects...)
 		}
 	}
-	if a.toRecord != nil {
-		a.record(a.toRecord)
-		a.toRecord = nil
-	}
 }
 
 func (a *Actor) publishTransition(t Transition) {
@@ -277,7 +272,10 @@ func (a *Actor) launch(gen uint64) *Input {
 	if err != nil {
 		return &Input{Kind: InputLaunchFailed, Gen: gen, Err: err}
 	}
-	a.handle, a.handleOf, a.toRecord = h, gen, h
+	a.handle, a.handleOf = h, gen
+	// Durable before anyone can see it RUNNING: a crash from here on
+	// leaves a process the next agent finds.
+	a.record(h)
 	a.helper.Add(1)
 	go func() {
 		defer a.helper.Done()
@@ -287,9 +285,7 @@ func (a *Actor) launch(gen uint64) *Input {
 	return &Input{Kind: InputLaunched, Gen: gen, Pid: h.Pid()}
 }
 
-// record writes the process record. It runs after the transition to
-// RUNNING is published, so the state change is not held up by the write,
-// and before the actor handles anything else (an exit included).
+// record writes the process record.
 func (a *Actor) record(h Handle) {
 	p := h.Process()
 	p.Component = a.Name()

@@ -171,7 +171,7 @@ func BenchmarkIdle50(b *testing.B) {
 	const n = 50
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
-		ks := startMiniAgent(b, filepath.Join(dir, "keystone.db"), b.TempDir(), newCgroupRoot(b), n)
+		ks := startMiniAgent(b, filepath.Join(dir, "keystone.db"), b.TempDir(), newCgroupRoot(b), n, false)
 		sd := startSupervisord(b, filepath.Join(dir, "supervisord"), n)
 		s6 := startS6(b, filepath.Join(dir, "s6"), n)
 
@@ -201,7 +201,7 @@ func BenchmarkIdle50(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 
 		_ = ks.cmd.Process.Signal(syscall.SIGTERM)
-		<-ks.done
+		<-ks.exited
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/store"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a small agent (until cmd/keystone-agent
@@ -33,12 +34,16 @@ const (
 	miniAgentN    = "KEYSTONE_TEST_MINIAGENT_N"
 	miniAgentRoot = "KEYSTONE_TEST_MINIAGENT_CGROUP_ROOT"
 	miniAgentLogs = "KEYSTONE_TEST_MINIAGENT_LOGS"
+	reaperHostEnv = "KEYSTONE_TEST_REAPER_HOST" // set: run as a subreaper hosting one mini agent
 	miniAgentBase = 700000
 )
 
 func TestMain(m *testing.M) {
 	if runner.IsShim(os.Args) {
 		runner.ShimMain()
+	}
+	if os.Getenv(reaperHostEnv) != "" {
+		os.Exit(reaperHost())
 	}
 	if os.Getenv(miniAgentEnv) != "" {
 		os.Exit(miniAgent())
@@ -56,7 +61,7 @@ func miniComponents(n int) ([]*Component, error) {
 		out[i] = proc(fmt.Sprintf("com.example.c%03d", i), "", func(r *recipes.Recipe) {
 			// exec'd directly: the component's process is `sleep N` from the start
 			r.Lifecycle.Run.Command, r.Lifecycle.Run.Args = sleep, []string{strconv.Itoa(miniAgentBase + i)}
-			r.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s"), Max: d("1s")}
+			r.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("10ms"), Max: d("1s")}
 			r.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 1000, Window: d("1m")}
 		})
 	}
@@ -95,6 +100,14 @@ func miniAgent() int {
 	if err := sup.Start(ctx); err != nil {
 		return fail("start", err)
 	}
+	stopped := false
+	defer func() { // on a failure too: a mini agent never leaves its components behind
+		if !stopped {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = sup.Stop(sctx)
+		}
+	}()
 	comps, err := miniComponents(n)
 	if err != nil {
 		return fail("components", err)
@@ -116,25 +129,71 @@ func miniAgent() int {
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	stopped = true
 	if err := sup.Stop(sctx); err != nil {
 		return fail("stop", err)
 	}
 	return 0
 }
 
+// reaperHost plays init for a mini agent: it is a child subreaper, starts
+// the mini agent (same environment, minus its own variable), prints
+// "agent PID", and reaps every child that comes to it, promptly, as init
+// would, until its stdin closes. So the processes of a mini agent killed
+// with SIGKILL are orphans of this host, never of the test or of the next
+// agent.
+func reaperHost() int {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "reaper host:", err)
+		return 1
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, reaperHostEnv+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "reaper host:", err)
+		return 1
+	}
+	fmt.Printf("agent %d\n", cmd.Process.Pid)
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	for {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(-1, &ws, 0, nil); err == unix.ECHILD {
+			select {} // nothing left to reap: wait for stdin to close
+		}
+	}
+}
+
 // agentProc is a mini agent started by a test.
 type agentProc struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd    *exec.Cmd
+	pid    int           // the agent's pid (with a reaper host, its child's)
+	exited chan struct{} // closed once the started process was waited for
+	err    error         // its exit, valid once exited is closed
 }
 
 // startMiniAgent starts a mini agent over the store file db, its component
-// logs in logDir and their cgroups under root.
-func startMiniAgent(t testing.TB, db, logDir, root string, n int) *agentProc {
+// logs in logDir and their cgroups under root; hosted, under a reaper host.
+func startMiniAgent(t testing.TB, db, logDir, root string, n int, hosted bool) *agentProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), miniAgentEnv+"=1", miniAgentDB+"="+db, miniAgentN+"="+strconv.Itoa(n),
 		miniAgentRoot+"="+root, miniAgentLogs+"="+logDir)
+	if hosted {
+		cmd.Env = append(cmd.Env, reaperHostEnv+"=1")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stdin.Close() })
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -143,26 +202,51 @@ func startMiniAgent(t testing.TB, db, logDir, root string, n int) *agentProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	a := &agentProc{cmd: cmd, done: make(chan error, 1)}
-	t.Cleanup(func() { // a test that fails half-way leaves no agent behind
+	a := &agentProc{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	hostedPid := make(chan int, 1) // the agent's pid as its host reports it
+	t.Cleanup(func() {             // a test that fails half-way leaves no agent behind
+		select {
+		case pid := <-hostedPid:
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		default:
+		}
 		_ = cmd.Process.Kill()
+		select {
+		case <-a.exited:
+		case <-time.After(time.Minute):
+			t.Errorf("mini agent %d did not end", cmd.Process.Pid)
+		}
 	})
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
-		ok := sc.Scan() && sc.Text() == "ready"
+		ok := true
+		if hosted {
+			ok = sc.Scan() && strings.HasPrefix(sc.Text(), "agent ")
+			if ok {
+				pid, _ := strconv.Atoi(strings.TrimPrefix(sc.Text(), "agent "))
+				hostedPid <- pid
+			}
+		}
+		ok = ok && sc.Scan() && sc.Text() == "ready"
 		ready <- ok
 		_, _ = io.Copy(io.Discard, out)
-		a.done <- cmd.Wait()
+		a.err = cmd.Wait()
+		close(a.exited)
 	}()
 	select {
 	case ok := <-ready:
 		if !ok {
-			t.Fatalf("mini agent did not get ready: %v", <-a.done)
+			<-a.exited
+			t.Fatalf("mini agent did not get ready: %v", a.err)
 		}
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
 		t.Fatal("mini agent not ready after 2 minutes")
+	}
+	if hosted {
+		a.pid = <-hostedPid
+		hostedPid <- a.pid // for the cleanup
 	}
 	return a
 }

@@ -55,8 +55,14 @@ func agentError(what string, err error) error {
 	var apiErr *api.Error
 	switch {
 	case errors.As(err, &apiErr):
+		// The code goes on the first line; the agent may already have put
+		// its details on the following ones.
+		head, rest, _ := strings.Cut(apiErr.Message, "\n")
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s%s [%s]", prefix, apiErr.Message, apiErr.Code)
+		fmt.Fprintf(&b, "%s%s [%s]", prefix, head, apiErr.Code)
+		if rest != "" {
+			b.WriteString("\n" + rest)
+		}
 		for _, d := range apiErr.Details {
 			if !strings.Contains(apiErr.Message, d) {
 				b.WriteString("\n  " + d)
@@ -68,6 +74,19 @@ func agentError(what string, err error) error {
 	default:
 		return fmt.Errorf("%s%w", prefix, err)
 	}
+}
+
+// componentError is agentError for a command on component name: an
+// unknown name says so plainly and where to find the names.
+func componentError(what, name string, err error) error {
+	if api.ErrorCode(err) == api.CodeNotFound {
+		return &codedError{
+			msg:  fmt.Sprintf("%s: no component %q on this agent (keystonectl component list shows them) [%s]", what, name, api.CodeNotFound),
+			code: api.CodeNotFound,
+			err:  err,
+		}
+	}
+	return agentError(what, err)
 }
 
 // codedError is an agent answer as shown to the user; it keeps the

@@ -101,7 +101,7 @@ Exit codes:
 			defer c.Close()
 			d, err := c.Component(cmd.Context(), args[0])
 			if err != nil {
-				return agentError("component "+args[0], err)
+				return componentError("component get", args[0], err)
 			}
 			if opts.Output == formatJSON {
 				return writeJSON(opts.Out, d)
@@ -189,7 +189,7 @@ Exit codes:
 			defer c.Close()
 			comp, err := verb.call(c)(cmd.Context(), args[0])
 			if err != nil {
-				return agentError(verb.name+" "+args[0], err)
+				return componentError("component "+verb.name, args[0], err)
 			}
 			if comp.Name == "" {
 				comp.Name = args[0]

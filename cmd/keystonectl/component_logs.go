@@ -46,7 +46,7 @@ Exit codes:
 			defer c.Close()
 			lines, err := c.Logs(ctx, args[0], api.LogsOptions{Tail: tail, Follow: follow})
 			if err != nil {
-				return agentError("logs of "+args[0], err)
+				return componentError("component logs", args[0], err)
 			}
 			defer lines.Close()
 			enc := json.NewEncoder(opts.Out)

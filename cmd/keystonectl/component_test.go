@@ -126,7 +126,7 @@ func TestComponentActions(t *testing.T) {
 		}
 	}
 	r := cli.run(t, "component", "restart", "com.example.nope")
-	r.expect(t, exitError, none, []string{"Error: restart com.example.nope: ", "no such component", "[NOT_FOUND]"})
+	r.expect(t, exitError, none, []string{"Error: component restart: no component \"com.example.nope\" on this agent (keystonectl component list shows them) [NOT_FOUND]\n"})
 	cli.run(t, "component", "restart").expect(t, exitUsage, none, []string{"takes one argument: NAME", "try 'keystonectl component restart --help'"})
 }
 

@@ -117,6 +117,16 @@ func TestDeployApplyRefusedListsEveryProblem(t *testing.T) {
 	f.handle("POST /v1/deployments", 422, api.Error{Message: "the deployment has 3 problems", Code: api.CodeInvalid, Details: problems})
 	r := cliRun{sock: f.sock}.run(t, "deploy", "apply", "-f", filepath.Join(dir, "deployment.toml"), "--wait")
 	r.expect(t, exitError, none, append([]string{"refused: the deployment has 3 problems [VALIDATION_FAILED]\n"}, problems...))
+
+	// An agent that puts the problems in its message too: the code stays on
+	// the first line and nothing is listed twice.
+	f2 := newFakeAgent(t)
+	f2.handle("POST /v1/deployments", 422, api.Error{Message: "invalid deployment: 3 problems:\n  " + strings.Join(problems, "\n  "), Code: api.CodeInvalid, Details: problems})
+	r = cliRun{sock: f2.sock}.run(t, "deploy", "apply", "-f", filepath.Join(dir, "deployment.toml"))
+	want := "refused: invalid deployment: 3 problems: [VALIDATION_FAILED]\n  " + strings.Join(problems, "\n  ") + "\n"
+	if !strings.HasSuffix(r.stderr, want) || r.code != exitError {
+		t.Errorf("stderr %q, want it to end with %q", r.stderr, want)
+	}
 	if n := len(f.sent("GET", "/v1/deployments/d1")); n != 0 {
 		t.Errorf("a refused deployment was waited for (%d polls)", n)
 	}

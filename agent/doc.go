@@ -1,6 +1,19 @@
-// Package agent wires KeyStone together: configuration, start-up and
-// shutdown order, the local API server, metrics, and systemd notify.
+// Package agent wires KeyStone together into the device daemon: Run starts
+// everything in order (lock the data folder, open the store, start the
+// supervisor and the deployment engine, serve the local API and the metrics,
+// apply the development watch folder, tell systemd it is ready) and stops
+// it in reverse on shutdown.
 //
-// It holds no decision logic of its own; that lives in supervisor, ota and
-// comms.
+// It owns the local API server (SPEC §7: HTTP/JSON on a 0660 Unix socket,
+// /metrics and /healthz also on http_listen, errors translated to codes in
+// one place), the Prometheus registry (SPEC §11), the event recorder that
+// writes the bus to the store, the watch folder, the data folder lock and
+// the systemd notifications. docs/operations.md describes them for
+// operators.
+//
+// It holds no decision logic of its own: what to restart and when is the
+// supervisor's, what a deployment changes is the deployment engine's, what
+// to trust is ota's. It keeps no global state, starts no goroutine it does
+// not stop and wait for, and never calls os.Exit; cmd/keystone-agent does
+// flag parsing and exit codes.
 package agent

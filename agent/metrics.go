@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keystone-edge/keystone/supervisor"
+	"github.com/keystone-edge/keystone/supervisor/events"
+)
+
+// scrapeTimeout bounds the store reads a scrape makes.
+const scrapeTimeout = 5 * time.Second
+
+// metricsConfig is what the agent's metrics read at scrape time.
+type metricsConfig struct {
+	// Context is the agent's life; it bounds the store reads of a scrape.
+	// Required.
+	Context context.Context
+	// Version labels keystone_agent_info.
+	Version string
+	// Components lists the supervised components; required.
+	Components interface{ Snapshot() []supervisor.Status }
+	// CPUSeconds reads a process's cumulative CPU time; required.
+	CPUSeconds func(pid int) float64
+	// OutboxPending counts the store's outbox; nil reports 0.
+	OutboxPending func(ctx context.Context) (int, error)
+	// CacheBytes sizes the artifact cache; nil reports 0.
+	CacheBytes func(ctx context.Context) (int64, error)
+	// MQTTConnected says whether the fleet connection is up; nil is 0
+	// (local-only mode).
+	MQTTConnected func() bool
+	// Logger receives scrape problems; required.
+	Logger *slog.Logger
+}
+
+// metrics is the agent's private Prometheus registry (SPEC §11): a collector
+// that reads the supervisor and the store at scrape time, the deployment
+// counters fed from the event bus, and the Go and process collectors.
+type metrics struct {
+	reg         *prometheus.Registry
+	deployments *prometheus.CounterVec
+	duration    prometheus.Histogram
+	handler     http.Handler
+
+	mu      sync.Mutex
+	started map[string]time.Time // deployment id → when it went IN_PROGRESS
+}
+
+func newMetrics(cfg metricsConfig) (*metrics, error) {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		deployments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keystone_deployments_total",
+			Help: "Deployments finished since the agent started, by final status.",
+		}, []string{"status"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "keystone_deployment_duration_seconds",
+			Help:    "Time from a deployment's start to its final status.",
+			Buckets: []float64{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800},
+		}),
+		started: map[string]time.Time{},
+	}
+	for _, st := range []string{"SUCCEEDED", "FAILED", "CANCELED"} {
+		m.deployments.WithLabelValues(st) // present at 0 from the first scrape
+	}
+	for _, c := range []prometheus.Collector{
+		m.deployments, m.duration, newComponentCollector(cfg),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := m.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+	return m, nil
+}
+
+// count follows deployment events until the channel closes: an IN_PROGRESS
+// status starts the clock, a final status counts the deployment and
+// observes its duration. A deployment's status events carry no step and
+// their status in Detail["status"].
+func (m *metrics) count(sub <-chan events.Event) {
+	for e := range sub {
+		if e.Kind != events.KindDeployment || e.Deployment == "" || e.Step != "" {
+			continue
+		}
+		m.observe(e)
+	}
+}
+
+func (m *metrics) observe(e events.Event) {
+	status := e.Detail["status"]
+	if status == "" {
+		status = e.To
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch status {
+	case "IN_PROGRESS":
+		if _, ok := m.started[e.Deployment]; !ok {
+			m.started[e.Deployment] = e.At
+		}
+	case "SUCCEEDED", "FAILED", "CANCELED":
+		m.deployments.WithLabelValues(status).Inc()
+		if t, ok := m.started[e.Deployment]; ok {
+			m.duration.Observe(e.At.Sub(t).Seconds())
+			delete(m.started, e.Deployment)
+		}
+	}
+}
+
+// componentCollector reads every component's state, restarts, CPU and
+// memory at scrape time, so the figures are never staler than the scrape.
+type componentCollector struct {
+	cfg metricsConfig
+
+	info, state, restarts, cpu, rss, mqtt, outbox, cache *prometheus.Desc
+
+	mu     sync.Mutex
+	tracks map[string]*cpuTrack
+}
+
+// cpuTrack keeps a component's CPU counter monotonic across restarts: the
+// seconds of its earlier processes are carried in base.
+type cpuTrack struct {
+	pid  int
+	last float64
+	base float64
+}
+
+func newComponentCollector(cfg metricsConfig) *componentCollector {
+	return &componentCollector{
+		cfg: cfg,
+		info: prometheus.NewDesc("keystone_agent_info",
+			"The running agent; always 1.", []string{"version"}, nil),
+		state: prometheus.NewDesc("keystone_component_state",
+			"1 for the state each component is in, 0 for the others.", []string{"component", "state"}, nil),
+		restarts: prometheus.NewDesc("keystone_component_restarts_total",
+			"Restarts of the component since it was deployed or last restarted by hand.", []string{"component"}, nil),
+		cpu: prometheus.NewDesc("keystone_component_cpu_seconds_total",
+			"User and system CPU time of the component's main processes.", []string{"component"}, nil),
+		rss: prometheus.NewDesc("keystone_component_memory_rss_bytes",
+			"Resident memory of the component's main process; 0 when it does not run.", []string{"component"}, nil),
+		mqtt: prometheus.NewDesc("keystone_mqtt_connected",
+			"1 while the fleet MQTT connection is up.", nil, nil),
+		outbox: prometheus.NewDesc("keystone_outbox_pending",
+			"Messages waiting in the outbox for the broker.", nil, nil),
+		cache: prometheus.NewDesc("keystone_artifact_cache_bytes",
+			"Bytes held in the artifact cache.", nil, nil),
+		tracks: map[string]*cpuTrack{},
+	}
+}
+
+// Describe sends every descriptor.
+func (c *componentCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.info, c.state, c.restarts, c.cpu, c.rss, c.mqtt, c.outbox, c.cache} {
+		ch <- d
+	}
+}
+
+// Collect reads the supervisor and the store once.
+func (c *componentCollector) Collect(ch chan<- prometheus.Metric) {
+	version := c.cfg.Version
+	if version == "" {
+		version = "dev"
+	}
+	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, version)
+
+	snap := c.cfg.Components.Snapshot()
+	c.mu.Lock()
+	seen := make(map[string]bool, len(snap))
+	for _, st := range snap {
+		seen[st.Name] = true
+		for s := supervisor.StateNew; s <= supervisor.StateBroken; s++ {
+			v := 0.0
+			if s == st.State {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, st.Name, s.String())
+		}
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(st.Restarts), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, c.cpuSeconds(st), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, float64(st.RSSBytes), st.Name)
+	}
+	for name := range c.tracks {
+		if !seen[name] {
+			delete(c.tracks, name) // removed by a deployment
+		}
+	}
+	c.mu.Unlock()
+
+	mqtt := 0.0
+	if c.cfg.MQTTConnected != nil && c.cfg.MQTTConnected() {
+		mqtt = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.mqtt, prometheus.GaugeValue, mqtt)
+
+	ctx, cancel := context.WithTimeout(c.cfg.Context, scrapeTimeout)
+	defer cancel()
+	if c.cfg.OutboxPending != nil {
+		if n, err := c.cfg.OutboxPending(ctx); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.outbox, fmt.Errorf("outbox: %w", err))
+		} else {
+			ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, float64(n))
+		}
+	} else {
+		ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, 0)
+	}
+	if c.cfg.CacheBytes != nil {
+		if n, err := c.cfg.CacheBytes(ctx); err != nil {
+			ch <- prometheus.NewInvalidMetric(c.cache, fmt.Errorf("artifact cache: %w", err))
+		} else {
+			ch <- prometheus.MustNewConstMetric(c.cache, prometheus.GaugeValue, float64(n))
+		}
+	} else {
+		ch <- prometheus.MustNewConstMetric(c.cache, prometheus.GaugeValue, 0)
+	}
+}
+
+// cpuSeconds returns the component's CPU counter; c.mu is held.
+func (c *componentCollector) cpuSeconds(st supervisor.Status) float64 {
+	t := c.tracks[st.Name]
+	if t == nil {
+		t = &cpuTrack{}
+		c.tracks[st.Name] = t
+	}
+	if st.Pid != t.pid {
+		t.base += t.last
+		t.pid, t.last = st.Pid, 0
+	}
+	if st.Pid > 0 {
+		if v := c.cfg.CPUSeconds(st.Pid); v > t.last {
+			t.last = v
+		}
+	}
+	return t.base + t.last
+}

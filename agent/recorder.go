@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/keystone-edge/keystone/store"
+	"github.com/keystone-edge/keystone/supervisor/events"
+)
+
+// Event retention in the store.
+const (
+	// eventsKept is how many events the store keeps; older ones are pruned.
+	eventsKept = 10_000
+	// pruneEvery is how many appends pass between prunes.
+	pruneEvery = 500
+	// recorderBuffer is how far the recorder may fall behind the bus before
+	// it loses events (the bus never waits for it).
+	recorderBuffer = 4096
+	// storeWriteTimeout bounds one event write.
+	storeWriteTimeout = 10 * time.Second
+)
+
+// eventStore is what the recorder needs of the store.
+type eventStore interface {
+	AppendEvent(ctx context.Context, e store.Event) (int64, error)
+	PruneEvents(ctx context.Context, keep int) error
+	Events(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error)
+	ComponentEvents(ctx context.Context, component string, limit int) ([]store.Event, error)
+}
+
+// recorder writes every event of the bus to the store, so that transitions
+// and deployment progress outlive the agent, and keeps the history bounded.
+// It also answers the API's reads of that history.
+type recorder struct {
+	store   eventStore
+	log     *slog.Logger
+	lastSeq atomic.Int64
+}
+
+// newRecorder prunes the history to its bound and learns where it ends.
+func newRecorder(ctx context.Context, st eventStore, log *slog.Logger) (*recorder, error) {
+	if err := st.PruneEvents(ctx, eventsKept); err != nil {
+		return nil, fmt.Errorf("prune events: %w", err)
+	}
+	kept, err := st.Events(ctx, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	r := &recorder{store: st, log: log}
+	if n := len(kept); n > 0 {
+		r.lastSeq.Store(kept[n-1].Seq)
+	}
+	return r, nil
+}
+
+// run records the events of sub until the channel is closed (its
+// subscription's context ended) and drained. Writes are not cut short when
+// ctx ends: what was published before the end is still recorded.
+func (r *recorder) run(ctx context.Context, sub <-chan events.Event) {
+	base := context.WithoutCancel(ctx)
+	n := 0
+	for e := range sub {
+		if e.Dropped > 0 {
+			r.log.Warn("event recorder fell behind; events lost", "lost", e.Dropped)
+		}
+		ctx, cancel := context.WithTimeout(base, storeWriteTimeout)
+		seq, err := r.store.AppendEvent(ctx, toStoreEvent(e))
+		if err != nil {
+			r.log.Error("record event", "kind", e.Kind, "component", e.Component, "err", err)
+		} else {
+			r.lastSeq.Store(seq)
+		}
+		if n++; n%pruneEvery == 0 {
+			if err := r.store.PruneEvents(ctx, eventsKept); err != nil {
+				r.log.Error("prune events", "err", err)
+			}
+		}
+		cancel()
+	}
+}
+
+// Recent returns up to limit of the latest recorded events, oldest first.
+func (r *recorder) Recent(ctx context.Context, limit int) ([]store.Event, error) {
+	from := max(r.lastSeq.Load()-int64(limit), 0)
+	return r.store.Events(ctx, from, limit)
+}
+
+// ComponentEvents returns the latest limit events about one component.
+func (r *recorder) ComponentEvents(ctx context.Context, component string, limit int) ([]store.Event, error) {
+	return r.store.ComponentEvents(ctx, component, limit)
+}
+
+// eventExtra is what a store.Event keeps of a bus event beyond its columns.
+type eventExtra struct {
+	Deployment string            `json:"deployment,omitempty"`
+	Step       string            `json:"step,omitempty"`
+	Detail     map[string]string `json:"detail,omitempty"`
+}
+
+func toStoreEvent(e events.Event) store.Event {
+	se := store.Event{
+		At: e.At, Component: e.Component, Kind: string(e.Kind),
+		FromState: e.From, ToState: e.To, Reason: e.Reason,
+	}
+	if e.Deployment != "" || e.Step != "" || len(e.Detail) > 0 {
+		se.Detail, _ = json.Marshal(eventExtra{Deployment: e.Deployment, Step: e.Step, Detail: e.Detail})
+	}
+	return se
+}
+
+func fromStoreEvent(se store.Event) events.Event {
+	e := events.Event{
+		At: se.At, Kind: events.Kind(se.Kind), Component: se.Component,
+		From: se.FromState, To: se.ToState, Reason: se.Reason,
+	}
+	var x eventExtra
+	if len(se.Detail) > 0 && json.Unmarshal(se.Detail, &x) == nil {
+		e.Deployment, e.Step, e.Detail = x.Deployment, x.Step, x.Detail
+	}
+	return e
+}

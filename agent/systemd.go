@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// systemd speaks the sd_notify protocol when the agent runs as a
+// Type=notify unit: READY=1 once the API answers, WATCHDOG=1 at half the
+// unit's WatchdogSec while the agent is healthy, STOPPING=1 at shutdown.
+// Without NOTIFY_SOCKET every call does nothing.
+type systemd struct {
+	log *slog.Logger
+}
+
+func (s systemd) notify(state string) {
+	sent, err := daemon.SdNotify(false, state)
+	switch {
+	case err != nil:
+		s.log.Warn("sd_notify failed", "state", state, "err", err)
+	case sent:
+		s.log.Debug("sd_notify", "state", state)
+	}
+}
+
+// ready tells systemd the agent is up.
+func (s systemd) ready() { s.notify(daemon.SdNotifyReady) }
+
+// stopping tells systemd the agent is shutting down.
+func (s systemd) stopping() { s.notify(daemon.SdNotifyStopping) }
+
+// watchdog pings systemd at half of WATCHDOG_USEC until ctx ends, but only
+// while healthy answers nil: a wedged agent stops pinging and systemd
+// restarts it. Without a watchdog configured it returns at once.
+func (s systemd) watchdog(ctx context.Context, healthy func(context.Context) error) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		s.log.Warn("systemd watchdog settings unreadable; not pinging", "err", err)
+		return
+	}
+	if interval <= 0 {
+		return
+	}
+	period := interval / 2
+	s.log.Info("systemd watchdog enabled", "ping_every", period.String())
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			hctx, cancel := context.WithTimeout(ctx, period)
+			err := healthy(hctx)
+			cancel()
+			if err != nil {
+				s.log.Warn("unhealthy; withholding the watchdog ping", "err", err)
+				continue
+			}
+			s.notify(daemon.SdNotifyWatchdog)
+		}
+	}
+}

@@ -103,20 +103,6 @@ func (a *Actor) send(in Input) { a.inbox.put(actorMsg{in: in}) }
 // ask queues an input; done gets the core's answer.
 func (a *Actor) ask(in Input, done func(commandResult)) { a.inbox.put(actorMsg{in: in, done: done}) }
 
-// command queues an input and waits for the core's answer.
-func (a *Actor) command(ctx context.Context, in Input) (State, error) {
-	reply := make(chan commandResult, 1)
-	a.ask(in, func(r commandResult) { reply <- r })
-	select {
-	case r := <-reply:
-		return r.state, r.err
-	case <-a.done:
-		return 0, fmt.Errorf("%s: %w", a.Name(), ErrRemoved)
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
 // run is the actor goroutine. It installs the component, then handles
 // messages until quit. On quit it stops a process still running, cancels
 // its timers and waits for its helper goroutines.

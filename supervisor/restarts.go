@@ -140,13 +140,12 @@ func (d Decision) String() string {
 // an argument and randomness from the injected source, so it is tested
 // without processes or clocks. Not safe for concurrent use.
 type Restarts struct {
-	policy   RestartPolicy
-	rand     func() float64
-	clock    stepClock
-	backoff  *backoff.ExponentialBackOff
-	recent   []time.Time // restarts within the window, oldest first
-	total    int
-	lastWait time.Duration
+	policy  RestartPolicy
+	rand    func() float64
+	clock   stepClock
+	backoff *backoff.ExponentialBackOff
+	recent  []time.Time // restarts within the window, oldest first
+	total   int
 }
 
 // stepClock gives the backoff library the time of the decision being made
@@ -191,7 +190,6 @@ func (r *Restarts) Total() int { return r.total }
 func (r *Restarts) Reset() {
 	r.recent = nil
 	r.total = 0
-	r.lastWait = 0
 	r.backoff.Reset()
 }
 
@@ -238,7 +236,6 @@ func (r *Restarts) Decide(now time.Time, o Outcome) (Decision, time.Duration, st
 	r.recent = append(r.recent, now)
 	r.total++
 	wait := r.jitter(r.backoff.NextBackOff())
-	r.lastWait = wait
 	return DecisionRestart, wait, fmt.Sprintf("%s; restart %d in %s", what, r.total, wait)
 }
 

@@ -1,0 +1,23 @@
+// Package deploy is the deployment engine (SPEC §5): it turns a deployment
+// manifest and its recipes into the set of components the supervisor runs,
+// one deployment at a time, with every step checkpointed in the store so
+// that a crash at any point ends, after a restart, in exactly the new set or
+// exactly the previous one.
+//
+// The work order of one deployment is: validate and resolve the whole graph
+// (at Submit, before anything is queued) → fetch and verify every artifact
+// (nothing running is touched before this succeeds) → checkpoint the plan
+// and the previous set → stop what is removed or changed, dependents first,
+// and install the new versions → start in dependency order and wait for
+// RUNNING (and healthy) within health_timeout → commit the new current set
+// and let ota drop versions no longer kept. A failure rolls back to the
+// previous set (failure_policy = "rollback") or leaves what succeeded
+// (failure_policy = "keep"). docs/deployments.md describes the steps, the
+// checkpoints and the error codes.
+//
+// The package owns the deployment queue, the plan, the checkpoints and
+// rollback. It does not start or stop processes (the supervisor does, through
+// the small Supervisor interface declared here), does not download or verify
+// bytes (ota does, through Fetcher), speaks no SQL (store does) and never
+// removes a component's work folder.
+package deploy

@@ -90,6 +90,24 @@ func TestDependencies(t *testing.T) {
 	if err := r.sup.WaitReady(timeout(t, 20*time.Second), all); err != nil {
 		t.Fatal(err)
 	}
+
+	// A restart by hand takes the dependents down first too, and answers
+	// once db runs again.
+	r.w.log, r.w.used = nil, map[int]bool{}
+	dbPid := r.pid(t, db.Name())
+	state, err = r.sup.RestartComponent(context.Background(), db.Name())
+	if err != nil || state != StateRunning {
+		t.Fatalf("restart answered %s, %v", state, err)
+	}
+	r.w.waitFor(db.Name(), StateStopped, "restart requested")
+	before(t, r.w, web.Name(), StateStopped, app.Name(), StateStopping)
+	before(t, r.w, app.Name(), StateStopped, db.Name(), StateStopping)
+	if err := r.sup.WaitReady(timeout(t, 20*time.Second), all); err != nil {
+		t.Fatal(err)
+	}
+	if r.pid(t, db.Name()) == dbPid {
+		t.Fatal("db not restarted")
+	}
 }
 
 // Stopping the agent stops everything in reverse dependency order, as a

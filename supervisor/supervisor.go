@@ -375,8 +375,12 @@ type entry struct {
 	busy       bool
 	// stopWaiters are stops by hand, answered once the component is down.
 	stopWaiters []chan<- commandResult
-	removing    bool       // stop, then remove the actor
-	next        *Component // replace with this once stopped
+	// restarting: a restart by hand is taking the component down (its
+	// dependents first); restartWaiters are answered once it started again.
+	restarting     bool
+	restartWaiters []chan<- commandResult
+	removing       bool       // stop, then remove the actor
+	next           *Component // replace with this once stopped
 }
 
 type loopState struct {
@@ -446,7 +450,8 @@ func (s *Supervisor) handle(ls *loopState, m mgrMsg) {
 // that hard dependents stop first, and is answered once the component is
 // down. A start is sent at once when its hard dependencies are ready, and
 // otherwise answered with the current state: it starts when they are. A
-// restart is sent at once.
+// restart of a running component first takes it down like a stop, then
+// restarts it; of one that runs nothing, it is sent at once.
 func (s *Supervisor) byHand(ls *loopState, e *entry, m mgrMsg) {
 	st := e.actor.settledStatus()
 	switch m.input.Kind {
@@ -460,6 +465,13 @@ func (s *Supervisor) byHand(ls *loopState, e *entry, m mgrMsg) {
 			m.result <- commandResult{state: st.State}
 			return
 		}
+	case InputRestart:
+		e.wanted = true
+		if st.State.Active() || e.restarting {
+			e.restarting = true
+			e.restartWaiters = append(e.restartWaiters, m.result)
+			return
+		}
 	default:
 		e.wanted = true
 	}
@@ -467,6 +479,21 @@ func (s *Supervisor) byHand(ls *loopState, e *entry, m mgrMsg) {
 	a := e.actor
 	a.ask(m.input, func(r commandResult) {
 		m.result <- r
+		s.inbox.put(mgrMsg{kind: msgCmdDone, name: a.Name(), actor: a})
+	})
+}
+
+// restartNow sends the restart of a component a restart by hand took down,
+// and answers the waiting callers with its result.
+func (s *Supervisor) restartNow(e *entry) {
+	e.restarting, e.busy = false, true
+	waiters := e.restartWaiters
+	e.restartWaiters = nil
+	a := e.actor
+	a.ask(Input{Kind: InputRestart, Reason: "restart requested"}, func(r commandResult) {
+		for _, w := range waiters {
+			w <- r
+		}
 		s.inbox.put(mgrMsg{kind: msgCmdDone, name: a.Name(), actor: a})
 	})
 }
@@ -561,9 +588,17 @@ func (s *Supervisor) converge(ls *loopState) {
 			break
 		}
 	}
+	for _, e := range ls.entries {
+		if e.restarting && !e.busy && !e.removing && !ls.stopping && isDown(e.actor.settledStatus()) {
+			s.restartNow(e)
+		}
+	}
 	nodes := make(map[string]*node, len(ls.entries))
 	for name, e := range ls.entries {
-		nd := &node{Status: e.actor.settledStatus(), Wanted: e.wanted, StopReason: e.stopReason, Busy: e.busy}
+		nd := &node{Status: e.actor.settledStatus(), Wanted: e.wanted && !e.restarting, StopReason: e.stopReason, Busy: e.busy}
+		if e.restarting {
+			nd.StopReason = "restart requested"
+		}
 		for _, d := range e.actor.comp.Recipe.Dependencies {
 			if _, ok := ls.entries[d.Name]; !ok {
 				continue
@@ -628,6 +663,12 @@ func (e *entry) answerStops(r commandResult) {
 		w <- r
 	}
 	e.stopWaiters = nil
+	if r.err != nil { // the component is gone: pending restarts fail too
+		for _, w := range e.restartWaiters {
+			w <- r
+		}
+		e.restartWaiters, e.restarting = nil, false
+	}
 }
 
 func (s *Supervisor) publishActors(ls *loopState) {

@@ -49,9 +49,19 @@ func TestStopOrphanAfterAgentIsKilled(t *testing.T) {
 	if rec.Component != orphanCompName || rec.PGID != rec.PID || rec.CgroupPath != root+"/"+orphanCompName {
 		t.Fatalf("record = %+v", rec)
 	}
-	members, err := groupMembers(rec.PGID, rec.StartTicks)
-	if err != nil || len(members) != 2 {
-		t.Fatalf("component processes before the crash: %v, %v", members, err)
+	// The script forks its background sleep before exec'ing the second one;
+	// wait until both are there rather than racing the fork.
+	var members []member
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		members, err = groupMembers(rec.PGID, rec.StartTicks)
+		if err == nil && len(members) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("component processes before the crash: %v, %v", members, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	// The agent dies hard; its component keeps running, unmanaged.

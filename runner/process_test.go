@@ -246,12 +246,12 @@ func TestShutdownScriptRunsBeforeTheStopSignal(t *testing.T) {
 func TestHungShutdownScriptIsKilledAndStopGoesOn(t *testing.T) {
 	e := newEnv(t, "", false)
 	p := e.start(t, ProcessSpec{Component: "com.example.hung", Command: "/bin/sleep", Args: []string{"300"}})
-	st := p.Stop(context.Background(), StopOptions{ShutdownScript: `echo hanging; exec sleep 300`, ShutdownTimeout: 200 * time.Millisecond})
+	st := p.Stop(context.Background(), StopOptions{ShutdownScript: `echo hanging; exec sleep 300`, ShutdownTimeout: 2 * time.Second})
 	if !st.Stopped || st.Signal != "SIGTERM" {
 		t.Fatalf("status = %+v", st)
 	}
 	out := e.tail(t, "com.example.hung")
-	if !strings.Contains(out, "hanging\n") || !strings.Contains(out, "[keystone] shutdown script killed after 200ms\n") {
+	if !strings.Contains(out, "hanging\n") || !strings.Contains(out, "[keystone] shutdown script killed after 2s\n") {
 		t.Fatalf("log:\n%s", out)
 	}
 }

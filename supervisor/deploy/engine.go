@@ -1,0 +1,639 @@
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/keystone-edge/keystone/agent/api"
+	"github.com/keystone-edge/keystone/agent/config"
+	"github.com/keystone-edge/keystone/ota/sign"
+	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/store"
+	"github.com/keystone-edge/keystone/supervisor"
+	"github.com/keystone-edge/keystone/supervisor/events"
+)
+
+// Config wires an Engine.
+type Config struct {
+	// Store records deployments and their checkpoints. Required.
+	Store Store
+	// Supervisor runs the components. Required.
+	Supervisor Supervisor
+	// Fetcher downloads, verifies and places artifacts. Required.
+	Fetcher Fetcher
+	// Repository resolves components a manifest names without a recipe;
+	// nil means such components are refused.
+	Repository Repository
+	// Keyring holds the keys whose detached recipe signatures are trusted
+	// (trust.keys); nil trusts no key.
+	Keyring *sign.Keyring
+	// AllowUnsigned runs local recipes without a trusted signature
+	// (trust.allow_unsigned, development only); false refuses them.
+	AllowUnsigned bool
+	// AllowRoot lets recipes run as root (security.allow_root); false
+	// refuses them.
+	AllowRoot bool
+	// DefaultRunAs is default_run_as, for recipes that name no run_as; ""
+	// means the agent's own user.
+	DefaultRunAs string
+	// DeviceID is the value of ${device.id}.
+	DeviceID string
+	// DeviceConfig is agent.toml's [components."<name>".config] by
+	// component name, layered between recipe defaults and deployment
+	// overrides; nil means none.
+	DeviceConfig map[string]map[string]any
+	// Paths lays out data_dir: work folders are Paths.WorkDir(name), old
+	// versions are looked for under Paths.Components, and request files are
+	// staged in a temporary folder under Paths.Dir. Work is required; an
+	// empty Components skips removing old version folders; an empty Dir
+	// stages in the system's temporary folder.
+	Paths config.DataPaths
+	// KeepVersions is artifacts.keep_versions: how many versions of each
+	// component stay on disk, the current one included; 0 means
+	// config.DefaultKeepVersions.
+	KeepVersions int
+	// Events receives deployment progress; nil means events.Discard.
+	Events events.Publisher
+	// Clock gives time and the deadlines of the stop and start steps; nil
+	// means supervisor.SystemClock.
+	Clock supervisor.Clock
+	// StableFor is how long the components of a deployment must stay
+	// ready, with the same processes, before it commits: a process that
+	// exits at once is RUNNING for an instant only. 0 means
+	// DefaultStableFor; negative means no wait.
+	StableFor time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// FaultHook is called right after each checkpoint is durable, with
+	// "<step>:<status>" such as "stop:started" (see the Step constants);
+	// nil means none. Tests use it to crash the agent at a chosen step.
+	FaultHook func(checkpoint string)
+}
+
+// DefaultStableFor is how long a deployment's components must stay up
+// before it commits, when Config.StableFor is 0.
+const DefaultStableFor = time.Second
+
+// Engine runs deployments one at a time. Create it with New, start Run in
+// a goroutine, then Submit; every method is safe for concurrent use.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	clock  supervisor.Clock
+	events events.Publisher
+	stable time.Duration
+
+	kick    chan struct{} // a job was queued
+	started chan struct{} // closed once Run has restored and resumed
+
+	mu       sync.Mutex
+	queue    []*job
+	running  *job
+	current  *set
+	ran      bool
+	cancels  map[string]string // cancels asked for before their job ran: id -> reason
+	changed  chan struct{}     // closed and replaced on every change of a deployment
+	versions map[string]map[string]*recipes.Recipe
+}
+
+// job is one deployment waiting or running.
+type job struct {
+	id     string
+	origin string
+	set    *set              // nil for a recorded job until it runs
+	prev   *set              // the set before it
+	stored *store.Deployment // the record, for a job found at start
+	resume resumeFrom
+	failed *failure // the failure recorded, for resumeRollback and resumeKeep
+
+	// Guarded by Engine.mu while queued or running.
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	step    string
+	since   time.Time
+	waiting string
+}
+
+// New checks cfg and returns an engine that is not yet running.
+func New(cfg Config) (*Engine, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("deploy: Config.Store is required")
+	case cfg.Supervisor == nil:
+		return nil, errors.New("deploy: Config.Supervisor is required")
+	case cfg.Fetcher == nil:
+		return nil, errors.New("deploy: Config.Fetcher is required")
+	case cfg.Paths.Work == "":
+		return nil, errors.New("deploy: Config.Paths.Work is required")
+	}
+	if cfg.KeepVersions == 0 {
+		cfg.KeepVersions = config.DefaultKeepVersions
+	}
+	e := &Engine{
+		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, events: cfg.Events,
+		kick: make(chan struct{}, 1), started: make(chan struct{}), current: emptySet(), cancels: map[string]string{},
+		changed: make(chan struct{}), versions: map[string]map[string]*recipes.Recipe{},
+	}
+	switch {
+	case cfg.StableFor == 0:
+		e.stable = DefaultStableFor
+	case cfg.StableFor > 0:
+		e.stable = cfg.StableFor
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if e.clock == nil {
+		e.clock = supervisor.SystemClock{}
+	}
+	if e.events == nil {
+		e.events = events.Discard
+	}
+	return e, nil
+}
+
+// Run is the one goroutine that owns deployments. At start it restores the
+// current set (the last committed deployment, rendered again and handed to
+// the supervisor) and resumes every unfinished deployment from its
+// checkpoints: one past its plan is finished, or its rollback finished;
+// queued ones run in order. Then it runs queued deployments until ctx ends.
+// A deployment interrupted by ctx stays IN_PROGRESS and is resumed by the
+// next Run. Run returns nil when ctx ends, or an error when the store
+// fails (a deployment that cannot be checkpointed cannot go on). It may be
+// called once.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.ran {
+		e.mu.Unlock()
+		return errors.New("deploy: Run called twice")
+	}
+	e.ran = true
+	e.mu.Unlock()
+	if err := e.resumeAtStart(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	close(e.started)
+	for {
+		j := e.next(ctx)
+		if j == nil {
+			select {
+			case <-e.kick:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		err := e.execute(ctx, j)
+		e.finished(j)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("deployment %s: %w", j.id, err)
+		}
+	}
+}
+
+// Started is closed once Run has handed the current set back to the
+// supervisor and queued the unfinished deployments it found, so that
+// Current is the committed set.
+func (e *Engine) Started() <-chan struct{} { return e.started }
+
+// Submit validates a deployment completely (manifest, recipes, signatures,
+// dependency graph, rendering) and records and queues it. A problem comes
+// back as a *ValidationError (errors.Is ErrInvalid) listing every one, and
+// then nothing is queued or changed. A deployment id already recorded for
+// the same manifest answers that deployment (it never runs twice); for a
+// different manifest it is ErrConflict. Submit waits for Started (the
+// current set is what a deployment is checked and planned against), or
+// for ctx. The answer carries the plan as it
+// looks against the current set now. With req.Preempt the running
+// deployment is canceled (it rolls back) and the queued ones are canceled
+// too.
+func (e *Engine) Submit(ctx context.Context, req Request) (api.DeploymentAccepted, error) {
+	if err := e.awaitStart(ctx); err != nil {
+		return api.DeploymentAccepted{}, err
+	}
+	m, err := parseManifest(req)
+	if err != nil {
+		return api.DeploymentAccepted{}, err
+	}
+	id := m.Deployment.ID
+	if id != "" {
+		if acc, ok, err := e.known(ctx, id, string(req.Manifest)); ok || err != nil {
+			return acc, err
+		}
+	} else {
+		id = e.newID("d")
+	}
+	cur := e.currentSet()
+	s, err := e.prepare(ctx, req, m, id, cur)
+	if err != nil {
+		return api.DeploymentAccepted{}, err
+	}
+	if err := e.record(ctx, s); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			acc, _, err := e.known(ctx, id, string(req.Manifest))
+			return acc, err
+		}
+		return api.DeploymentAccepted{}, err
+	}
+	origin := req.Origin
+	if origin == "" {
+		origin = "local"
+	}
+	e.log.Info("deployment queued", "deployment", id, "origin", origin, "components", s.describe())
+	e.enqueue(ctx, &job{id: id, origin: origin, set: s}, req.Preempt)
+	return api.DeploymentAccepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
+}
+
+// Plan validates a deployment like Submit and returns what it would change
+// against the current set now. Nothing is recorded or changed. Like Submit
+// it waits for Started.
+func (e *Engine) Plan(ctx context.Context, req Request) ([]api.PlanItem, error) {
+	if err := e.awaitStart(ctx); err != nil {
+		return nil, err
+	}
+	m, err := parseManifest(req)
+	if err != nil {
+		return nil, err
+	}
+	id := m.Deployment.ID
+	if id == "" {
+		id = "plan"
+	}
+	cur := e.currentSet()
+	s, err := e.prepare(ctx, req, m, id, cur)
+	if err != nil {
+		return nil, err
+	}
+	return computePlan(cur.comps, s.comps, e.states()), nil
+}
+
+// Cancel stops deployment id: a queued one is canceled at once; a running
+// one stops at its next safe point (between steps, or while it downloads or
+// waits for components) and rolls back to the previous set. Cancel does
+// not wait for that; Get or Wait tell when it is over. A finished
+// deployment gives ErrConflict, an unknown id ErrNotFound.
+func (e *Engine) Cancel(ctx context.Context, id string) error {
+	const reason = "canceled by request"
+	e.mu.Lock()
+	if r := e.running; r != nil && r.id == id {
+		r.cancel(&cancelCause{reason: reason})
+		e.mu.Unlock()
+		return nil
+	}
+	for i, q := range e.queue {
+		if q.id == id {
+			e.queue = slices.Delete(e.queue, i, i+1)
+			e.mu.Unlock()
+			return e.cancelQueued(ctx, q.id, reason+" while queued")
+		}
+	}
+	d, err := e.cfg.Store.GetDeployment(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		e.mu.Unlock()
+		return fmt.Errorf("cancel deployment %s: %w", id, ErrNotFound)
+	case err != nil:
+		e.mu.Unlock()
+		return fmt.Errorf("cancel deployment %s: %w", id, err)
+	case d.Status.Finished():
+		e.mu.Unlock()
+		return fmt.Errorf("cancel deployment %s: already %s: %w", id, d.Status, ErrConflict)
+	}
+	// Recorded but not yet picked up by Run: cancel it when it is.
+	e.cancels[id] = reason
+	e.mu.Unlock()
+	return nil
+}
+
+// Rollback queues a new deployment (with an id of its own) that applies
+// again the last successful deployment before the current one. It is
+// ErrNotFound when there is none.
+func (e *Engine) Rollback(ctx context.Context) (api.DeploymentAccepted, error) {
+	if err := e.awaitStart(ctx); err != nil {
+		return api.DeploymentAccepted{}, err
+	}
+	cur := e.currentSet()
+	if cur.id == "" {
+		return api.DeploymentAccepted{}, fmt.Errorf("rollback: nothing is deployed: %w", ErrNotFound)
+	}
+	list, err := e.cfg.Store.ListDeployments(ctx, 0)
+	if err != nil {
+		return api.DeploymentAccepted{}, fmt.Errorf("rollback: list deployments: %w", err)
+	}
+	var target *store.Deployment
+	seen := false
+	for i := range list {
+		switch {
+		case list[i].ID == cur.id:
+			seen = true
+		case seen && list[i].Status == store.DeploymentSucceeded:
+			target = &list[i]
+		}
+		if target != nil {
+			break
+		}
+	}
+	if target == nil {
+		return api.DeploymentAccepted{}, fmt.Errorf("rollback: no successful deployment before %s: %w", cur.id, ErrNotFound)
+	}
+	m, err := recipes.ParseManifest("deployment "+target.ID, []byte(target.Manifest))
+	if err != nil {
+		return api.DeploymentAccepted{}, fmt.Errorf("rollback to %s: manifest: %w", target.ID, err)
+	}
+	id := e.newID("rollback-to-" + target.ID)
+	m.Deployment.ID = id
+	text, err := m.Marshal()
+	if err != nil {
+		return api.DeploymentAccepted{}, fmt.Errorf("rollback to %s: %w", target.ID, err)
+	}
+	s, err := e.rebuildSet(id, string(text), target.Recipes)
+	if err != nil {
+		return api.DeploymentAccepted{}, fmt.Errorf("rollback to %s: %w", target.ID, err)
+	}
+	if err := e.record(ctx, s); err != nil {
+		return api.DeploymentAccepted{}, err
+	}
+	e.log.Info("rollback queued", "deployment", id, "to", target.ID)
+	e.enqueue(ctx, &job{id: id, origin: "rollback", set: s}, false)
+	return api.DeploymentAccepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
+}
+
+// Get returns a deployment with every step, its plan, and, while it runs,
+// what it waits for. An unknown id gives an error matching both
+// ErrNotFound and store.ErrNotFound.
+func (e *Engine) Get(ctx context.Context, id string) (api.Deployment, error) {
+	d, err := e.cfg.Store.GetDeployment(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Deployment{}, fmt.Errorf("deployment %s: %w (%w)", id, ErrNotFound, err)
+	}
+	if err != nil {
+		return api.Deployment{}, fmt.Errorf("deployment %s: %w", id, err)
+	}
+	steps, err := e.cfg.Store.Steps(ctx, id)
+	if err != nil {
+		return api.Deployment{}, fmt.Errorf("deployment %s: steps: %w", id, err)
+	}
+	return e.wire(d, steps), nil
+}
+
+// List returns up to limit deployments, newest first, each with its steps;
+// limit <= 0 means all.
+func (e *Engine) List(ctx context.Context, limit int) ([]api.Deployment, error) {
+	list, err := e.cfg.Store.ListDeployments(ctx, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments: %w", err)
+	}
+	out := make([]api.Deployment, 0, len(list))
+	for _, d := range list {
+		steps, err := e.cfg.Store.Steps(ctx, d.ID)
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: steps: %w", d.ID, err)
+		}
+		out = append(out, e.wire(d, steps))
+	}
+	return out, nil
+}
+
+// Wait waits until deployment id is finished (SUCCEEDED, FAILED or
+// CANCELED) and returns it, or returns ctx's error.
+func (e *Engine) Wait(ctx context.Context, id string) (api.Deployment, error) {
+	for {
+		ch := e.changes()
+		d, err := e.Get(ctx, id)
+		if err != nil {
+			return d, err
+		}
+		if store.DeploymentStatus(d.Status).Finished() {
+			return d, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return d, fmt.Errorf("wait for deployment %s: %w", id, ctx.Err())
+		}
+	}
+}
+
+// Installed is one component of the current set.
+type Installed struct {
+	Name    string
+	Version string
+	Kind    recipes.Kind
+}
+
+// CurrentSet is what the device is meant to run: the last committed
+// deployment.
+type CurrentSet struct {
+	// DeploymentID is the committed deployment; "" before the first.
+	DeploymentID string
+	// Components are sorted by name.
+	Components []Installed
+}
+
+// Current returns the current set.
+func (e *Engine) Current() CurrentSet {
+	s := e.currentSet()
+	out := CurrentSet{DeploymentID: s.id}
+	for _, n := range s.names() {
+		r := s.comps[n].Recipe
+		out.Components = append(out.Components, Installed{Name: n, Version: r.Metadata.Version, Kind: r.Metadata.Kind})
+	}
+	return out
+}
+
+// awaitStart waits until Run has restored the current set.
+func (e *Engine) awaitStart(ctx context.Context) error {
+	select {
+	case <-e.started:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("deployment engine not started: %w", ctx.Err())
+	}
+}
+
+// ---- queue ----
+
+// cancelCause is why a job was canceled.
+type cancelCause struct{ reason string }
+
+func (c *cancelCause) Error() string { return c.reason }
+
+// errAbandoned: the agent is shutting down; the deployment stays as
+// checkpointed and is resumed by the next Run.
+var errAbandoned = errors.New("deploy: abandoned for agent shutdown")
+
+func (e *Engine) currentSet() *set {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.current
+}
+
+// states returns the supervisor's view of each component.
+func (e *Engine) states() map[string]supervisor.Status {
+	out := map[string]supervisor.Status{}
+	for _, st := range e.cfg.Supervisor.Snapshot() {
+		out[st.Name] = st
+	}
+	return out
+}
+
+// enqueue adds j; with preempt the running job is canceled and the queued
+// ones are dropped as superseded.
+func (e *Engine) enqueue(ctx context.Context, j *job, preempt bool) {
+	e.mu.Lock()
+	var dropped []*job
+	if preempt {
+		if r := e.running; r != nil {
+			r.cancel(&cancelCause{reason: "preempted by deployment " + j.id})
+		}
+		dropped, e.queue = e.queue, nil
+	}
+	if !slices.ContainsFunc(e.queue, func(q *job) bool { return q.id == j.id }) {
+		e.queue = append(e.queue, j)
+	}
+	e.mu.Unlock()
+	for _, q := range dropped {
+		if err := e.cancelQueued(ctx, q.id, "superseded by deployment "+j.id); err != nil {
+			e.log.Error("cancel superseded deployment", "deployment", q.id, "err", err)
+		}
+	}
+	e.broadcast()
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the first queued job and makes it the running one.
+func (e *Engine) next(ctx context.Context) *job {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) == 0 {
+		return nil
+	}
+	j := e.queue[0]
+	e.queue = e.queue[1:]
+	j.ctx, j.cancel = context.WithCancelCause(ctx)
+	if reason, ok := e.cancels[j.id]; ok {
+		delete(e.cancels, j.id)
+		j.cancel(&cancelCause{reason: reason})
+	}
+	e.running = j
+	return j
+}
+
+func (e *Engine) finished(j *job) {
+	e.mu.Lock()
+	if e.running == j {
+		e.running = nil
+	}
+	e.mu.Unlock()
+	j.cancel(nil)
+	e.broadcast()
+}
+
+// cancelQueued records a deployment that never ran as CANCELED.
+func (e *Engine) cancelQueued(ctx context.Context, id, reason string) error {
+	err := e.cfg.Store.UpdateDeploymentStatus(ctx, id, store.DeploymentUpdate{
+		Status: store.DeploymentCanceled, Error: reason, ErrorCode: CodeCanceled, At: e.clock.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("cancel deployment %s: %w", id, err)
+	}
+	e.log.Info("deployment canceled", "deployment", id, "reason", reason)
+	e.publish(id, "", store.DeploymentCanceled.String(), reason)
+	e.broadcast()
+	return nil
+}
+
+// known answers a deployment id already recorded: the same manifest is the
+// same deployment; another manifest under the id is a conflict.
+func (e *Engine) known(ctx context.Context, id, manifest string) (api.DeploymentAccepted, bool, error) {
+	d, err := e.cfg.Store.GetDeployment(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return api.DeploymentAccepted{}, false, nil
+	case err != nil:
+		return api.DeploymentAccepted{}, false, fmt.Errorf("look up deployment %s: %w", id, err)
+	case d.Manifest != manifest:
+		return api.DeploymentAccepted{}, false, fmt.Errorf(
+			"deployment id %s was already used for a different manifest (%s): %w", id, d.Status, ErrConflict)
+	}
+	return api.DeploymentAccepted{ID: id}, true, nil
+}
+
+// record durably records a validated deployment as QUEUED.
+func (e *Engine) record(ctx context.Context, s *set) error {
+	now := e.clock.Now()
+	err := e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateDeployment(ctx, store.Deployment{
+			ID: s.id, Manifest: s.manifestText, Recipes: s.recipeText,
+			Status: store.DeploymentQueued, CreatedAt: now, UpdatedAt: now,
+		}); err != nil {
+			return err
+		}
+		_, err := tx.AppendStep(ctx, s.id, store.Step{Name: StepValidate, Status: store.StepDone, Detail: s.describe(), At: now})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record deployment %s: %w", s.id, err)
+	}
+	e.publish(s.id, StepValidate, string(store.StepDone), s.describe())
+	e.hook(checkpoint(StepValidate, store.StepDone))
+	return nil
+}
+
+// newID makes a deployment id: prefix, time, random suffix.
+func (e *Engine) newID(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := fmt.Sprintf("%s-%s-%s", prefix, e.clock.Now().UTC().Format("20060102T150405Z"), hex.EncodeToString(b[:]))
+	if len(id) > 128 {
+		id = id[len(id)-128:]
+	}
+	return id
+}
+
+func (e *Engine) hook(cp string) {
+	if e.cfg.FaultHook != nil {
+		e.cfg.FaultHook(cp)
+	}
+}
+
+// publish sends a deployment event.
+func (e *Engine) publish(id, step, status, detail string) {
+	ev := events.Event{At: e.clock.Now(), Kind: events.KindDeployment, Deployment: id, Step: step,
+		Reason: status, Detail: map[string]string{"status": status}}
+	if detail != "" {
+		ev.Detail["detail"] = detail
+	}
+	e.events.Publish(ev)
+}
+
+// changes returns a channel closed at the next change of any deployment.
+func (e *Engine) changes() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
+func (e *Engine) broadcast() {
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+}

@@ -1,0 +1,147 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/store"
+)
+
+// historyDepth bounds how many earlier deployments a commit looks at to
+// decide which versions to keep.
+const historyDepth = 20
+
+// StepCleanup names the event (not a checkpoint) published once old
+// versions and artifacts have been let go after a commit.
+const StepCleanup = "cleanup"
+
+// collect runs after a commit: version folders no longer kept are removed
+// and the artifact cache is shrunk, keeping the current set's versions and
+// up to keep_versions of each component's (see versionsToKeep). Nothing
+// here fails the deployment; problems are logged. A "cleanup" event says
+// when it is over.
+func (e *Engine) collect(ctx context.Context, cur *set) {
+	removed := 0
+	defer func() { e.publish(cur.id, StepCleanup, "done", fmt.Sprintf("%d old versions removed", removed)) }()
+	history := []map[string]string{versionsOf(cur.recipes)}
+	known := map[string]*recipes.Recipe{}
+	for _, r := range cur.recipes {
+		known[r.Metadata.Name+"@"+r.Metadata.Version] = r
+	}
+	list, err := e.cfg.Store.ListDeployments(ctx, historyDepth)
+	if err != nil {
+		e.log.Error("version cleanup: list deployments", "err", err)
+		return
+	}
+	seen := map[string]bool{}
+	for _, d := range list {
+		if d.ID == cur.id || d.Status != store.DeploymentSucceeded {
+			continue
+		}
+		seen[d.ID] = true
+		rs := e.recipesOf(d)
+		history = append(history, versionsOf(rs))
+		for _, r := range rs {
+			known[r.Metadata.Name+"@"+r.Metadata.Version] = r
+		}
+	}
+	e.mu.Lock()
+	for id := range e.versions {
+		if !seen[id] {
+			delete(e.versions, id)
+		}
+	}
+	e.mu.Unlock()
+
+	keep := versionsToKeep(history, e.cfg.KeepVersions)
+	var keepRecipes []*recipes.Recipe
+	for _, name := range slices.Sorted(maps.Keys(keep)) {
+		for _, v := range keep[name] {
+			if r, ok := known[name+"@"+v]; ok {
+				keepRecipes = append(keepRecipes, r)
+			}
+		}
+	}
+	if e.cfg.Paths.Components != "" {
+		removed = e.removeVersions(keep)
+	}
+	res, err := e.cfg.Fetcher.GC(ctx, keepRecipes)
+	if err != nil {
+		e.log.Error("artifact cache GC", "err", err)
+		return
+	}
+	if len(res.Removed) > 0 || res.OverLimit {
+		e.log.Info("artifact cache GC", "removed", len(res.Removed), "freed_bytes", res.Freed, "size_bytes", res.Size, "over_limit", res.OverLimit)
+	}
+}
+
+// removeVersions deletes every placed version folder not in keep and
+// says how many it removed.
+func (e *Engine) removeVersions(keep map[string][]string) (removed int) {
+	names, err := os.ReadDir(e.cfg.Paths.Components)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			e.log.Error("version cleanup", "err", err)
+		}
+		return 0
+	}
+	for _, n := range names {
+		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") {
+			continue
+		}
+		versions, err := os.ReadDir(filepath.Join(e.cfg.Paths.Components, n.Name()))
+		if err != nil {
+			e.log.Error("version cleanup", "component", n.Name(), "err", err)
+			continue
+		}
+		for _, v := range versions {
+			if !v.IsDir() || strings.HasPrefix(v.Name(), ".") || slices.Contains(keep[n.Name()], v.Name()) {
+				continue
+			}
+			if err := e.cfg.Fetcher.RemoveVersion(n.Name(), v.Name()); err != nil {
+				e.log.Error("version cleanup", "component", n.Name(), "version", v.Name(), "err", err)
+				continue
+			}
+			removed++
+			e.log.Info("removed old version", "component", n.Name(), "version", v.Name())
+		}
+	}
+	return removed
+}
+
+// recipesOf parses a recorded deployment's recipes, once per deployment.
+func (e *Engine) recipesOf(d store.Deployment) map[string]*recipes.Recipe {
+	e.mu.Lock()
+	rs, ok := e.versions[d.ID]
+	e.mu.Unlock()
+	if ok {
+		return rs
+	}
+	rs = map[string]*recipes.Recipe{}
+	for name, text := range d.Recipes {
+		r, err := recipes.ParseRecipe(name+recipeSuffix, []byte(text))
+		if err != nil {
+			e.log.Error("version cleanup: recorded recipe", "deployment", d.ID, "component", name, "err", err)
+			continue
+		}
+		rs[name] = r
+	}
+	e.mu.Lock()
+	e.versions[d.ID] = rs
+	e.mu.Unlock()
+	return rs
+}
+
+func versionsOf(rs map[string]*recipes.Recipe) map[string]string {
+	out := make(map[string]string, len(rs))
+	for name, r := range rs {
+		out[name] = r.Metadata.Version
+	}
+	return out
+}

@@ -1,0 +1,246 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/keystone-edge/keystone/ota"
+	"github.com/keystone-edge/keystone/recipes"
+)
+
+// Request is a deployment as it arrives: a manifest and the files it refers
+// to.
+type Request struct {
+	// Manifest is the deployment manifest's TOML text (SPEC §5). Required.
+	Manifest []byte
+	// ManifestName names the manifest in error messages; "" means
+	// "deployment.toml".
+	ManifestName string
+	// Files holds the recipes the manifest refers to, by the path the
+	// manifest uses (relative to the manifest), the files they import, and
+	// each one's detached signature under the same path plus ".sig". Other
+	// *.recipe.toml files are offered as dependencies. nil means none (every
+	// component then comes from the repository or the current set).
+	Files map[string][]byte
+	// Preempt cancels the running deployment (it rolls back) and every
+	// queued one instead of waiting behind them.
+	Preempt bool
+	// Origin says where the request came from ("local", "watch", "mqtt"),
+	// for logs and events; "" means "local".
+	Origin string
+}
+
+// recipeSuffix marks the files of a request that are offered as recipes.
+const recipeSuffix = ".recipe.toml"
+
+// parseManifest parses the request's manifest.
+func parseManifest(req Request) (*recipes.Manifest, error) {
+	name := req.ManifestName
+	if name == "" {
+		name = "deployment.toml"
+	}
+	if len(req.Manifest) == 0 {
+		return nil, &ValidationError{Problems: []Problem{{Code: CodeValidation, Message: name + ": the manifest is empty"}}}
+	}
+	m, err := recipes.ParseManifest(name, req.Manifest)
+	if err != nil {
+		return nil, &ValidationError{Problems: listProblems(err, "", name)}
+	}
+	return m, nil
+}
+
+// prepare validates a request completely and builds its set: every recipe
+// parsed (imports among the request's files), every signature checked,
+// components without a local recipe resolved from the repository, the graph
+// resolved over the request's recipes and the current set's, every recipe
+// rendered. It changes nothing; any problem makes it return a
+// *ValidationError listing all of them.
+func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, id string, current *set) (*set, error) {
+	var probs []Problem
+	files := map[string][]byte{}
+	for p, b := range req.Files {
+		clean := path.Clean(strings.TrimPrefix(p, "./"))
+		if !filepath.IsLocal(clean) {
+			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
+				"file %q: must be a relative path inside the manifest's folder", p)})
+			continue
+		}
+		files[clean] = b
+	}
+	dir, err := e.stage(files)
+	if err != nil {
+		return nil, fmt.Errorf("stage the deployment's files: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	var available []*recipes.Recipe
+	labels := map[string]string{}
+	used := map[string]bool{}
+	for i, ref := range m.Components {
+		if ref.Recipe == "" {
+			r, ps := e.fromRepository(ctx, dir, ref)
+			probs = append(probs, ps...)
+			if r != nil {
+				available = append(available, r)
+			}
+			continue
+		}
+		rel := path.Clean(ref.Recipe)
+		used[rel] = true
+		data, ok := files[rel]
+		if !ok {
+			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
+				"%s: components[%d].recipe: %s was not sent with the manifest", m.Source, i, ref.Recipe)})
+			continue
+		}
+		r, ps := e.localRecipe(dir, rel, data, files)
+		probs = append(probs, ps...)
+		if r == nil {
+			continue
+		}
+		if r.Metadata.Name != ref.Name || r.Metadata.Version != ref.Version {
+			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
+				"%s: components[%d]: lists %s@%s but %s is %s@%s", m.Source, i, ref.Name, ref.Version,
+				rel, r.Metadata.Name, r.Metadata.Version)})
+			continue
+		}
+		labels[r.Metadata.Name] = rel
+		available = append(available, r)
+	}
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
+		if used[rel] || !strings.HasSuffix(rel, recipeSuffix) {
+			continue
+		}
+		r, ps := e.localRecipe(dir, rel, files[rel], files)
+		probs = append(probs, ps...)
+		if r != nil {
+			if _, ok := labels[r.Metadata.Name]; !ok {
+				labels[r.Metadata.Name] = rel
+			}
+			available = append(available, r)
+		}
+	}
+	if len(probs) > 0 {
+		return nil, &ValidationError{Problems: probs}
+	}
+	// A dependency nobody sent may be satisfied by what is installed.
+	offered := map[string]bool{}
+	for _, r := range available {
+		offered[r.Metadata.Name+"@"+r.Metadata.Version] = true
+	}
+	for _, r := range current.recipeList() {
+		if !offered[r.Metadata.Name+"@"+r.Metadata.Version] {
+			available = append(available, r)
+		}
+	}
+	text := string(req.Manifest)
+	m.Deployment.ID = id
+	s, ps := e.buildSet(id, m, text, available, labels)
+	if len(ps) > 0 {
+		return nil, &ValidationError{Problems: ps}
+	}
+	return s, nil
+}
+
+// stage writes the request's files into a private temporary folder, so
+// that recipes find the files they import by their relative paths.
+func (e *Engine) stage(files map[string][]byte) (dir string, err error) {
+	parent := ""
+	if e.cfg.Paths.Dir != "" {
+		parent = e.cfg.Paths.Dir
+	}
+	dir, err = os.MkdirTemp(parent, ".deploy-")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	for rel, b := range files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// localRecipe parses a recipe the request sent and checks the signatures
+// of it and of every file it imports.
+func (e *Engine) localRecipe(dir, rel string, data []byte, files map[string][]byte) (*recipes.Recipe, []Problem) {
+	r, err := recipes.ParseRecipe(filepath.Join(dir, filepath.FromSlash(rel)), data)
+	if err != nil {
+		return nil, listProblems(err, dir, rel)
+	}
+	if e.cfg.AllowUnsigned {
+		return r, nil
+	}
+	var probs []Problem
+	if p := e.checkSignature(rel, data, files); p != nil {
+		probs = append(probs, *p)
+	}
+	for _, imp := range r.ImportedFiles {
+		irel := relabel(imp, dir, imp)
+		if p := e.checkSignature(irel, files[irel], files); p != nil {
+			probs = append(probs, *p)
+		}
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return r, nil
+}
+
+// checkSignature checks rel's detached signature against the trusted keys.
+func (e *Engine) checkSignature(rel string, data []byte, files map[string][]byte) *Problem {
+	sig, ok := files[rel+".sig"]
+	if !ok {
+		return &Problem{Code: string(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
+			"%s: not signed: %s.sig was not sent (trust.allow_unsigned = true runs unsigned recipes, for development only)", rel, rel)}
+	}
+	if _, err := e.cfg.Keyring.VerifyDetached(data, sig); err != nil {
+		return &Problem{Code: string(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
+			"%s: signature %s.sig is not valid by a trusted key: %v", rel, rel, err)}
+	}
+	return nil
+}
+
+// fromRepository resolves a component the manifest gives no recipe for.
+func (e *Engine) fromRepository(ctx context.Context, dir string, ref recipes.ComponentRef) (*recipes.Recipe, []Problem) {
+	label := ref.Name + "@" + ref.Version
+	if e.cfg.Repository == nil {
+		return nil, []Problem{{Code: CodeValidation, Message: fmt.Sprintf(
+			"%s: no recipe given and no component repository configured (trust.repository)", label)}}
+	}
+	res, err := e.cfg.Repository.Resolve(ctx, ref.Name, ref.Version)
+	if err != nil {
+		code := string(ota.ReasonDownloadFailed)
+		if reason, ok := ota.ReasonOf(err); ok {
+			code = string(reason)
+		}
+		return nil, []Problem{{Code: code, Message: fmt.Sprintf("%s: from the repository: %v", label, err)}}
+	}
+	// Parsed in an empty folder of its own: a repository recipe cannot
+	// import files (nothing signs them).
+	repoDir := filepath.Join(dir, ".repository")
+	r, err := recipes.ParseRecipe(filepath.Join(repoDir, label+recipeSuffix), res.Recipe)
+	if err != nil {
+		return nil, listProblems(err, repoDir, label+recipeSuffix)
+	}
+	if r.Metadata.Name != ref.Name || r.Metadata.Version != ref.Version {
+		return nil, []Problem{{Code: CodeValidation, Message: fmt.Sprintf(
+			"%s: the repository's recipe is %s@%s", label, r.Metadata.Name, r.Metadata.Version)}}
+	}
+	return r, nil
+}

@@ -1,0 +1,198 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/recipes/graph"
+	"github.com/keystone-edge/keystone/supervisor"
+)
+
+// set is one deployment's resolved component set: the recipes the graph
+// picked, in the text form the store keeps, and each rendered into the
+// component the supervisor runs. A set is immutable once built.
+type set struct {
+	id           string
+	manifest     *recipes.Manifest // ID filled in
+	manifestText string            // as recorded
+	recipes      map[string]*recipes.Recipe
+	recipeText   map[string]string // recipes.Marshal of each, the store's form
+	graph        *graph.Graph      // nil for the empty set
+	comps        map[string]*supervisor.Component
+}
+
+// emptySet is what runs before the first deployment.
+func emptySet() *set {
+	return &set{recipes: map[string]*recipes.Recipe{}, recipeText: map[string]string{},
+		comps: map[string]*supervisor.Component{}}
+}
+
+// names returns the component names, sorted.
+func (s *set) names() []string { return slices.Sorted(maps.Keys(s.comps)) }
+
+// components returns the rendered components, sorted by name.
+func (s *set) components() []*supervisor.Component {
+	out := make([]*supervisor.Component, 0, len(s.comps))
+	for _, n := range s.names() {
+		out = append(out, s.comps[n])
+	}
+	return out
+}
+
+// recipeList returns the unrendered recipes, sorted by name.
+func (s *set) recipeList() []*recipes.Recipe {
+	out := make([]*recipes.Recipe, 0, len(s.recipes))
+	for _, n := range slices.Sorted(maps.Keys(s.recipes)) {
+		out = append(out, s.recipes[n])
+	}
+	return out
+}
+
+// healthTimeout is the manifest's health_timeout (the default for the
+// empty set).
+func (s *set) healthTimeout() (d recipes.Duration) {
+	if s.manifest == nil || s.manifest.Deployment.HealthTimeout.Duration <= 0 {
+		d.Duration = recipes.DefaultDeploymentHealthTimeout
+		return d
+	}
+	return s.manifest.Deployment.HealthTimeout
+}
+
+// policy is the manifest's failure_policy.
+func (s *set) policy() recipes.FailurePolicy {
+	if s.manifest == nil || s.manifest.Deployment.FailurePolicy == "" {
+		return recipes.DefaultFailurePolicy
+	}
+	return s.manifest.Deployment.FailurePolicy
+}
+
+// describe lists the set as "a@1.0.0, b@2.0.0".
+func (s *set) describe() string {
+	if len(s.comps) == 0 {
+		return "no components"
+	}
+	parts := make([]string, 0, len(s.comps))
+	for _, n := range s.names() {
+		parts = append(parts, n+"@"+s.comps[n].Version())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// buildSet resolves the graph of m over available and renders every picked
+// recipe. Each picked recipe goes through its text form first (Marshal, then
+// ParseRecipe), so a set built from a request and the same set rebuilt from
+// the store later are identical, and the supervisor sees no change.
+// labels names each recipe in problems (the path the manifest used); a
+// missing label is "<name>.recipe.toml".
+func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, available []*recipes.Recipe,
+	labels map[string]string) (*set, []Problem) {
+	g, err := graph.Resolve(m.Components, available)
+	if err != nil {
+		return nil, graphProblems(err)
+	}
+	s := &set{
+		id: id, manifest: m, manifestText: manifestText, graph: g,
+		recipes: map[string]*recipes.Recipe{}, recipeText: map[string]string{},
+		comps: map[string]*supervisor.Component{},
+	}
+	overrides := map[string]map[string]any{}
+	for _, ref := range m.Components {
+		overrides[ref.Name] = ref.Config
+	}
+	var probs []Problem
+	for _, picked := range g.Components() {
+		name := picked.Metadata.Name
+		label := labels[name]
+		if label == "" {
+			label = name + ".recipe.toml"
+		}
+		text, err := picked.Marshal()
+		if err != nil {
+			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf("%s: %v", label, err)})
+			continue
+		}
+		r, err := recipes.ParseRecipe(label, text)
+		if err != nil {
+			probs = append(probs, listProblems(err, "", label)...)
+			continue
+		}
+		comp, ps := e.render(r, overrides[name], label)
+		if len(ps) > 0 {
+			probs = append(probs, ps...)
+			continue
+		}
+		s.recipes[name] = r
+		s.recipeText[name] = string(text)
+		s.comps[name] = comp
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return s, nil
+}
+
+// rebuildSet rebuilds a recorded deployment's set from the store's text.
+func (e *Engine) rebuildSet(id, manifestText string, recipeText map[string]string) (*set, error) {
+	m, err := recipes.ParseManifest("deployment "+id, []byte(manifestText))
+	if err != nil {
+		return nil, fmt.Errorf("rebuild deployment %s: manifest: %w", id, err)
+	}
+	m.Deployment.ID = id
+	available := make([]*recipes.Recipe, 0, len(recipeText))
+	for _, name := range slices.Sorted(maps.Keys(recipeText)) {
+		r, err := recipes.ParseRecipe(name+".recipe.toml", []byte(recipeText[name]))
+		if err != nil {
+			return nil, fmt.Errorf("rebuild deployment %s: recipe %s: %w", id, name, err)
+		}
+		available = append(available, r)
+	}
+	s, probs := e.buildSet(id, m, manifestText, available, nil)
+	if len(probs) > 0 {
+		return nil, fmt.Errorf("rebuild deployment %s: %w", id, &ValidationError{Problems: probs})
+	}
+	return s, nil
+}
+
+// graphProblems turns a resolution error into problems.
+func graphProblems(err error) []Problem {
+	var re *graph.ResolveError
+	if errors.As(err, &re) {
+		out := make([]Problem, 0, len(re.Problems))
+		for _, p := range re.Problems {
+			out = append(out, Problem{Code: CodeValidation, Message: "dependencies: " + p.Message})
+		}
+		return out
+	}
+	return []Problem{{Code: CodeValidation, Message: "dependencies: " + err.Error()}}
+}
+
+// listProblems turns a parser's ErrorList into problems, naming the file
+// by label when it was read from the staging folder dir.
+func listProblems(err error, dir, label string) []Problem {
+	var list recipes.ErrorList
+	if !errors.As(err, &list) {
+		return []Problem{{Code: CodeValidation, Message: fmt.Sprintf("%s: %v", label, err)}}
+	}
+	out := make([]Problem, 0, len(list))
+	for _, fe := range list {
+		c := *fe
+		c.File = relabel(c.File, dir, label)
+		out = append(out, Problem{Code: CodeValidation, Message: c.Error()})
+	}
+	return out
+}
+
+// relabel shows a staged file by the path the request used.
+func relabel(file, dir, label string) string {
+	switch {
+	case file == "":
+		return label
+	case dir != "" && strings.HasPrefix(file, dir+"/"):
+		return strings.TrimPrefix(file, dir+"/")
+	}
+	return file
+}

@@ -17,6 +17,7 @@ examples:
 	@mkdir -p $(BIN)/examples
 	$(GO) build -o $(BIN)/examples/ ./recipes/examples/hello-http
 	install -m 0755 recipes/examples/sysload/collect.sh $(BIN)/examples/sysload-collect.sh
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o $(BIN)/examples/sysload.wasm ./recipes/examples/sysload-wasm
 
 vet:
 	$(GO) vet $(PKGS)

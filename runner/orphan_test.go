@@ -17,63 +17,7 @@ import (
 func TestStopOrphanAfterAgentIsKilled(t *testing.T) {
 	requireRoot(t)
 	root := uniqueRoot()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent := exec.Command(self)
-	agent.Env = append(os.Environ(), helperEnv+"="+helperAgent, helperLogsEnv+"="+t.TempDir(), helperRootEnv+"="+root)
-	stdin, err := agent.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := agent.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent.Stderr = os.Stderr
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		_ = agent.Process.Kill()
-		_ = agent.Wait()
-		t.Fatalf("agent helper: %v", err)
-	}
-	var rec Record
-	if err := json.Unmarshal([]byte(line), &rec); err != nil {
-		t.Fatal(err)
-	}
-	if rec.Component != orphanCompName || rec.PGID != rec.PID || rec.CgroupPath != root+"/"+orphanCompName {
-		t.Fatalf("record = %+v", rec)
-	}
-	// The script forks its background sleep before exec'ing the second one;
-	// wait until both are there rather than racing the fork.
-	var members []member
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		members, err = groupMembers(rec.PGID, rec.StartTicks)
-		if err == nil && len(members) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("component processes before the crash: %v, %v", members, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	// The agent dies hard; its component keeps running, unmanaged.
-	if err := agent.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = agent.Wait()
-	for _, m := range members {
-		if !alive(m.PID) {
-			t.Fatalf("pid %d died with the agent; the test proves nothing", m.PID)
-		}
-	}
+	rec, members := killedAgentHelper(t, root)
 
 	e := newEnv(t, root, false)
 	// A start while the orphans still run is refused rather than doubled.
@@ -136,4 +80,69 @@ func TestStopOrphanLeavesReusedPidAlone(t *testing.T) {
 	if !alive(other.Process.Pid) {
 		t.Fatal("killed by a foreign cgroup path")
 	}
+}
+
+// killedAgentHelper runs an agent helper that starts the orphan component
+// under root, waits until both of its processes run, then SIGKILLs the
+// agent and returns the component's Record and processes, still running.
+func killedAgentHelper(t *testing.T, root string) (Record, []member) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := exec.Command(self)
+	agent.Env = append(os.Environ(), helperEnv+"="+helperAgent, helperLogsEnv+"="+t.TempDir(), helperRootEnv+"="+root)
+	stdin, err := agent.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := agent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.Stderr = os.Stderr
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		_ = agent.Process.Kill()
+		_ = agent.Wait()
+		t.Fatalf("agent helper: %v", err)
+	}
+	var rec Record
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Component != orphanCompName || rec.PGID != rec.PID || rec.CgroupPath != root+"/"+orphanCompName {
+		t.Fatalf("record = %+v", rec)
+	}
+	// The script forks its background sleep before exec'ing the second one;
+	// wait until both are there rather than racing the fork.
+	var members []member
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		members, err = groupMembers(rec.PGID, rec.StartTicks)
+		if err == nil && len(members) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("component processes before the crash: %v, %v", members, err)
+		}
+		<-time.After(10 * time.Millisecond)
+	}
+
+	// The agent dies hard; its component keeps running, unmanaged.
+	if err := agent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = agent.Wait()
+	for _, m := range members {
+		if !alive(m.PID) {
+			t.Fatalf("pid %d died with the agent; the test proves nothing", m.PID)
+		}
+	}
+	return rec, members
 }

@@ -159,6 +159,7 @@ func (k *keepWriting) Write(b []byte) (int, error) {
 // lets the output drain, removes the cgroup and publishes the status.
 func (p *Process) wait() {
 	defer close(p.done)
+	defer p.r.live.Add(-1)
 	noReapErr := waitExitNoReap(p.pid)
 	p.mu.Lock()
 	p.exited = true

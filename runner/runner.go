@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,8 @@ type Runner struct {
 
 	mu     sync.Mutex
 	warned map[string]bool // component, limit and value already reported
+
+	live atomic.Int64 // processes started and not yet reaped
 }
 
 // New checks cfg and looks at the host's cgroups once.
@@ -195,6 +198,7 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: run shim %s: %w", spec.Component, r.shim, err)
 	}
+	r.live.Add(1)
 	for _, f := range []*os.File{reqR, failW, outW, errW} {
 		_ = f.Close() // the child has its copies
 	}
@@ -207,6 +211,7 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 			r.log.Warn("processes left after failed start", "component", spec.Component, "err", kerr)
 		}
 		_ = cmd.Wait()
+		r.live.Add(-1)
 		return err
 	}
 

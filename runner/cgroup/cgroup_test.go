@@ -229,3 +229,34 @@ func TestCreateRefusesBadNames(t *testing.T) {
 		t.Error("relative root accepted")
 	}
 }
+
+// Groups lists what is under the root, from every hierarchy, once each.
+func TestGroupsListsEveryGroupUnderTheRoot(t *testing.T) {
+	m := newTestManager(t, false)
+	if got, err := m.Groups(); err != nil || len(got) != 0 {
+		t.Fatalf("groups of a fresh root: %v, %v", got, err)
+	}
+	var made []*Group
+	for _, name := range []string{"com.example.b", "com.example.a"} {
+		g, _, err := m.Create(name, Limits{Pids: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, g)
+	}
+	got, err := m.Groups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{m.Root() + "/com.example.a", m.Root() + "/com.example.b"}; !slices.Equal(got, want) {
+		t.Fatalf("groups = %v, want %v", got, want)
+	}
+	for _, g := range made {
+		if err := g.Delete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := m.Groups(); err != nil || len(got) != 0 {
+		t.Fatalf("groups after delete: %v, %v", got, err)
+	}
+}

@@ -188,6 +188,29 @@ func (m *Manager) Open(groupPath string) (*Group, error) {
 	return g, nil
 }
 
+// Groups lists the path of every group directly under the root, in any
+// hierarchy the Manager uses, sorted: after an agent crash, what is there
+// was made by an earlier agent. A host without cgroups has none.
+func (m *Manager) Groups() ([]string, error) {
+	var out []string
+	for _, d := range m.Dirs(m.root) {
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list cgroups under %s: %w", d, err)
+		}
+		for _, e := range entries {
+			if e.IsDir() && checkName(e.Name()) == nil {
+				out = append(out, m.root+"/"+e.Name())
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
 // Prune removes the root group from every hierarchy when no group is left
 // under it. A root that still has groups is left alone without error.
 func (m *Manager) Prune() error {

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The KeyStone demo (`make demo`): builds the agent, keystonectl and the
+# example programs, writes a demo agent.toml and a signing key under ./demo,
+# signs the example recipes, starts the agent, deploys the examples, shows
+# `keystonectl component list` and a few lines of /metrics, then runs until
+# Ctrl-C and stops the agent cleanly. It needs bash and Go, nothing else.
+#
+# Environment:
+#   DEMO_DIR      where the demo lives (default ./demo; replaced on every run)
+#   DEMO_SECONDS  stop by itself after this many seconds (default 0: wait for Ctrl-C)
+#   BIN           where binaries are built (default ./bin)
+#   GO            the go command (default go)
+set -euo pipefail
+set -m # background jobs get their own process group: Ctrl-C reaches only this script
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+GO=${GO:-go}
+DEMO_SECONDS=${DEMO_SECONDS:-0}
+demo=${DEMO_DIR:-$root/demo}
+bin=${BIN:-$root/bin}
+
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+say() { printf '%s==> %s%s\n' "$bold" "$*" "$plain"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+# --- build ------------------------------------------------------------------
+say "building keystone-agent, keystonectl and the example programs into $bin"
+mkdir -p "$bin/examples"
+bin=$(cd "$bin" && pwd)
+CGO_ENABLED=0 "$GO" build -o "$bin/" ./cmd/keystone-agent ./cmd/keystonectl
+CGO_ENABLED=0 "$GO" build -o "$bin/examples/" ./recipes/examples/hello-http
+install -m 0755 recipes/examples/sysload/collect.sh "$bin/examples/sysload-collect.sh"
+ctl="$bin/keystonectl"
+
+# --- a fresh demo folder ----------------------------------------------------
+if [ -f "$demo/agent.pid" ] && kill -0 "$(cat "$demo/agent.pid")" 2>/dev/null; then
+	die "a demo agent still runs (pid $(cat "$demo/agent.pid")); stop it (Ctrl-C in its terminal) first"
+fi
+rm -rf "$demo"
+mkdir -p "$demo/recipes" "$demo/trust"
+demo=$(cd "$demo" && pwd)
+sock="$demo/agent.sock"
+[ ${#sock} -lt 100 ] || die "the socket path $sock is too long for a Unix socket; set DEMO_DIR to a shorter folder"
+
+# A port is free when nothing accepts a connection on it.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+	local p=$1
+	while ! port_free "$p"; do p=$((p + 1)); done
+	echo "$p"
+}
+metrics_port=$(free_port 9455)
+app_port=$(free_port 8080)
+
+say "signing the example recipes with a demo key"
+"$ctl" keys generate --out "$demo/trust/demo" >/dev/null
+cp recipes/examples/common.toml recipes/examples/hello-http.recipe.toml recipes/examples/worker.recipe.toml "$demo/recipes/"
+"$ctl" recipe sign --key "$demo/trust/demo.key" "$demo"/recipes/*.toml
+
+cat >"$demo/agent.toml" <<EOF
+# Written by scripts/demo.sh: a local-only agent trusting the demo key.
+device_id = "demo-device"
+data_dir  = "$demo/data"
+root_dir  = "$demo/root"
+log_level = "info"
+
+[api]
+socket      = "$sock"
+http_listen = "127.0.0.1:$metrics_port"
+
+[trust]
+keys = ["$demo/trust/demo.pub"]
+
+# The example programs were built into $bin/examples.
+[components."com.example.hello-http".config]
+bin_dir = "$bin/examples"
+EOF
+
+cat >"$demo/deployment.toml" <<EOF
+# The demo deployment: an HTTP service with a health check and a worker
+# with a hard dependency on it.
+format = 1
+
+[deployment]
+failure_policy = "rollback"
+health_timeout = "60s"
+
+[[components]]
+name    = "com.example.hello-http"
+version = "1.0.0"
+recipe  = "recipes/hello-http.recipe.toml"
+[components.config]
+port     = $app_port
+greeting = "hello from the KeyStone demo"
+
+[[components]]
+name    = "com.example.worker"
+version = "1.0.0"
+recipe  = "recipes/worker.recipe.toml"
+[components.config]
+service_port     = $app_port
+interval_seconds = 2
+EOF
+
+# --- run ----------------------------------------------------------------------
+say "starting the agent (logs in $demo/agent.log)"
+"$bin/keystone-agent" run --config "$demo/agent.toml" 2>"$demo/agent.log" &
+agent=$!
+echo "$agent" >"$demo/agent.pid"
+
+stop_agent() {
+	if kill -0 "$agent" 2>/dev/null; then
+		kill -INT "$agent"
+	fi
+	local rc=0
+	wait "$agent" || rc=$?
+	rm -f "$demo/agent.pid"
+	return "$rc"
+}
+trap 'stop_agent >/dev/null 2>&1 || true' EXIT
+
+for _ in $(seq 300); do
+	[ -S "$sock" ] && "$ctl" --socket "$sock" component list >/dev/null 2>&1 && break
+	kill -0 "$agent" 2>/dev/null || { cat "$demo/agent.log" >&2; die "the agent exited while starting"; }
+	sleep 0.1
+done
+[ -S "$sock" ] || die "the agent did not open $sock within 30s; see $demo/agent.log"
+
+say "keystonectl deploy apply -f $demo/deployment.toml --wait"
+"$ctl" --socket "$sock" deploy apply -f "$demo/deployment.toml" --wait --timeout 2m
+
+say "keystonectl component list"
+"$ctl" --socket "$sock" component list
+
+say "a few lines of http://127.0.0.1:$metrics_port/metrics"
+exec 3<>"/dev/tcp/127.0.0.1/$metrics_port"
+printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+grep -E '^keystone_(agent_info|component_state\{.*\} 1|component_restarts_total|component_memory_rss_bytes|deployments_total\{status="SUCCEEDED"\})' <&3 || true
+exec 3<&-
+
+interrupted=0
+trap 'interrupted=1' INT TERM # from here on, Ctrl-C stops the demo cleanly
+say "demo running: the hello service answers on http://127.0.0.1:$app_port/"
+cat <<EOF
+    Try, in another terminal:
+      export KEYSTONE_SOCKET=$sock
+      $ctl component list
+      $ctl component logs com.example.worker -f
+      $ctl deploy list
+EOF
+if [ "$DEMO_SECONDS" -gt 0 ]; then
+	say "stopping by itself in $DEMO_SECONDS s (or press Ctrl-C)"
+else
+	say "press Ctrl-C to stop"
+fi
+
+end=$((SECONDS + DEMO_SECONDS))
+while [ "$interrupted" = 0 ] && kill -0 "$agent" 2>/dev/null; do
+	if [ "$DEMO_SECONDS" -gt 0 ] && [ "$SECONDS" -ge "$end" ]; then break; fi
+	sleep 1 &
+	wait $! || true
+done
+
+kill -0 "$agent" 2>/dev/null || { cat "$demo/agent.log" >&2; die "the agent stopped by itself"; }
+say "stopping the agent (SIGINT)"
+trap - EXIT
+if stop_agent; then
+	say "the agent stopped cleanly (exit 0)"
+else
+	rc=$?
+	tail -n 20 "$demo/agent.log" >&2
+	die "the agent exited with status $rc"
+fi

@@ -547,3 +547,27 @@ func TestPreemptCancelsTheRunningAndQueuedDeployments(t *testing.T) {
 	}
 	r.running(versions(newer))
 }
+
+func TestImportedFilesMustBeSignedToo(t *testing.T) {
+	r := newRig(t)
+	a := spec{name: "com.test.a", version: "1.0.0"}
+	req := r.request(manifest{id: "imports", comps: []spec{a}})
+	file := "com.test.a.recipe.toml"
+	text := strings.Replace(string(req.Files[file]), "format = 1\n", "format = 1\nimports = [\"shared/common.toml\"]\n", 1)
+	req.Files[file] = []byte(text)
+	req.Files[file+".sig"] = r.sign(req.Files[file])
+	req.Files["shared/common.toml"] = []byte("[resources]\nopen_files = 512\n")
+
+	_, err := r.eng.Submit(context.Background(), req)
+	var ve *deploy.ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 || !strings.Contains(ve.Problems[0].Message, "shared/common.toml: not signed") {
+		t.Fatalf("unsigned import: %v", err)
+	}
+	req.Files["shared/common.toml.sig"] = r.sign(req.Files["shared/common.toml"])
+	acc, err := r.eng.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, r.wait(acc.ID))
+	r.running(versions([]spec{a}))
+}

@@ -55,7 +55,8 @@ type rigOptions struct {
 	keep          int
 	allowUnsigned bool
 	faultHook     func(string)
-	stableFor     time.Duration // 0 = testStableFor
+	stableFor     time.Duration                         // 0 = testStableFor
+	repo          func(cacheDir string) *ota.Repository // nil = no component repository
 }
 
 func newRig(t testing.TB, opts ...func(*rigOptions)) *rig {
@@ -111,11 +112,15 @@ func (r *rig) build(o rigOptions, root string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl, err := ota.NewDownloader(ota.DownloadConfig{})
+	var repo *ota.Repository
+	if o.repo != nil {
+		repo = o.repo(filepath.Join(r.dir, "tuf"))
+	}
+	dl, err := ota.NewDownloader(ota.DownloadConfig{AllowHTTP: repo != nil})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := ota.NewFetcher(ota.FetcherConfig{Cache: cache, Downloader: dl, ComponentsDir: r.paths.Components})
+	f, err := ota.NewFetcher(ota.FetcherConfig{Cache: cache, Downloader: dl, Repository: repo, ComponentsDir: r.paths.Components})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +138,15 @@ func (r *rig) build(o rigOptions, root string) {
 	if stable == 0 {
 		stable = testStableFor
 	}
-	eng, err := deploy.New(deploy.Config{
+	cfg := deploy.Config{
 		Store: st, Supervisor: sup, Fetcher: f, Keyring: kr, AllowUnsigned: o.allowUnsigned,
 		DeviceID: "dev-1", Paths: r.paths, KeepVersions: o.keep, Events: r.bus, Clock: o.clock, StableFor: stable,
 		Logger: testLogger(), FaultHook: o.faultHook,
-	})
+	}
+	if repo != nil {
+		cfg.Repository = repo
+	}
+	eng, err := deploy.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

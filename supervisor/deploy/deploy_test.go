@@ -571,3 +571,24 @@ func TestImportedFilesMustBeSignedToo(t *testing.T) {
 	mustSucceed(t, r.wait(acc.ID))
 	r.running(versions([]spec{a}))
 }
+
+func TestStagingLeftByACrashIsRemovedAtStart(t *testing.T) {
+	var stale string
+	r := newRig(t, func(o *rigOptions) {
+		o.before = func(dir string) {
+			stale = filepath.Join(dir, ".deploy-staging-123")
+			if err := os.MkdirAll(filepath.Join(stale, "sub"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	<-r.eng.Started()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale staging folder after start: %v", err)
+	}
+	// And a deployment leaves none behind.
+	mustSucceed(t, r.deploy(manifest{comps: base()[:1]}))
+	if left, _ := filepath.Glob(filepath.Join(r.dir, ".deploy-staging-*")); len(left) > 0 {
+		t.Fatalf("staging folders left: %v", left)
+	}
+}

@@ -148,6 +148,9 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 	return s, nil
 }
 
+// stagingPrefix starts the name of a request's staging folder.
+const stagingPrefix = ".deploy-staging-"
+
 // stage writes the request's files into a private temporary folder, so
 // that recipes find the files they import by their relative paths.
 func (e *Engine) stage(files map[string][]byte) (dir string, err error) {
@@ -155,7 +158,7 @@ func (e *Engine) stage(files map[string][]byte) (dir string, err error) {
 	if e.cfg.Paths.Dir != "" {
 		parent = e.cfg.Paths.Dir
 	}
-	dir, err = os.MkdirTemp(parent, ".deploy-")
+	dir, err = os.MkdirTemp(parent, stagingPrefix)
 	if err != nil {
 		return "", err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/keystone-edge/keystone/recipes"
@@ -71,6 +73,7 @@ func (e *Engine) loadCurrent(ctx context.Context) (*set, error) {
 // its plan, its own run hands the supervisor the set it ends in, so the
 // current set is not started just to be stopped again.
 func (e *Engine) resumeAtStart(ctx context.Context) error {
+	e.removeStaging()
 	cur, err := e.loadCurrent(ctx)
 	if err != nil {
 		return err
@@ -161,4 +164,17 @@ func (e *Engine) restore(ctx context.Context, cur *set) error {
 	}
 	e.log.Info("current set restored", "deployment", cur.id, "components", cur.describe())
 	return nil
+}
+
+// removeStaging removes the staging folders a crash left in the data folder.
+func (e *Engine) removeStaging() {
+	if e.cfg.Paths.Dir == "" {
+		return
+	}
+	left, _ := filepath.Glob(filepath.Join(e.cfg.Paths.Dir, stagingPrefix+"*"))
+	for _, d := range left {
+		if err := os.RemoveAll(d); err != nil {
+			e.log.Warn("remove a staging folder left by a crash", "dir", d, "err", err)
+		}
+	}
 }

@@ -57,6 +57,7 @@ type rigOptions struct {
 	faultHook     func(string)
 	stableFor     time.Duration                         // 0 = testStableFor
 	repo          func(cacheDir string) *ota.Repository // nil = no component repository
+	before        func(dataDir string)                  // runs before anything is built
 }
 
 func newRig(t testing.TB, opts ...func(*rigOptions)) *rig {
@@ -67,6 +68,9 @@ func newRig(t testing.TB, opts ...func(*rigOptions)) *rig {
 	}
 	dir := t.TempDir()
 	r := &rig{t: t, dir: dir, paths: config.NewDataPaths(dir), token: randomHex(6), root: cgroupRoot(t)}
+	if o.before != nil {
+		o.before(dir)
+	}
 	r.build(o, r.root)
 	return r
 }

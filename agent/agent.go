@@ -47,7 +47,9 @@ type Options struct {
 	// "" = this program.
 	ShimPath string
 	// Cgroups says where component cgroups go. The zero value uses the
-	// host's cgroups under cgroup.DefaultRoot.
+	// host's cgroups under a root of this data folder's own: /keystone for
+	// the default data_dir, /keystone-<hash of data_dir> for another (see
+	// docs/operations.md).
 	Cgroups cgroup.Config
 	// Clock gives time and timers to the supervisor, the engine and the
 	// watch folder. nil = the real clock.
@@ -157,10 +159,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	})
 	warnWeakTrust(cfg, log, bus)
 
-	run, err := runner.New(runner.Config{ShimPath: opts.ShimPath, Logs: logMgr, Cgroups: opts.Cgroups, Logger: log})
+	cgroups := cgroupsFor(opts.Cgroups, paths.Dir)
+	run, err := runner.New(runner.Config{ShimPath: opts.ShimPath, Logs: logMgr, Cgroups: cgroups, Logger: log})
 	if err != nil {
 		return fmt.Errorf("process runner: %w", err)
 	}
+	log.Info("component cgroups", "mode", run.CgroupMode().String(), "root", cgroups.Root)
+	stack.push("remove the empty cgroup root", func(context.Context) error {
+		pruneCgroupRoot(cgroups, log)
+		return nil
+	})
 	sup, err := supervisor.New(supervisor.Config{
 		Launcher: &supervisor.ProcessLauncher{Runner: run, DefaultRunAs: cfg.DefaultRunAs, Events: bus},
 		Recorder: st,
@@ -398,6 +406,22 @@ func sweepLeftovers(ctx context.Context, run *runner.Runner, bus events.Publishe
 			l.CgroupPath, strings.Join(procs, ", "))
 		log.Warn(reason, "component", l.Component, "forced", l.Forced)
 		bus.Publish(events.Event{Kind: events.KindWarning, Component: l.Component, Reason: reason})
+	}
+}
+
+// pruneCgroupRoot removes the agent's cgroup root at shutdown once every
+// component group under it is gone, so that agents on temporary data
+// folders leave nothing behind; a root still in use is left alone.
+func pruneCgroupRoot(c cgroup.Config, log *slog.Logger) {
+	if c.Disabled {
+		return
+	}
+	m, err := cgroup.NewManager(c)
+	if err == nil {
+		err = m.Prune()
+	}
+	if err != nil {
+		log.Warn("remove the cgroup root", "root", c.Root, "err", err)
 	}
 }
 

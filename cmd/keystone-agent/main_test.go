@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -267,13 +268,48 @@ func TestSIGTERMStopsComponentsAndExitsZero(t *testing.T) {
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket left behind: %v", err)
 	}
-	// Dependents first: top stopped before base.
+	// Its cgroup root was its own (not the host's /keystone) and is gone.
 	log := a.stderr.String()
+	root := cgroupRoot(t, log)
+	if root == "/keystone" || !strings.HasPrefix(root, "/keystone-") {
+		t.Errorf("cgroup root %q: want one of this data folder's own", root)
+	}
+	left, _ := filepath.Glob("/sys/fs/cgroup/*" + root) // v1 and hybrid hierarchies
+	if _, err := os.Stat("/sys/fs/cgroup" + root); err == nil { // unified
+		left = append(left, "/sys/fs/cgroup"+root)
+	}
+	if len(left) > 0 {
+		t.Errorf("cgroup root left behind: %v", left)
+	}
+	// Dependents first: top stopped before base.
 	top := strings.Index(log, `"component":"com.example.sigterm-top","from":"RUNNING","to":"STOPPING"`)
 	base := strings.Index(log, `"component":"com.example.sigterm-base","from":"RUNNING","to":"STOPPING"`)
 	if top < 0 || base < 0 || top > base {
 		t.Errorf("stop order in the log: top at %d, base at %d; want the dependent first\n%s", top, base, log)
 	}
+}
+
+// cgroupRoot is the root the agent's log says it used ("" without cgroups).
+func cgroupRoot(t *testing.T, log string) string {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `"msg":"component cgroups"`) {
+			continue
+		}
+		var rec struct {
+			Mode string `json:"mode"`
+			Root string `json:"root"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Mode == "unavailable" {
+			t.Skip("SKIPPED LOUDLY: no cgroups on this host")
+		}
+		return rec.Root
+	}
+	t.Fatalf("the agent did not log its cgroup root:\n%s", log)
+	return ""
 }
 
 // The usage: help teaches, mistakes exit 2 with a pointer to help, a bad

@@ -3,15 +3,19 @@ package supervisor
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/keystone-edge/keystone/runner"
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
 )
 
-// newCgroupRoot returns a cgroup root unique to the caller, removed (with
-// whatever empty groups are left under it) when the test ends.
+// newCgroupRoot returns a cgroup root unique to the caller, removed when
+// the test ends. A group still under it then is an error of the test; its
+// processes are killed and it is removed, so a failed test leaves nothing
+// behind to trouble the next one.
 func newCgroupRoot(t testing.TB) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -22,11 +26,47 @@ func newCgroupRoot(t testing.TB) string {
 			t.Errorf("cgroup manager for cleanup: %v", err)
 			return
 		}
+		groups, err := m.Groups()
+		if err != nil {
+			t.Errorf("list groups under %s: %v", root, err)
+		}
+		for _, gp := range groups {
+			t.Errorf("cgroup %s left behind", gp)
+			if err := killGroup(m, gp); err != nil {
+				t.Errorf("clean up %s: %v", gp, err)
+			}
+		}
 		if err := m.Prune(); err != nil {
 			t.Errorf("prune cgroups under %s: %v", root, err)
 		}
 	})
 	return root
+}
+
+// killGroup kills what runs in the group, waits until it is empty (up to
+// 30 s) and removes it.
+func killGroup(m *cgroup.Manager, gp string) error {
+	g, err := m.Open(gp)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pids, err := g.Procs()
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return g.Delete()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v still there after SIGKILL", pids)
+		}
+		if err := g.Kill(); err != nil {
+			return err
+		}
+		<-time.After(10 * time.Millisecond) // the killed leave the group as they exit
+	}
 }
 
 // newRunner returns the real process runner, its logs in logDir and its

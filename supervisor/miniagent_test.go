@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,14 +22,16 @@ import (
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/store"
+	"github.com/keystone-edge/keystone/supervisor/events"
 	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a small agent (until cmd/keystone-agent
 // exists): a Supervisor over a real store file, supervising N components
-// that each run `sleep <miniAgentBase+i>` (so each one's process is
-// recognisable in /proc). It prints "ready" once all run and stops
-// cleanly on SIGTERM.
+// that each run `sleep <base+i>`, base being sleepBase of its cgroup root
+// (so each one's process is recognisable in /proc, and never mistaken for
+// one of another test's mini agents running at the same time). It prints
+// "ready" once all run and stops cleanly on SIGTERM.
 const (
 	miniAgentEnv  = "KEYSTONE_TEST_MINIAGENT" // set: run as the mini agent
 	miniAgentDB   = "KEYSTONE_TEST_MINIAGENT_DB"
@@ -35,8 +39,20 @@ const (
 	miniAgentRoot = "KEYSTONE_TEST_MINIAGENT_CGROUP_ROOT"
 	miniAgentLogs = "KEYSTONE_TEST_MINIAGENT_LOGS"
 	reaperHostEnv = "KEYSTONE_TEST_REAPER_HOST" // set: run as a subreaper hosting one mini agent
-	miniAgentBase = 700000
+	// miniAgentCrashOnRecord is an injected fault: set, the mini agent
+	// SIGKILLs itself when it is about to record its first process, as an
+	// agent dying between fork and the store write would.
+	miniAgentCrashOnRecord = "KEYSTONE_TEST_MINIAGENT_CRASH_ON_RECORD"
+	miniAgentBase          = 700000 // the bench's supervisord and s6 programs sleep from here
 )
+
+// sleepBase is the first `sleep` argument of the components of a mini agent
+// whose cgroups are under root: unique per root (newCgroupRoot is random).
+func sleepBase(root string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(root))
+	return 1_000_000 + int(h.Sum32()%100_000)*100
+}
 
 func TestMain(m *testing.M) {
 	if runner.IsShim(os.Args) {
@@ -51,7 +67,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func miniComponents(n int) ([]*Component, error) {
+func miniComponents(base, n int) ([]*Component, error) {
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
 		return nil, err
@@ -60,7 +76,7 @@ func miniComponents(n int) ([]*Component, error) {
 	for i := range out {
 		out[i] = proc(fmt.Sprintf("com.example.c%03d", i), "", func(r *recipes.Recipe) {
 			// exec'd directly: the component's process is `sleep N` from the start
-			r.Lifecycle.Run.Command, r.Lifecycle.Run.Args = sleep, []string{strconv.Itoa(miniAgentBase + i)}
+			r.Lifecycle.Run.Command, r.Lifecycle.Run.Args = sleep, []string{strconv.Itoa(base + i)}
 			r.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("10ms"), Max: d("1s")}
 			r.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 1000, Window: d("1m")}
 		})
@@ -93,7 +109,12 @@ func miniAgent() int {
 	if err != nil {
 		return fail("runner", err)
 	}
-	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: run}, Recorder: st, Reaper: OrphanReaper(run, 5*time.Second)})
+	var rec ProcessRecorder = st
+	if os.Getenv(miniAgentCrashOnRecord) != "" {
+		rec = crashOnRecord{st}
+	}
+	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: run}, Recorder: rec, Reaper: OrphanReaper(run, 5*time.Second),
+		Events: &printWarnings{w: os.Stdout}})
 	if err != nil {
 		return fail("new", err)
 	}
@@ -108,7 +129,7 @@ func miniAgent() int {
 			_ = sup.Stop(sctx)
 		}
 	}()
-	comps, err := miniComponents(n)
+	comps, err := miniComponents(sleepBase(os.Getenv(miniAgentRoot)), n)
 	if err != nil {
 		return fail("components", err)
 	}
@@ -136,10 +157,36 @@ func miniAgent() int {
 	return 0
 }
 
+// crashOnRecord is the store with one fault: the agent dies just before it
+// would record a process, leaving that process running and unrecorded.
+type crashOnRecord struct{ *store.Store }
+
+func (crashOnRecord) RecordProcess(context.Context, store.Process) error {
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // not reached: SIGKILL ends the process
+}
+
+// printWarnings prints the warning events of a mini agent on its stdout,
+// one a line ("warning COMPONENT: REASON"), for the test to read.
+type printWarnings struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (p *printWarnings) Publish(e events.Event) {
+	if e.Kind != events.KindWarning {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "warning %s: %s\n", e.Component, e.Reason)
+}
+
 // reaperHost plays init for a mini agent: it is a child subreaper, starts
 // the mini agent (same environment, minus its own variable), prints
 // "agent PID", and reaps every child that comes to it, promptly, as init
-// would, until its stdin closes. So the processes of a mini agent killed
+// would, until its stdin closes; once the mini agent itself is reaped it
+// prints "agent gone". So the processes of a mini agent killed
 // with SIGKILL are orphans of this host, never of the test or of the next
 // agent.
 func reaperHost() int {
@@ -165,8 +212,12 @@ func reaperHost() int {
 	}()
 	for {
 		var ws unix.WaitStatus
-		if _, err := unix.Wait4(-1, &ws, 0, nil); err == unix.ECHILD {
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.ECHILD {
 			select {} // nothing left to reap: wait for stdin to close
+		}
+		if pid == cmd.Process.Pid {
+			fmt.Println("agent gone")
 		}
 	}
 }
@@ -177,15 +228,34 @@ type agentProc struct {
 	pid    int           // the agent's pid (with a reaper host, its child's)
 	exited chan struct{} // closed once the started process was waited for
 	err    error         // its exit, valid once exited is closed
+	// warnings are the warning events it printed before it was ready (or,
+	// hosted, gone).
+	warnings []string
 }
 
 // startMiniAgent starts a mini agent over the store file db, its component
 // logs in logDir and their cgroups under root; hosted, under a reaper host.
+// It returns once the agent is ready.
 func startMiniAgent(t testing.TB, db, logDir, root string, n int, hosted bool) *agentProc {
+	t.Helper()
+	return launchMiniAgent(t, db, logDir, root, n, hosted, nil)
+}
+
+// crashMiniAgent starts a hosted mini agent with the crashOnRecord fault
+// and returns once it is gone, its reaper host still running (so that its
+// orphans are the host's).
+func crashMiniAgent(t testing.TB, db, logDir, root string, n int) *agentProc {
+	t.Helper()
+	return launchMiniAgent(t, db, logDir, root, n, true, []string{miniAgentCrashOnRecord + "=1"})
+}
+
+func launchMiniAgent(t testing.TB, db, logDir, root string, n int, hosted bool, env []string) *agentProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), miniAgentEnv+"=1", miniAgentDB+"="+db, miniAgentN+"="+strconv.Itoa(n),
 		miniAgentRoot+"="+root, miniAgentLogs+"="+logDir)
+	cmd.Env = append(cmd.Env, env...)
+	crash := len(env) > 0
 	if hosted {
 		cmd.Env = append(cmd.Env, reaperHostEnv+"=1")
 		stdin, err := cmd.StdinPipe()
@@ -217,6 +287,12 @@ func startMiniAgent(t testing.TB, db, logDir, root string, n int, hosted bool) *
 			t.Errorf("mini agent %d did not end", cmd.Process.Pid)
 		}
 	})
+	// The agent is ready when it says so; a crashing one, when its host
+	// says it is gone.
+	want := "ready"
+	if crash {
+		want = "agent gone"
+	}
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -228,7 +304,16 @@ func startMiniAgent(t testing.TB, db, logDir, root string, n int, hosted bool) *
 				hostedPid <- pid
 			}
 		}
-		ok = ok && sc.Scan() && sc.Text() == "ready"
+		for ok {
+			ok = sc.Scan()
+			if strings.HasPrefix(sc.Text(), "warning ") {
+				a.warnings = append(a.warnings, strings.TrimPrefix(sc.Text(), "warning "))
+				continue
+			}
+			if ok && sc.Text() == want {
+				break
+			}
+		}
 		ready <- ok
 		_, _ = io.Copy(io.Discard, out)
 		a.err = cmd.Wait()
@@ -238,11 +323,11 @@ func startMiniAgent(t testing.TB, db, logDir, root string, n int, hosted bool) *
 	case ok := <-ready:
 		if !ok {
 			<-a.exited
-			t.Fatalf("mini agent did not get ready: %v", a.err)
+			t.Fatalf("mini agent did not get %s: %v", want, a.err)
 		}
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
-		t.Fatal("mini agent not ready after 2 minutes")
+		t.Fatalf("mini agent not %s after 2 minutes", want)
 	}
 	if hosted {
 		a.pid = <-hostedPid
@@ -251,10 +336,11 @@ func startMiniAgent(t testing.TB, db, logDir, root string, n int, hosted bool) *
 	return a
 }
 
-// componentProcs maps each mini-agent component index to the live pids
-// running its `sleep` in /proc.
-func componentProcs(t testing.TB, n int) map[int][]int {
+// componentProcs maps each component index of the mini agents under the
+// cgroup root to the live pids running its `sleep` in /proc.
+func componentProcs(t testing.TB, root string, n int) map[int][]int {
 	t.Helper()
+	base := sleepBase(root)
 	out := map[int][]int{}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -274,10 +360,10 @@ func componentProcs(t testing.TB, n int) map[int][]int {
 			continue
 		}
 		v, err := strconv.Atoi(args[1])
-		if err != nil || v < miniAgentBase || v >= miniAgentBase+n {
+		if err != nil || v < base || v >= base+n {
 			continue
 		}
-		out[v-miniAgentBase] = append(out[v-miniAgentBase], pid)
+		out[v-base] = append(out[v-base], pid)
 	}
 	return out
 }

@@ -43,7 +43,7 @@ func (l *ProcessLauncher) Launch(ctx context.Context, c *Component) (Handle, err
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("start %s@%s: %w", c.Name(), c.Version(), err)
+		return nil, err // the runner's errors already begin "start <name>: "
 	}
 	return &processHandle{p: p, stop: stop}, nil
 }
@@ -74,12 +74,34 @@ func (h *processHandle) Stop(ctx context.Context) error {
 // OrphanReaper is the Reaper of processes left by an earlier agent: the
 // runner's StopOrphan (same pid and start ticks, then the process group
 // and the cgroup), with stopTimeout between the stop signal and SIGKILL
-// (0 means the runner's default).
+// (0 means the runner's default). It is also a LeftoverSweeper: the
+// runner's SweepLeftovers empties every group left under its cgroup root,
+// which finds the processes an agent started but died before recording.
 func OrphanReaper(r *runner.Runner, stopTimeout time.Duration) Reaper {
-	return ReaperFunc(func(ctx context.Context, p store.Process) error {
-		_, err := r.StopOrphan(ctx, runner.Record{
-			Component: p.Component, PID: p.PID, StartTicks: p.StartTicks, PGID: p.PGID, CgroupPath: p.CgroupPath,
-		}, runner.StopOptions{Timeout: stopTimeout})
-		return err
-	})
+	return orphanReaper{r: r, opts: runner.StopOptions{Timeout: stopTimeout}}
+}
+
+type orphanReaper struct {
+	r    *runner.Runner
+	opts runner.StopOptions
+}
+
+func (o orphanReaper) Reap(ctx context.Context, p store.Process) error {
+	_, err := o.r.StopOrphan(ctx, runner.Record{
+		Component: p.Component, PID: p.PID, StartTicks: p.StartTicks, PGID: p.PGID, CgroupPath: p.CgroupPath,
+	}, o.opts)
+	return err
+}
+
+func (o orphanReaper) Sweep(ctx context.Context) ([]Leftover, error) {
+	found, err := o.r.SweepLeftovers(ctx, o.opts)
+	out := make([]Leftover, 0, len(found))
+	for _, f := range found {
+		lo := Leftover{Component: f.Component, Where: "cgroup " + f.CgroupPath}
+		for _, p := range f.Processes {
+			lo.Processes = append(lo.Processes, LeftoverProcess{PID: p.PID, Name: p.Name})
+		}
+		out = append(out, lo)
+	}
+	return out, err
 }

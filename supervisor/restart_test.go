@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -170,5 +171,32 @@ func TestRestartPoliciesWithRealExits(t *testing.T) {
 	st, _ := r.sup.Component(quick.Name())
 	if st.Restarts != 3 {
 		t.Fatalf("quick restarted %d times, want 3", st.Restarts)
+	}
+}
+
+// A process that cannot be started (here: its program does not exist) is
+// not retried in a tight loop even with restart_backoff.initial = "0s":
+// failed starts in a row wait 100ms, 200ms, ... (real starts, fake clock).
+func TestFailedStartsBackOffWithZeroBackoff(t *testing.T) {
+	clock := newFakeClock()
+	r := newRig(t, clock, Config{})
+	c := proc("com.example.missing", "", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.Script, rc.Lifecycle.Run.Command = "", "/nonexistent/keystone-test-program"
+		rc.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s"), Max: d("1s")}
+		rc.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 1000, Window: d("1m")}
+	})
+	if err := r.sup.Apply(context.Background(), []*Component{c}); err != nil {
+		t.Fatal(err)
+	}
+	for i, wait := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+		r.w.waitFor(c.Name(), StateErrored, fmt.Sprintf("start failed: start %s: exec: /nonexistent/keystone-test-program: no such file or directory; restart %d in %s", c.Name(), i+1, wait))
+		clock.waitArmed(t, 1)
+		// Just before the delay is over nothing has been tried again.
+		clock.Advance(wait - time.Millisecond)
+		if st, _ := r.sup.Component(c.Name()); st.State != StateErrored || st.Restarts != i+1 {
+			t.Fatalf("retried before %s: %+v", wait, st)
+		}
+		clock.Advance(time.Millisecond)
+		r.w.waitFor(c.Name(), StateStarting, "restarting after backoff")
 	}
 }

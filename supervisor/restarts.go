@@ -37,6 +37,18 @@ const DefaultStableRun = 10 * time.Second
 // DefaultJitter spreads restart delays by ±20%.
 const DefaultJitter = 0.2
 
+// Failed starts back off on their own too: a start that fails at once (a
+// missing program, a busy cgroup, a bad run_as) costs no run time, so with
+// a zero or tiny restart_backoff it would otherwise be retried in a tight
+// loop and burn through max_restarts in a moment. The delay after the n-th
+// failed start in a row is at least StartRetryMin·2^(n-1), up to
+// restart_backoff.max (when that is at least StartRetryMin) or
+// StartRetryMax (when max is 0). A start that succeeds ends the series.
+const (
+	StartRetryMin = 100 * time.Millisecond
+	StartRetryMax = time.Minute
+)
+
 // PolicyFor returns the restart policy of a recipe's run section with the
 // supervisor's defaults filled in. A nil run gives an on-failure policy with
 // no delay and no limit.
@@ -146,6 +158,9 @@ type Restarts struct {
 	backoff *backoff.ExponentialBackOff
 	recent  []time.Time // restarts within the window, oldest first
 	total   int
+	// startFails counts the failed starts since the last process that did
+	// start.
+	startFails int
 }
 
 // stepClock gives the backoff library the time of the decision being made
@@ -190,6 +205,7 @@ func (r *Restarts) Total() int { return r.total }
 func (r *Restarts) Reset() {
 	r.recent = nil
 	r.total = 0
+	r.startFails = 0
 	r.backoff.Reset()
 }
 
@@ -199,6 +215,11 @@ func (r *Restarts) Reset() {
 func (r *Restarts) Decide(now time.Time, o Outcome) (Decision, time.Duration, string) {
 	r.clock.now = now
 	what := o.describe()
+	if o.Kind == OutcomeStartFailed {
+		r.startFails++
+	} else {
+		r.startFails = 0 // it did start
+	}
 	if o.Kind == OutcomeStopped {
 		return DecisionStop, 0, what
 	}
@@ -235,8 +256,25 @@ func (r *Restarts) Decide(now time.Time, o Outcome) (Decision, time.Duration, st
 	}
 	r.recent = append(r.recent, now)
 	r.total++
-	wait := r.jitter(r.backoff.NextBackOff())
+	wait := max(r.jitter(r.backoff.NextBackOff()), r.startRetryFloor())
 	return DecisionRestart, wait, fmt.Sprintf("%s; restart %d in %s", what, r.total, wait)
+}
+
+// startRetryFloor is the least delay after the failed starts in a row so
+// far (see StartRetryMin); 0 when the last run did start.
+func (r *Restarts) startRetryFloor() time.Duration {
+	if r.startFails == 0 {
+		return 0
+	}
+	ceiling := StartRetryMax
+	if r.policy.Max > 0 {
+		ceiling = max(r.policy.Max, StartRetryMin)
+	}
+	floor := StartRetryMin
+	for i := 1; i < r.startFails && floor < ceiling; i++ {
+		floor *= 2
+	}
+	return min(floor, ceiling)
 }
 
 // jitter spreads d by ±policy.Jitter, never beyond Max.

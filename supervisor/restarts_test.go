@@ -90,3 +90,59 @@ func TestRestartsZeroCountBreaksAtOnce(t *testing.T) {
 		t.Fatalf("count 0: %v, want break", d)
 	}
 }
+
+// A start that fails at once must not be retried in a tight loop, even with
+// a zero restart_backoff: failed starts in a row back off from
+// StartRetryMin up to restart_backoff.max, and a process that starts ends
+// the series (its exits restart at once again).
+func TestRestartsFailedStartsBackOffEvenWithZeroBackoff(t *testing.T) {
+	startErr := Outcome{Kind: OutcomeStartFailed, Err: errors.New("create cgroup: busy")}
+	crash := Outcome{Kind: OutcomeExited, Exit: ExitStatus{Code: 1}, Ran: time.Millisecond}
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		max     time.Duration
+		history []Outcome
+		want    []time.Duration
+	}{
+		{"capped by max", time.Second,
+			[]Outcome{startErr, startErr, startErr, startErr, startErr, startErr},
+			[]time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, time.Second, time.Second}},
+		{"no max: capped by StartRetryMax", 0,
+			[]Outcome{startErr, startErr, startErr, startErr, startErr, startErr, startErr, startErr, startErr, startErr},
+			[]time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 12800 * ms, 25600 * ms, 51200 * ms}},
+		{"max below the floor", 10 * ms,
+			[]Outcome{startErr, startErr, startErr},
+			[]time.Duration{100 * ms, 100 * ms, 100 * ms}},
+		{"a start ends the series", time.Second,
+			[]Outcome{startErr, startErr, crash, crash, startErr},
+			[]time.Duration{100 * ms, 200 * ms, 0, 0, 100 * ms}},
+	} {
+		r := NewRestarts(RestartPolicy{Mode: recipes.RestartAlways, Max: tc.max, Count: 1000, Window: time.Minute, Jitter: DefaultJitter}, nil)
+		now := t0
+		for i, o := range tc.history {
+			d, wait, reason := r.Decide(now, o)
+			if d != DecisionRestart {
+				t.Fatalf("%s: outcome %d: %v (%s)", tc.name, i, d, reason)
+			}
+			if wait != tc.want[i] {
+				t.Errorf("%s: outcome %d: wait %v, want %v (%s)", tc.name, i, wait, tc.want[i], reason)
+			}
+			now = now.Add(wait)
+		}
+	}
+	// With the old tight loop, 1000 failed starts took no time at all; now a
+	// minute holds about 60 of them once the delay reaches a 1s max.
+	r := NewRestarts(RestartPolicy{Mode: recipes.RestartAlways, Max: time.Second, Count: 1000, Window: time.Minute}, nil)
+	now, n := t0, 0
+	for now.Before(t0.Add(time.Minute)) {
+		d, wait, reason := r.Decide(now, startErr)
+		if d != DecisionRestart {
+			t.Fatalf("failed start %d within a minute: %v (%s)", n, d, reason)
+		}
+		now, n = now.Add(wait), n+1
+	}
+	if n > 70 {
+		t.Fatalf("%d failed starts retried within a minute", n)
+	}
+}

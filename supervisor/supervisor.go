@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -25,7 +26,9 @@ type Config struct {
 	// cannot find them after an agent crash).
 	Recorder ProcessRecorder
 	// Reaper stops processes left by an earlier agent, found through
-	// Recorder at Start; nil means they are only forgotten.
+	// Recorder at Start; nil means they are only forgotten. A Reaper that
+	// is also a LeftoverSweeper (OrphanReaper is) then sweeps up what no
+	// record names.
 	Reaper Reaper
 	// Sampler measures CPU and memory for Snapshot; nil leaves them 0
 	// (NewProcSampler measures through /proc).
@@ -150,7 +153,34 @@ func (s *Supervisor) reapLeftovers(ctx context.Context) error {
 			return fmt.Errorf("supervisor start: forget leftover process of %s: %w", p.Component, err)
 		}
 	}
+	if sw, ok := s.cfg.Reaper.(LeftoverSweeper); ok {
+		s.sweepLeftovers(ctx, sw)
+	}
 	return nil
+}
+
+// sweepLeftovers stops what an earlier agent started but never recorded,
+// and reports each find as a warning. A sweep that fails is reported too,
+// but does not stop the agent: a component whose leftovers are still there
+// fails to start (its cgroup is busy) and says so, and never runs twice.
+func (s *Supervisor) sweepLeftovers(ctx context.Context, sw LeftoverSweeper) {
+	found, err := sw.Sweep(ctx)
+	for _, lo := range found {
+		procs := make([]string, len(lo.Processes))
+		pids := make([]int, len(lo.Processes))
+		for i, p := range lo.Processes {
+			procs[i] = fmt.Sprintf("%d (%s)", p.PID, p.Name)
+			pids[i] = p.PID
+		}
+		reason := fmt.Sprintf("stopped processes an earlier agent left running unrecorded in %s: pid %s",
+			lo.Where, strings.Join(procs, ", pid "))
+		s.cfg.Logger.Warn("stopped unrecorded processes left by an earlier agent", "component", lo.Component, "where", lo.Where, "pids", pids)
+		s.cfg.Events.Publish(events.Event{At: s.cfg.Clock.Now(), Kind: events.KindWarning, Component: lo.Component, Reason: reason})
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("sweep of leftover processes", "err", err)
+		s.cfg.Events.Publish(events.Event{At: s.cfg.Clock.Now(), Kind: events.KindWarning, Reason: "sweep of leftover processes: " + err.Error()})
+	}
 }
 
 // Stop is agent shutdown: every component is stopped, dependents before

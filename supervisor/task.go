@@ -22,6 +22,10 @@ type Component struct {
 	// name, for the process and its install script; nil means none. Never
 	// logged.
 	Secrets map[string]string
+	// Config is the effective configuration (recipe defaults < device
+	// config < deployment overrides), which a plugin reads as ctx.config;
+	// nil means the recipe's defaults.
+	Config map[string]any
 }
 
 // Name returns the component's name.
@@ -86,6 +90,32 @@ type ProcessRecorder interface {
 // and cgroup. A process that is gone is not an error.
 type Reaper interface {
 	Reap(ctx context.Context, p store.Process) error
+}
+
+// LeftoverSweeper is a Reaper that can also find what no record names: the
+// processes of an earlier agent that died after starting them and before
+// recording them. The supervisor calls Sweep at Start, after reaping every
+// recorded process and before starting anything.
+type LeftoverSweeper interface {
+	// Sweep stops every process an earlier agent left that no record
+	// names, and says what it found.
+	Sweep(ctx context.Context) ([]Leftover, error)
+}
+
+// Leftover is a set of processes of one component that a sweep found and
+// stopped.
+type Leftover struct {
+	Component string
+	// Where they were found, such as the component's cgroup path.
+	Where string
+	// Processes are the pids found, each with its program's name.
+	Processes []LeftoverProcess
+}
+
+// LeftoverProcess is one process a sweep found.
+type LeftoverProcess struct {
+	PID  int
+	Name string
 }
 
 // ReaperFunc adapts a function, such as the runner's kill-by-record, to a

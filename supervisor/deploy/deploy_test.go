@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keystone-edge/keystone/store"
 	"github.com/keystone-edge/keystone/supervisor/deploy"
@@ -590,5 +593,53 @@ func TestStagingLeftByACrashIsRemovedAtStart(t *testing.T) {
 	mustSucceed(t, r.deploy(manifest{comps: base()[:1]}))
 	if left, _ := filepath.Glob(filepath.Join(r.dir, ".deploy-staging-*")); len(left) > 0 {
 		t.Fatalf("staging folders left: %v", left)
+	}
+}
+
+func TestCancelDuringADownloadThatHangs(t *testing.T) {
+	hung := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+		<-req.Context().Done() // never sends the body
+	}))
+	t.Cleanup(srv.Close)
+	r := newRig(t, func(o *rigOptions) { o.allowHTTP = true })
+	mustSucceed(t, r.deploy(manifest{comps: base()}))
+	before := r.running(versions(base()))
+
+	next := base()
+	next[0].version = "2.0.0"
+	next[0].artifact = &artifact{uri: srv.URL + "/big.bin", sha256: strings.Repeat("cd", 32)}
+	acc, err := r.eng.Submit(context.Background(), r.request(manifest{id: "stuck", comps: next}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hung:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the download never started")
+	}
+	d, err := r.eng.Get(context.Background(), acc.ID)
+	if err != nil || d.Status != "IN_PROGRESS" || !strings.Contains(d.WaitingFor, "download") {
+		t.Fatalf("while downloading: %s waiting for %q (%v)", d.Status, d.WaitingFor, err)
+	}
+	if err := r.eng.Cancel(context.Background(), acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	d = r.wait(acc.ID)
+	if d.Status != "CANCELED" || d.RolledBack || d.ErrorCode != deploy.CodeCanceled {
+		t.Fatalf("canceled download: %s rolled_back=%v %s: %s", d.Status, d.RolledBack, d.ErrorCode, d.Error)
+	}
+	after := r.running(versions(base()))
+	for n, pid := range before {
+		if after[n] != pid {
+			t.Errorf("%s restarted by a deployment canceled while downloading", n)
+		}
 	}
 }

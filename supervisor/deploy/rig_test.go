@@ -58,6 +58,7 @@ type rigOptions struct {
 	stableFor     time.Duration                         // 0 = testStableFor
 	repo          func(cacheDir string) *ota.Repository // nil = no component repository
 	before        func(dataDir string)                  // runs before anything is built
+	allowHTTP     bool                                  // plain http:// artifacts
 }
 
 func newRig(t testing.TB, opts ...func(*rigOptions)) *rig {
@@ -120,7 +121,7 @@ func (r *rig) build(o rigOptions, root string) {
 	if o.repo != nil {
 		repo = o.repo(filepath.Join(r.dir, "tuf"))
 	}
-	dl, err := ota.NewDownloader(ota.DownloadConfig{AllowHTTP: repo != nil})
+	dl, err := ota.NewDownloader(ota.DownloadConfig{AllowHTTP: repo != nil || o.allowHTTP})
 	if err != nil {
 		t.Fatal(err)
 	}

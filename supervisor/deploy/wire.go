@@ -67,6 +67,8 @@ func (e *Engine) waitingFor(d store.Deployment) (string, time.Time) {
 		return waiting, since
 	case step == checkpoint(StepStart, store.StepStarted) && s != nil:
 		return notReady(s.names(), e.cfg.Supervisor.Snapshot()), since
+	case step == checkpoint(StepFetch, store.StepStarted):
+		return "artifacts to download and verify", since
 	case step == checkpoint(StepStop, store.StepStarted):
 		return "removed and changed components to stop", since
 	case step == checkpoint(StepRollback, store.StepStarted):

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/config"
@@ -204,14 +203,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		return nil
 	})
 
-	if err := sup.Start(ctx); err != nil { // stops the processes a crashed agent recorded
+	// Start stops what a crashed agent left: the processes it recorded,
+	// then whatever else is in the component cgroups.
+	if err := sup.Start(ctx); err != nil {
 		return err
 	}
 	stack.push("stop every component", func(ctx context.Context) error {
 		log.Info("stopping components")
 		return sup.Stop(ctx)
 	})
-	sweepLeftovers(ctx, run, bus, log) // and those it started but never recorded
 
 	engine, err := newEngine(ctx, cfg, st, sup, bus, clock, opts.FaultHook, log)
 	if err != nil {
@@ -383,29 +383,6 @@ func warnWeakTrust(cfg *config.Config, log *slog.Logger, bus events.Publisher) {
 	}
 	if cfg.Security.AllowRoot {
 		log.Warn("security.allow_root = true: recipes may run as root")
-	}
-}
-
-// sweepLeftovers stops every process left in the component cgroups by an
-// agent that died between starting a process and recording it, before
-// anything is started again, and reports each as a warning event. A failed
-// sweep is reported, not fatal: the components it concerns fail to start
-// (their group is busy) and say so.
-func sweepLeftovers(ctx context.Context, run *runner.Runner, bus events.Publisher, log *slog.Logger) {
-	left, err := run.SweepLeftovers(ctx, runner.StopOptions{Timeout: orphanStopTimeout})
-	if err != nil {
-		log.Error("stop processes left in component cgroups", "err", err)
-		bus.Publish(events.Event{Kind: events.KindWarning, Reason: "could not stop processes left in component cgroups: " + err.Error()})
-	}
-	for _, l := range left {
-		procs := make([]string, len(l.Processes))
-		for i, p := range l.Processes {
-			procs[i] = fmt.Sprintf("%d (%s)", p.PID, p.Name)
-		}
-		reason := fmt.Sprintf("stopped processes an earlier agent left unrecorded in %s: %s",
-			l.CgroupPath, strings.Join(procs, ", "))
-		log.Warn(reason, "component", l.Component, "forced", l.Forced)
-		bus.Publish(events.Event{Kind: events.KindWarning, Component: l.Component, Reason: reason})
 	}
 }
 

@@ -329,9 +329,27 @@ func TestUnrecordedLeftoverSweptAtStart(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatalf("the unrecorded process %d still runs after the agent started", p.Pid())
 	}
-	status, body := a.do("GET", "/v1/events?limit=50", nil)
-	if status != 200 || !strings.Contains(string(body), "com.example.leftover") ||
-		!strings.Contains(string(body), fmt.Sprintf("%d (sleep)", p.Pid())) {
-		t.Fatalf("no warning naming the leftover: %d\n%s", status, body)
+	want := fmt.Sprintf("%d (sleep)", p.Pid())
+	if !a.logs.contains("unrecorded", "com.example.leftover", fmt.Sprint(p.Pid())) {
+		t.Fatalf("no log line naming the leftover %s:\n%s", want, a.logs)
 	}
+	// The warning event was recorded: read the store once the agent is gone.
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), a.cfg.DataPaths().DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	evs, err := st.Events(context.Background(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Kind == "warning" && e.Component == "com.example.leftover" && strings.Contains(e.Reason, want) {
+			return
+		}
+	}
+	t.Fatalf("no warning event naming the leftover %s among %d events", want, len(evs))
 }

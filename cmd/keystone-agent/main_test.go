@@ -274,7 +274,7 @@ func TestSIGTERMStopsComponentsAndExitsZero(t *testing.T) {
 	if root == "/keystone" || !strings.HasPrefix(root, "/keystone-") {
 		t.Errorf("cgroup root %q: want one of this data folder's own", root)
 	}
-	left, _ := filepath.Glob("/sys/fs/cgroup/*" + root) // v1 and hybrid hierarchies
+	left, _ := filepath.Glob("/sys/fs/cgroup/*" + root)         // v1 and hybrid hierarchies
 	if _, err := os.Stat("/sys/fs/cgroup" + root); err == nil { // unified
 		left = append(left, "/sys/fs/cgroup"+root)
 	}

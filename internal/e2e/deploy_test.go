@@ -272,6 +272,21 @@ func TestBadReleaseRollsBack(t *testing.T) {
 				}
 			}
 			manifest := d.writeDeployment(tc.id, manifestOptions{healthTimeout: "4s"}, bad...)
+			if tc.fail == "unhealthy" {
+				// Applied without waiting, deploy status shows the step it is on
+				// and what it waits for, since when, while the new db fails its
+				// health checks.
+				d.ctlOK("deploy", "apply", "-f", manifest)
+				var status string
+				d.waitFor("deploy status to show what "+tc.id+" waits for", 30*time.Second, func() bool {
+					status = d.ctlOK("deploy", "status", tc.id).stdout
+					return strings.Contains(status, "IN_PROGRESS") && strings.Contains(status, "\nSTEP         start, since ") &&
+						strings.Contains(status, "\nWAITING FOR  RUNNING and healthy: ") && strings.Contains(status, d.name("db")+" (")
+				})
+				t.Logf("deploy status while in progress:\n%s", status)
+			}
+			// Applying the same id again waits for that deployment: the id is
+			// the idempotency key.
 			r := d.ctl("deploy", "apply", "-f", manifest, "--wait")
 			if r.code != 1 || !strings.Contains(r.stderr, "deployment "+tc.id+" FAILED") || !strings.Contains(r.stderr, "the previous deployment was restored") {
 				t.Fatalf("apply of a bad release: want exit 1 saying FAILED and restored; %s", r)

@@ -152,7 +152,7 @@ func (e *testEnv) waitLine(t testing.TB, component, want string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for line := range l.Follow(ctx, -1) {
 		if strings.Contains(line.String(), want) {
@@ -201,7 +201,7 @@ func alive(pid int) bool {
 // child is reaped by init, which may take a moment.
 func waitGone(t testing.TB, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := os.Stat("/proc/" + strconv.Itoa(pid))
 		if os.IsNotExist(err) {
@@ -211,7 +211,7 @@ func waitGone(t testing.TB, pid int) {
 			t.Fatalf("pid %d is still running", pid)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d still a zombie after 15s", pid)
+			t.Fatalf("pid %d still a zombie after 30s", pid)
 		}
 		// A zombie of init's: wait for init to reap it.
 		<-time.After(20 * time.Millisecond)

@@ -138,9 +138,11 @@ func testStopKillsWholeGroup(t *testing.T, cgroupsDisabled bool) {
 	e := newEnv(t, "", cgroupsDisabled)
 	p := e.start(t, ProcessSpec{Component: "com.example.stubborn", Script: `trap '' TERM
 sh -c 'echo "grandchild $$"; while :; do sleep 1; done' &
-echo "child $$"
+echo "main $$"
 wait`})
-	child := pidAfter(t, e.waitLine(t, "com.example.stubborn", "child "), "child ")
+	// "main", not "child": waitLine matches substrings, and the grandchild's
+	// line may come first.
+	child := pidAfter(t, e.waitLine(t, "com.example.stubborn", "main "), "main ")
 	grandchild := pidAfter(t, e.waitLine(t, "com.example.stubborn", "grandchild "), "grandchild ")
 	if child != p.Pid() || !alive(grandchild) {
 		t.Fatalf("child %d (handle %d), grandchild alive %v", child, p.Pid(), alive(grandchild))

@@ -30,7 +30,7 @@ func TestDependencies(t *testing.T) {
 	if err := r.sup.Apply(context.Background(), []*Component{web, logs, app, db}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.sup.WaitReady(timeout(t, 20*time.Second), all); err != nil {
+	if err := r.sup.WaitReady(timeout(t, 30*time.Second), all); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range all {
@@ -87,7 +87,7 @@ func TestDependencies(t *testing.T) {
 	if _, err := r.sup.StartComponent(context.Background(), db.Name()); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.sup.WaitReady(timeout(t, 20*time.Second), all); err != nil {
+	if err := r.sup.WaitReady(timeout(t, 30*time.Second), all); err != nil {
 		t.Fatal(err)
 	}
 
@@ -102,7 +102,7 @@ func TestDependencies(t *testing.T) {
 	r.w.waitFor(db.Name(), StateStopped, "restart requested")
 	before(t, r.w, web.Name(), StateStopped, app.Name(), StateStopping)
 	before(t, r.w, app.Name(), StateStopped, db.Name(), StateStopping)
-	if err := r.sup.WaitReady(timeout(t, 20*time.Second), all); err != nil {
+	if err := r.sup.WaitReady(timeout(t, 30*time.Second), all); err != nil {
 		t.Fatal(err)
 	}
 	if r.pid(t, db.Name()) == dbPid {
@@ -121,14 +121,14 @@ func TestShutdownStopsInReverseOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{db.Name(), app.Name(), logs.Name()}
-	if err := r.sup.WaitReady(timeout(t, 20*time.Second), names); err != nil {
+	if err := r.sup.WaitReady(timeout(t, 30*time.Second), names); err != nil {
 		t.Fatal(err)
 	}
 	var pids []int
 	for _, n := range names {
 		pids = append(pids, r.pid(t, n))
 	}
-	if err := r.sup.Stop(timeout(t, 20*time.Second)); err != nil {
+	if err := r.sup.Stop(timeout(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {

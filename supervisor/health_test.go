@@ -148,7 +148,7 @@ func TestHealthChecks(t *testing.T) {
 			target.set(true)
 			step()
 			expect(StateRunning, HealthHealthy)
-			if err := r.sup.WaitReady(timeout(t, 10*time.Second), []string{c.Name()}); err != nil {
+			if err := r.sup.WaitReady(timeout(t, 30*time.Second), []string{c.Name()}); err != nil {
 				t.Fatal(err)
 			}
 

@@ -101,7 +101,7 @@ func (c *fakeClock) pending() int {
 // waitArmed waits until at least n timers are armed.
 func (c *fakeClock) waitArmed(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for c.pending() < n {
 		select {
 		case <-c.armed:
@@ -139,7 +139,7 @@ func (w *watcher) waitFor(component string, to State, reason string) events.Even
 			return e
 		}
 	}
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for {
 		select {
 		case e := <-w.ch:
@@ -241,10 +241,10 @@ func waitGone(t *testing.T, pid int) {
 		return // already gone
 	}
 	defer unix.Close(fd)
-	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 10_000)
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 30_000)
 	if err != nil || n == 0 {
 		if pidAlive(pid) {
-			t.Fatalf("pid %d still alive after 10s (%v)", pid, err)
+			t.Fatalf("pid %d still alive after 30s (%v)", pid, err)
 		}
 	}
 }

@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +75,13 @@ func killGroup(m *cgroup.Manager, gp string) error {
 // cgroups under root. The test binary is its shim (see TestMain).
 func newRunner(t testing.TB, logDir, root string) *runner.Runner {
 	t.Helper()
+	r, _ := newRunnerWithLogs(t, logDir, root)
+	return r
+}
+
+// newRunnerWithLogs is newRunner that also returns the component logs.
+func newRunnerWithLogs(t testing.TB, logDir, root string) (*runner.Runner, *logs.Manager) {
+	t.Helper()
 	lm, err := logs.Open(logs.Config{Dir: logDir})
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +91,28 @@ func newRunner(t testing.TB, logDir, root string) *runner.Runner {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return r, lm
 }
 
 // newLauncher is the launcher the tests use: the real runner.
 func newLauncher(t testing.TB) *ProcessLauncher {
 	return &ProcessLauncher{Runner: newRunner(t, t.TempDir(), newCgroupRoot(t))}
+}
+
+// waitLogLine waits (up to 30 s) until the component's output has a line
+// containing want: how a test knows a process got as far as it says.
+func waitLogLine(t testing.TB, lm *logs.Manager, component, want string) {
+	t.Helper()
+	l, err := lm.Log(component)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for line := range l.Follow(ctx, -1) {
+		if strings.Contains(line.String(), want) {
+			return
+		}
+	}
+	t.Fatalf("no line with %q from %s; tail: %v", want, component, l.Tail(20))
 }

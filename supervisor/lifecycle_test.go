@@ -45,7 +45,7 @@ func TestInstallScript(t *testing.T) {
 		t.Fatalf("install failure from %s", e.From)
 	}
 	r.w.waitFor(slow.Name(), StateErrored, "install failed: install script timed out: still going")
-	err = r.sup.WaitReady(timeout(t, 10*time.Second), []string{ok.Name(), bad.Name()})
+	err = r.sup.WaitReady(timeout(t, 30*time.Second), []string{ok.Name(), bad.Name()})
 	if !errors.Is(err, ErrComponentFailed) || !strings.Contains(err.Error(), "com.example.bad") {
 		t.Fatalf("WaitReady: %v", err)
 	}
@@ -68,9 +68,10 @@ func TestInstallScript(t *testing.T) {
 }
 
 func TestShutdownScriptRunsBeforeTheStopSignal(t *testing.T) {
-	r := newRig(t, nil, Config{})
+	run, lm := newRunnerWithLogs(t, t.TempDir(), newCgroupRoot(t))
+	r := newRig(t, nil, Config{Launcher: &ProcessLauncher{Runner: run}})
 	dir := t.TempDir()
-	c := proc("com.example.polite", `trap 'if test -f bye; then echo after > order; else echo before > order; fi; exit 0' TERM; sleep 1000 & wait`,
+	c := proc("com.example.polite", `trap 'if test -f bye; then echo after > order; else echo before > order; fi; exit 0' TERM; echo armed; sleep 1000 & wait`,
 		func(rc *recipes.Recipe) {
 			rc.Lifecycle.Shutdown = &recipes.Script{Script: "echo bye > bye", Timeout: d("10s")}
 		})
@@ -79,6 +80,8 @@ func TestShutdownScriptRunsBeforeTheStopSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.w.waitFor(c.Name(), StateRunning, "started")
+	// RUNNING comes at exec; the trap is set a moment later.
+	waitLogLine(t, lm, c.Name(), "armed")
 	if _, err := r.sup.StopComponent(context.Background(), c.Name()); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +100,7 @@ func TestApplyReplacesAndRemoves(t *testing.T) {
 	if err := r.sup.Apply(context.Background(), []*Component{a, b, gone}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.sup.WaitReady(timeout(t, 10*time.Second), []string{a.Name(), b.Name(), gone.Name()}); err != nil {
+	if err := r.sup.WaitReady(timeout(t, 30*time.Second), []string{a.Name(), b.Name(), gone.Name()}); err != nil {
 		t.Fatal(err)
 	}
 	oldA, goneP := r.pid(t, a.Name()), r.pid(t, gone.Name())
@@ -112,7 +115,7 @@ func TestApplyReplacesAndRemoves(t *testing.T) {
 	r.w.waitFor(a.Name(), StateStopped, "replaced by com.example.a 2.0.0")
 	r.w.waitFor(gone.Name(), StateStopped, "removed from the deployment")
 	before(t, r.w, b.Name(), StateStopped, a.Name(), StateStopping)
-	if err := r.sup.WaitReady(timeout(t, 10*time.Second), []string{a.Name(), b.Name()}); err != nil {
+	if err := r.sup.WaitReady(timeout(t, 30*time.Second), []string{a.Name(), b.Name()}); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := r.sup.Component(a.Name())
@@ -140,7 +143,7 @@ func TestSnapshotMeasuresProcesses(t *testing.T) {
 	if err := r.sup.Apply(context.Background(), []*Component{busy, idle}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.sup.WaitReady(timeout(t, 10*time.Second), []string{busy.Name(), idle.Name()}); err != nil {
+	if err := r.sup.WaitReady(timeout(t, 30*time.Second), []string{busy.Name(), idle.Name()}); err != nil {
 		t.Fatal(err)
 	}
 	// The first snapshot primes the CPU deltas; the busy loop then accrues

@@ -375,7 +375,7 @@ func TestTailAndFollow(t *testing.T) {
 // waitClosed returns ch once it is closed (draining it), failing after a deadline.
 func waitClosed(t *testing.T, ch <-chan Line) <-chan Line {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(30 * time.Second)
 	for {
 		select {
 		case _, ok := <-ch:

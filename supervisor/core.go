@@ -170,6 +170,7 @@ type Core struct {
 	intent    stopIntent        // valid in STOPPING
 	startedAt time.Time         // when the current run started
 	pid       int               // 0 when no process runs
+	live      bool              // a run is up: a process, or a schedule (pid 0)
 	hstate    Health            // health of the current run
 	fails     int               // consecutive counted health failures
 	since     time.Time         // time of the last transition
@@ -201,7 +202,7 @@ type CoreStatus struct {
 // Status returns the component's current status.
 func (c *Core) Status() CoreStatus {
 	h := HealthNone
-	if c.health != nil && c.pid != 0 {
+	if c.health != nil && c.live {
 		h = c.hstate
 	}
 	return CoreStatus{
@@ -384,9 +385,13 @@ func (c *Core) launched(ctx context.Context, in Input) error {
 	if in.Gen != c.run || c.State() != StateStarting {
 		return nil
 	}
-	c.pid = in.Pid
+	c.pid, c.live = in.Pid, true
 	c.startedAt = in.At
-	if err := c.fire(ctx, in.At, evStarted, fmt.Sprintf("started, pid %d", in.Pid)); err != nil {
+	reason := "started" // a run with no process: a plugin's schedule
+	if in.Pid != 0 {
+		reason = fmt.Sprintf("started, pid %d", in.Pid)
+	}
+	if err := c.fire(ctx, in.At, evStarted, reason); err != nil {
 		return err
 	}
 	if c.health != nil {
@@ -398,10 +403,10 @@ func (c *Core) launched(ctx context.Context, in Input) error {
 }
 
 func (c *Core) exited(ctx context.Context, in Input) error {
-	if in.Gen != c.run || c.pid == 0 {
+	if in.Gen != c.run || !c.live {
 		return nil
 	}
-	c.pid = 0
+	c.pid, c.live = 0, false
 	c.disarm(TimerProbe)
 	o := Outcome{Kind: OutcomeExited, Exit: in.Exit, Ran: in.At.Sub(c.startedAt)}
 	if c.State() == StateStopping {
@@ -469,7 +474,7 @@ func (c *Core) timer(ctx context.Context, in Input) error {
 }
 
 func (c *Core) probed(ctx context.Context, in Input) error {
-	if c.health == nil || in.Gen != c.timers[TimerProbe] || c.pid == 0 {
+	if c.health == nil || in.Gen != c.timers[TimerProbe] || !c.live {
 		return nil // a probe of an earlier run, or stopped meanwhile
 	}
 	s := c.State()

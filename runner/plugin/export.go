@@ -93,7 +93,7 @@ func NewExporter(cfg ExporterConfig) (*Exporter, error) {
 		textfileDir: cfg.TextfileDir, now: cfg.Now, log: cfg.Logger,
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keystone_plugin_runs_total",
-			Help: "Scheduled plugin runs by result: ok, error, or skipped (due while the previous run still ran).",
+			Help: "Plugin runs by result: ok, error, or skipped (came due while the previous run still ran).",
 		}, []string{"plugin", "result"}),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "keystone_plugin_run_duration_seconds",

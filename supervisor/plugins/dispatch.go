@@ -1,0 +1,29 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/supervisor"
+)
+
+// Dispatcher is the supervisor's Launcher for a mixed set: plugin
+// components go to Plugins, every other kind to Process.
+type Dispatcher struct {
+	// Process launches kind = process components; required.
+	Process supervisor.Launcher
+	// Plugins launches kind = plugin components; required.
+	Plugins *Launcher
+}
+
+// Launch starts c with the launcher of its kind.
+func (d Dispatcher) Launch(ctx context.Context, c *supervisor.Component) (supervisor.Handle, error) {
+	switch c.Recipe.Metadata.Kind {
+	case recipes.KindPlugin:
+		return d.Plugins.Launch(ctx, c)
+	case recipes.KindProcess:
+		return d.Process.Launch(ctx, c)
+	}
+	return nil, fmt.Errorf("start %s@%s: unknown kind %q", c.Name(), c.Version(), c.Recipe.Metadata.Kind)
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
@@ -22,10 +23,11 @@ import (
 // its methods do nothing and report nothing. A Group is not safe for
 // concurrent use; its owner (the process handle) serialises calls.
 type Group struct {
-	path  string
-	v1    map[cgroup1.Name]cgroup1.Cgroup
-	v2    *cgroup2.Manager
-	v2Dir string
+	path   string
+	v1     map[cgroup1.Name]cgroup1.Cgroup
+	v1Dirs map[cgroup1.Name]string // the group's directory in each v1 hierarchy
+	v2     *cgroup2.Manager
+	v2Dir  string
 }
 
 // Path is the group's cgroup path (the same in every hierarchy), for the
@@ -58,41 +60,50 @@ func (g *Group) Add(pid int) error {
 	return nil
 }
 
-// Procs lists the processes in the group, including nested groups.
+// Procs lists the processes in the group, including nested groups. It
+// reads cgroup.procs of the group and of each group below it, nothing else.
 func (g *Group) Procs() ([]int, error) {
-	var raw []uint64
-	switch {
-	case g.v2 != nil:
-		if !isDir(g.v2Dir) {
-			return nil, nil
-		}
-		pids, err := g.v2.Procs(true)
-		if err != nil {
-			return nil, fmt.Errorf("list cgroup %s: %w", g.v2Dir, err)
-		}
-		raw = pids
-	default:
+	dir := g.v2Dir
+	if g.v2 == nil {
 		name, cg := g.trackingV1()
 		if cg == nil {
 			return nil, nil
 		}
-		procs, err := cg.Processes(name, true)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, cgroup1.ErrCgroupDeleted) {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("list cgroup %s (%s): %w", g.path, name, err)
-		}
-		for _, p := range procs {
-			raw = append(raw, uint64(p.Pid))
-		}
+		dir = g.v1Dirs[name]
 	}
-	out := make([]int, 0, len(raw))
-	for _, p := range raw {
-		out = append(out, int(p))
+	out, err := readProcsTree(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list cgroup %s: %w", dir, err)
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// readProcsTree reads cgroup.procs in dir and every group below it; a
+// group that is gone has no processes.
+func readProcsTree(dir string) ([]int, error) {
+	pids, err := readProcs(dir)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return pids, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		sub, err := readProcsTree(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		pids = append(pids, sub...)
+	}
+	return pids, nil
 }
 
 // trackingV1 picks the v1 hierarchy whose member list is used: pids, then
@@ -131,17 +142,13 @@ func (g *Group) Kill() error {
 }
 
 // OOMKills is how many processes of the group the kernel's OOM killer has
-// killed since the group was created; 0 without a memory controller.
+// killed since the group was created; 0 without a memory controller. It
+// reads the one counter (v1 memory.oom_control, v2 memory.events), not
+// the whole memory statistics: it is on the path from an exit to its
+// restart.
 func (g *Group) OOMKills() (uint64, error) {
-	if cg, ok := g.v1[cgroup1.Memory]; ok {
-		st, err := cg.Stat(cgroup1.IgnoreNotExist)
-		if err != nil {
-			return 0, fmt.Errorf("read OOM kills of cgroup %s: %w", g.path, err)
-		}
-		if st.MemoryOomControl == nil {
-			return 0, nil
-		}
-		return st.MemoryOomControl.OomKill, nil
+	if _, ok := g.v1[cgroup1.Memory]; ok {
+		return readKey(filepath.Join(g.v1Dirs[cgroup1.Memory], "memory.oom_control"), "oom_kill")
 	}
 	if g.v2 != nil {
 		return readKey(filepath.Join(g.v2Dir, "memory.events"), "oom_kill")
@@ -174,31 +181,50 @@ func (g *Group) CPUSeconds() (float64, error) {
 
 // Delete removes the group from every hierarchy. It fails while processes
 // are left (Kill them and wait first); deleting a deleted group is a no-op.
+// It is one rmdir per hierarchy (the kernel refuses a group that still
+// has processes), since it is on the path from an exit to its restart.
 func (g *Group) Delete() error {
 	var errs []error
 	for _, name := range v1Controllers {
-		cg, ok := g.v1[name]
-		if !ok {
+		if _, ok := g.v1[name]; !ok {
 			continue
 		}
-		if err := cg.Delete(); err != nil && !errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		if err := removeGroupDir(g.v1Dirs[name]); err != nil {
 			errs = append(errs, fmt.Errorf("delete cgroup %s (%s): %w", g.path, name, err))
 			continue
 		}
 		delete(g.v1, name)
 	}
 	if g.v2 != nil {
-		if isDir(g.v2Dir) {
-			if err := g.v2.Delete(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("delete cgroup %s: %w", g.v2Dir, err))
-			} else {
-				g.v2 = nil
-			}
+		if err := removeGroupDir(g.v2Dir); err != nil {
+			errs = append(errs, fmt.Errorf("delete cgroup %s: %w", g.v2Dir, err))
 		} else {
 			g.v2 = nil
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeGroupDir removes one group directory; a missing one is gone
+// already. EBUSY right after the last process exited can be the kernel
+// still finishing that exit: it is tried again a few times over about
+// 100 ms while the group lists no process.
+func removeGroupDir(dir string) error {
+	delay := time.Millisecond
+	for try := 0; ; try++ {
+		err := os.Remove(dir)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || try == 7 {
+			return err
+		}
+		if pids, perr := readProcs(dir); perr != nil || len(pids) > 0 {
+			return fmt.Errorf("%w (processes %v)", err, pids)
+		}
+		<-time.After(delay)
+		delay *= 2
+	}
 }
 
 // createV1 makes the group in each v1 hierarchy it uses, each with its own
@@ -224,7 +250,7 @@ func (g *Group) createV1(subs map[cgroup1.Name]cgroup1.Subsystem, lim Limits) []
 			}
 			continue
 		}
-		g.v1[name] = cg
+		g.v1[name], g.v1Dirs[name] = cg, filepath.Join(subsystemRoot(s), g.path)
 	}
 	return unapplied
 }

@@ -130,7 +130,7 @@ func (m *Manager) Create(name string, lim Limits) (*Group, []Unapplied, error) {
 	if m.mode == ModeUnavailable {
 		return &Group{}, lim.unapplied(ErrUnavailable), nil
 	}
-	g := &Group{path: m.root + "/" + name, v1: map[cgroup1.Name]cgroup1.Cgroup{}}
+	g := &Group{path: m.root + "/" + name, v1: map[cgroup1.Name]cgroup1.Cgroup{}, v1Dirs: map[cgroup1.Name]string{}}
 	if err := m.checkEmpty(g.path); err != nil {
 		return nil, nil, fmt.Errorf("create cgroup %s: %w", g.path, err)
 	}
@@ -166,7 +166,7 @@ func (m *Manager) Open(groupPath string) (*Group, error) {
 	if !strings.HasPrefix(clean, m.root+"/") {
 		return nil, fmt.Errorf("open cgroup %q: not under the agent's root %s", groupPath, m.root)
 	}
-	g := &Group{path: clean, v1: map[cgroup1.Name]cgroup1.Cgroup{}}
+	g := &Group{path: clean, v1: map[cgroup1.Name]cgroup1.Cgroup{}, v1Dirs: map[cgroup1.Name]string{}}
 	if m.v2Mount != "" && isDir(filepath.Join(m.v2Mount, clean)) {
 		if err := g.loadV2(m.v2Mount); err != nil {
 			return nil, err
@@ -180,7 +180,7 @@ func (m *Manager) Open(groupPath string) (*Group, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open cgroup %s (%s): %w", clean, name, err)
 		}
-		g.v1[name] = cg
+		g.v1[name], g.v1Dirs[name] = cg, filepath.Join(subsystemRoot(s), clean)
 	}
 	if g.v2 == nil && len(g.v1) == 0 {
 		return nil, fmt.Errorf("open cgroup %s: %w", clean, fs.ErrNotExist)

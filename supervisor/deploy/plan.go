@@ -117,6 +117,9 @@ func changedFields(a, b *supervisor.Component) []string {
 	if !reflect.DeepEqual(a.Secrets, b.Secrets) {
 		out = append(out, "secrets")
 	}
+	if !reflect.DeepEqual(a.Config, b.Config) {
+		out = append(out, "config")
+	}
 	if a.WorkDir != b.WorkDir || a.VersionDir != b.VersionDir {
 		out = append(out, "folders")
 	}

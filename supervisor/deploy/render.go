@@ -47,7 +47,7 @@ func (e *Engine) render(r *recipes.Recipe, overrides map[string]any, label strin
 	if len(probs) > 0 {
 		return nil, probs
 	}
-	return &supervisor.Component{Recipe: out, VersionDir: vdir, WorkDir: wdir, Secrets: secrets}, nil
+	return &supervisor.Component{Recipe: out, VersionDir: vdir, WorkDir: wdir, Secrets: secrets, Config: config}, nil
 }
 
 // runAsUser is the user part of the run_as that applies.

@@ -21,6 +21,7 @@ import (
 	"github.com/keystone-edge/keystone/supervisor"
 	"github.com/keystone-edge/keystone/supervisor/deploy"
 	"github.com/keystone-edge/keystone/supervisor/events"
+	"github.com/keystone-edge/keystone/supervisor/plugins"
 )
 
 // Defaults for the zero values of Options.
@@ -168,8 +169,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		pruneCgroupRoot(cgroups, log)
 		return nil
 	})
+	pp, err := newPluginParts(cfg, run, st, logMgr, bus, clock, log.With("part", "plugins"))
+	if err != nil {
+		return err
+	}
+	stack.push("release the WASM engine", func(ctx context.Context) error { return pp.wasm.Close(ctx) })
 	sup, err := supervisor.New(supervisor.Config{
-		Launcher: &supervisor.ProcessLauncher{Runner: run, DefaultRunAs: cfg.DefaultRunAs, Events: bus},
+		Launcher: plugins.Dispatcher{
+			Process: &supervisor.ProcessLauncher{Runner: run, DefaultRunAs: cfg.DefaultRunAs, Events: bus},
+			Plugins: pp.launcher,
+		},
 		Recorder: st,
 		Reaper:   supervisor.OrphanReaper(run, orphanStopTimeout),
 		Sampler:  supervisor.NewProcSampler(sampleInterval),
@@ -190,6 +199,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		OutboxPending: st.OutboxLen,
 		CacheBytes:    func(ctx context.Context) (int64, error) { return cacheBytes(ctx, st) },
 		Logger:        log,
+		Plugins:       pp.exporter,
 	})
 	if err != nil {
 		stopMetrics()
@@ -213,7 +223,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		return sup.Stop(ctx)
 	})
 
-	engine, err := newEngine(ctx, cfg, st, sup, bus, clock, opts.FaultHook, log)
+	engine, err := newEngine(ctx, cfg, st, retainingSupervisor{sup, pp.launcher, log}, bus, clock, opts.FaultHook, log)
 	if err != nil {
 		return err
 	}
@@ -236,7 +246,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	health := &healthCheck{sup: sup, store: st, now: clock.Now}
 	streamsCtx, closeStreams := context.WithCancel(context.WithoutCancel(ctx))
 	srv := &apiServer{
-		sup: sup, deploys: engine, history: rec, logs: logMgr, bus: bus,
+		sup: sup, deploys: engine, history: rec, logs: logMgr, bus: bus, plugins: pp.launcher,
 		metrics: m.handler, health: health.check, streams: streamsCtx,
 		log: log.With("part", "api"),
 	}
@@ -328,7 +338,7 @@ func serve(stack *closers, name string, srv *http.Server, l net.Listener, closeS
 
 // newEngine builds the deployment engine and what it needs: the artifact
 // fetcher, the component repository (when configured) and the keyring.
-func newEngine(ctx context.Context, cfg *config.Config, st *store.Store, sup *supervisor.Supervisor,
+func newEngine(ctx context.Context, cfg *config.Config, st *store.Store, sup deploy.Supervisor,
 	bus *events.Bus, clock supervisor.Clock, fault func(string), log *slog.Logger) (*deploy.Engine, error) {
 	fetcher, repo, err := ota.New(ctx, ota.Config{
 		DataDir:       cfg.DataDir,

@@ -98,7 +98,7 @@ func TestBadRequests(t *testing.T) {
 		{"GET", "/v1/nothing-here", ``, 404, api.CodeNotFound},
 		{"DELETE", api.PathComponents, ``, 404, api.CodeNotFound},
 		{"GET", "/v1/deployments/no-such-id", ``, 404, api.CodeNotFound},
-		{"POST", "/v1/plugins/com.example.p/run", ``, 501, "NOT_IMPLEMENTED"},
+		{"POST", "/v1/plugins/com.example.p/run", ``, 404, api.CodeNotFound},
 	} {
 		status, body := a.do(tc.method, tc.path, strings.NewReader(tc.body))
 		if status != tc.status {

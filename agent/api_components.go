@@ -35,7 +35,7 @@ func (s *apiServer) listComponents(w http.ResponseWriter, r *http.Request) {
 	snap := s.sup.Snapshot()
 	out := make([]api.Component, 0, len(snap))
 	for _, st := range snap {
-		out = append(out, wireComponent(st))
+		out = append(out, s.withPluginStatus(wireComponent(st), st))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -52,7 +52,7 @@ func (s *apiServer) getComponent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, fmt.Errorf("transitions of %s: %w", name, err))
 		return
 	}
-	detail := api.ComponentDetail{Component: wireComponent(st), Transitions: []api.Transition{}}
+	detail := api.ComponentDetail{Component: s.withPluginStatus(wireComponent(st), st), Transitions: []api.Transition{}}
 	for _, e := range evs {
 		if e.Kind != string(events.KindTransition) {
 			continue
@@ -90,5 +90,5 @@ func (s *apiServer) actOnComponent(w http.ResponseWriter, r *http.Request) {
 	if err != nil { // removed by a deployment meanwhile: say what the action reached
 		st = supervisor.Status{Name: name, State: state}
 	}
-	writeJSON(w, http.StatusOK, wireComponent(st))
+	writeJSON(w, http.StatusOK, s.withPluginStatus(wireComponent(st), st))
 }

@@ -39,6 +39,8 @@ type metricsConfig struct {
 	MQTTConnected func() bool
 	// Logger receives scrape problems; required.
 	Logger *slog.Logger
+	// Plugins serves the plugins' values and run counts; nil = none.
+	Plugins prometheus.Collector
 }
 
 // metrics is the agent's private Prometheus registry (SPEC §11): a collector
@@ -71,11 +73,15 @@ func newMetrics(cfg metricsConfig) (*metrics, error) {
 	for _, st := range []string{"SUCCEEDED", "FAILED", "CANCELED"} {
 		m.deployments.WithLabelValues(st) // present at 0 from the first scrape
 	}
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		m.deployments, m.duration, newComponentCollector(cfg),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}
+	if cfg.Plugins != nil {
+		cs = append(cs, cfg.Plugins)
+	}
+	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

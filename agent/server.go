@@ -54,6 +54,7 @@ type apiServer struct {
 	history eventHistory
 	logs    *logs.Manager
 	bus     subscriber
+	plugins pluginRunner
 	metrics http.Handler
 	health  func(ctx context.Context) error
 	// streams ends when the agent shuts down; followers end with it, since
@@ -129,13 +130,6 @@ func (s *apiServer) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (s *apiServer) runPlugin(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusNotImplemented, api.Error{
-		Message: "running plugins on demand is not available in this agent yet",
-		Code:    "NOT_IMPLEMENTED",
-	})
 }
 
 // newHTTPServer is an http.Server with every timeout set.

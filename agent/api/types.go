@@ -123,4 +123,7 @@ const (
 	CodeTooLarge   = "TOO_LARGE"
 	CodeInternal   = "INTERNAL"
 	CodeIllegal    = "ILLEGAL_STATE"
+	// CodePluginFailed: a plugin run made on request failed (timeout,
+	// non-zero exit, invalid output); the message says why.
+	CodePluginFailed = "PLUGIN_FAILED"
 )

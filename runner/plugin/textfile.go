@@ -24,8 +24,10 @@ func (e *Exporter) textfilePath(name string) string {
 // writeTextfile writes a plugin's series in the Prometheus text format to
 // its textfile atomically: a temporary file in the same folder (a dot
 // file, which node_exporter does not read), written, synced, given mode
-// 0644 and renamed over the old one; then the folder is synced, so a power
-// cut leaves either the old or the new file, never a part.
+// 0644 and renamed over the old one, so that a reader or a power cut sees
+// either the old or the new file, never a part. (The folder is not
+// synced: after a power cut the old values may be back, which the next
+// run replaces; the file is never torn.)
 func (e *Exporter) writeTextfile(name string, ss []series) error {
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(seriesCollector(ss)); err != nil {
@@ -66,7 +68,7 @@ func (c seriesCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // writeFileAtomic replaces path with data: temp file in the same folder,
-// fsync, chmod, rename, fsync of the folder.
+// written, chmod, fsync, rename.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) (retErr error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -91,15 +93,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) (retErr error) 
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return os.Rename(tmp.Name(), path)
 }
 
 // statDir reports whether dir is a folder.

@@ -133,7 +133,7 @@ type env struct {
 	logs     *logs.Manager
 }
 
-func newEnv(t *testing.T, dbPath string) *env {
+func newEnv(t testing.TB, dbPath string) *env {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED LOUDLY: plugins run as confined processes (cgroups) and these tests need root")

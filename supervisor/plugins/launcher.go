@@ -141,8 +141,8 @@ func (l *Launcher) Launch(ctx context.Context, c *supervisor.Component) (supervi
 		interval = plugin.DefaultInterval
 	}
 	l.cfg.Exporter.Add(c.Name(), interval)
-	s := newSchedule(ctx, l, c.Name(), p, slots{start: l.cfg.Clock.Now(), interval: interval, jitter: r.Plugin.Jitter.Duration},
-		r.Plugin.State)
+	sl := newSlots(l.cfg.Clock.Now(), interval, r.Plugin.Jitter.Duration, l.cfg.Rand())
+	s := newSchedule(ctx, l, c.Name(), p, sl, r.Plugin.State)
 	l.mu.Lock()
 	l.schedules[c.Name()] = s
 	l.mu.Unlock()

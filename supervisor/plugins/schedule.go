@@ -81,7 +81,7 @@ func (s *schedule) run() {
 	arm := func() {
 		gen++
 		g := gen
-		delay := since(s.l.cfg.Clock.Now(), s.slots.fireAt(s.l.cfg.Rand()))
+		delay := since(s.l.cfg.Clock.Now(), s.slots.fire)
 		timer = s.l.cfg.Clock.AfterFunc(delay, func() {
 			select {
 			case s.wake <- g:
@@ -99,7 +99,7 @@ func (s *schedule) run() {
 			if g != gen {
 				continue // a timer that fired while a run now was running
 			}
-			s.slots.fired()
+			s.slots.fired(s.l.cfg.Rand())
 			s.runOnce(s.ctx)
 			arm()
 		case req := <-s.now:
@@ -123,7 +123,7 @@ func (s *schedule) runOnce(ctx context.Context) ([]plugin.Metric, error) {
 	start := clock.Now()
 	res, err := s.attempt(ctx)
 	end := clock.Now()
-	if skipped := s.slots.ranUntil(end); skipped > 0 {
+	if skipped := s.slots.ranUntil(end, s.l.cfg.Rand); skipped > 0 {
 		s.skipped(skipped)
 	}
 	if err != nil && ctx.Err() != nil && !isRunError(err) {

@@ -122,7 +122,7 @@ func (idx positions) find(parts []string) (placed, bool) {
 func (idx positions) at(file string, parts []string, msg string) *Error {
 	k, ok := idx.find(parts)
 	if !ok {
-		return &Error{File: file, Key: keyPath(parts...), Msg: msg}
+		return &Error{File: file, Path: keyPath(parts...), Message: msg}
 	}
-	return &Error{File: file, Line: k.pos.line, Column: k.pos.col, Key: keyPath(k.parts...), Msg: msg}
+	return &Error{File: file, Line: k.pos.line, Col: k.pos.col, Path: keyPath(k.parts...), Message: msg}
 }

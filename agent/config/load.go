@@ -114,10 +114,10 @@ func decode(name string, data []byte, generic map[string]any, idx positions) (*f
 				return f, errs
 			}
 			if doc, err = toml.Marshal(generic); err != nil {
-				return f, append(errs, &Error{File: name, Msg: fmt.Sprintf("re-encode after errors: %v", err)})
+				return f, append(errs, &Error{File: name, Message: fmt.Sprintf("re-encode after errors: %v", err)})
 			}
 		default:
-			return f, append(errs, &Error{File: name, Msg: trimTOML(err.Error())})
+			return f, append(errs, &Error{File: name, Message: trimTOML(err.Error())})
 		}
 	}
 }
@@ -127,9 +127,9 @@ func syntaxError(name string, err error) *Error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, col := de.Position()
-		return &Error{File: name, Line: line, Column: col, Msg: trimTOML(de.Error())}
+		return &Error{File: name, Line: line, Col: col, Message: trimTOML(de.Error())}
 	}
-	return &Error{File: name, Msg: trimTOML(err.Error())}
+	return &Error{File: name, Message: trimTOML(err.Error())}
 }
 
 // deleteKey removes the key at path from a decoded generic document and

@@ -26,7 +26,7 @@ type validator struct {
 }
 
 func (v *validator) fail(parts []string, format string, args ...any) {
-	if v.prior.has(keyPath(parts...)) {
+	if hasProblem(v.prior, keyPath(parts...)) {
 		return
 	}
 	v.errs = append(v.errs, v.idx.at(v.file, parts, fmt.Sprintf(format, args...)))
@@ -180,7 +180,7 @@ func sortErrors(errs ErrorList) {
 		if (a.Line == 0) != (b.Line == 0) {
 			return cmp.Compare(b.Line, a.Line) // positioned first
 		}
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column), strings.Compare(a.Key, b.Key))
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col), strings.Compare(a.Path, b.Path))
 	})
 }
 

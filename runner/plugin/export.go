@@ -77,6 +77,7 @@ type exported struct {
 // scrape while fresh.
 type series struct {
 	src    Metric
+	key    string // seriesKey of src
 	metric prometheus.Metric
 }
 
@@ -268,12 +269,11 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 				e.warnOnce(name, m.Name, fmt.Sprintf("is a %s in plugin %s; this %s is left out", f.typ, f.plugin, m.Type))
 				continue
 			}
-			key := seriesKey(m.Name, m.Labels)
-			if other, dup := sent[key]; dup {
-				e.warnOnce(name, key, "the same series is exported by plugin "+other+"; this one is left out")
+			if other, dup := sent[s.key]; dup {
+				e.warnOnce(name, s.key, "the same series is exported by plugin "+other+"; this one is left out")
 				continue
 			}
-			sent[key] = name
+			sent[s.key] = name
 			metric := s.metric
 			if seen && f.help != m.Help {
 				m.Help = f.help
@@ -319,7 +319,7 @@ func buildSeries(plugin string, metrics []Metric) ([]series, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plugin %s: export %s: %w", plugin, m.Name, err)
 		}
-		out = append(out, series{src: m, metric: pm})
+		out = append(out, series{src: m, key: seriesKey(m.Name, m.Labels), metric: pm})
 	}
 	return out, nil
 }

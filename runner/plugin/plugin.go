@@ -153,7 +153,14 @@ func New(ctx context.Context, cfg Config) (*Plugin, error) {
 		if cfg.Wasm == nil {
 			return nil, fmt.Errorf("plugin %s: no wasm engine", name)
 		}
-		p.prog, err = cfg.Wasm.load(ctx, command, r.Plugin.Args, r.Plugin.FSRead, int64(r.Plugin.MemoryLimit))
+		fsRead := make([]string, len(r.Plugin.FSRead))
+		for i, f := range r.Plugin.FSRead {
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(cfg.VersionDir, f) // relative: in the version folder
+			}
+			fsRead[i] = f
+		}
+		p.prog, err = cfg.Wasm.load(ctx, command, r.Plugin.Args, fsRead, int64(r.Plugin.MemoryLimit))
 	default:
 		return nil, fmt.Errorf("plugin %s: plugin.runtime %q is not exec or wasm", name, rt)
 	}

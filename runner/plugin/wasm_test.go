@@ -141,7 +141,12 @@ func TestWasmFileAccessIsLimitedToFSRead(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(inside, "escape")); err != nil {
 		t.Fatal(err)
 	}
-	fsRead := []string{"/proc/uptime", inside}
+	// A relative fs_read entry is in the version folder (the module's).
+	if err := os.WriteFile(filepath.Join(filepath.Dir(module), "shipped.txt"), []byte("with the module"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(filepath.Join(filepath.Dir(module), "shipped.txt")) })
+	fsRead := []string{"/proc/uptime", inside, "shipped.txt"}
 	run := func(path string) (*Result, error) {
 		t.Helper()
 		p, err := wasmPlugin(t, e, module, recipes.Plugin{Args: []string{path}, FSRead: fsRead})
@@ -150,7 +155,7 @@ func TestWasmFileAccessIsLimitedToFSRead(t *testing.T) {
 		}
 		return p.Run(context.Background(), nil)
 	}
-	for _, ok := range []string{"/proc/uptime", filepath.Join(inside, "data.txt")} {
+	for _, ok := range []string{"/proc/uptime", filepath.Join(inside, "data.txt"), filepath.Join(filepath.Dir(module), "shipped.txt")} {
 		if res, err := run(ok); err != nil || byName(t, res.Metrics, "file_bytes", "", "").Value <= 0 {
 			t.Errorf("reading %s (in fs_read): %v", ok, err)
 		}

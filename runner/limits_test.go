@@ -208,3 +208,49 @@ func TestRunAsTakesUserAndGroupAndClearsSupplementaryGroups(t *testing.T) {
 		t.Fatalf("err = %v, want a chdir SetupError", err)
 	}
 }
+
+// The program starts inside its component's groups in every hierarchy:
+// its first action, reading its own /proc/self/cgroup, already shows them
+// (cloned into the v2 group, and its thread moved into each v1 group by
+// the shim before exec).
+func TestProgramStartsInItsGroupInEveryHierarchy(t *testing.T) {
+	e := newEnv(t, "", false)
+	if e.r.CgroupMode() == cgroup.ModeUnavailable {
+		t.Fatal("this host has cgroups; the runner's acceptance depends on them")
+	}
+	const name = "com.example.where"
+	p := e.start(t, ProcessSpec{Component: name, Command: "/bin/cat", Args: []string{"/proc/self/cgroup"}, PidsLimit: 10})
+	if st := p.Wait(); !st.Success() {
+		t.Fatalf("status = %+v", st)
+	}
+	want := e.root + "/" + name
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(e.tail(t, name)), "\n") {
+		// "<time> 4:cpu:/keystone-test-x/com.example.where"
+		f := strings.SplitN(line[strings.IndexByte(line, ' ')+1:], ":", 3)
+		if len(f) != 3 {
+			t.Fatalf("line %q", line)
+		}
+		for _, ctrl := range strings.Split(f[1], ",") {
+			switch ctrl {
+			case "", "cpu", "cpuacct", "memory", "pids":
+				if f[2] != want {
+					t.Errorf("%q hierarchy: in %s, want %s", ctrl, f[2], want)
+				}
+				seen[ctrl] = true
+			}
+		}
+	}
+	need := []string{"cpu", "cpuacct", "memory", "pids"}
+	switch e.r.CgroupMode() {
+	case cgroup.ModeUnified:
+		need = []string{""}
+	case cgroup.ModeHybrid:
+		need = append(need, "")
+	}
+	for _, ctrl := range need {
+		if !seen[ctrl] {
+			t.Errorf("no %q line in /proc/self/cgroup:\n%s", ctrl, e.tail(t, name))
+		}
+	}
+}

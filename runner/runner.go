@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -50,7 +49,8 @@ type Runner struct {
 	mu     sync.Mutex
 	warned map[string]bool // component, limit and value already reported
 
-	live atomic.Int64 // processes started and not yet reaped
+	live        atomic.Int64 // processes started and not yet reaped
+	noCloneInto atomic.Bool  // the kernel refused CLONE_INTO_CGROUP once
 }
 
 // New checks cfg and looks at the host's cgroups once.
@@ -152,93 +152,54 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 // spawn starts the shim, places it in group, hands it the request and
 // waits until it has exec'd (or reports why not). group may be a zero
 // (untracked) group.
-func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group) (p *Process, retErr error) {
-	var toClose []*os.File
-	pipe := func() (*os.File, *os.File, error) {
-		rd, wr, err := os.Pipe()
-		if err == nil {
-			toClose = append(toClose, rd, wr)
-		}
-		return rd, wr, err
-	}
-	defer func() {
-		if retErr != nil {
-			for _, f := range toClose {
-				_ = f.Close()
-			}
-		}
-	}()
-	reqR, reqW, err := pipe()
+//
+// The shim is cloned straight into the group's v2 directory where the
+// kernel allows it, and joins the v1 groups itself, moving only the thread
+// that will exec (see shimRequest.Tasks): moving a whole running process
+// between cgroups waits for an RCU grace period (7 ms on the reference
+// machine, more on small boards), moving the calling thread does not.
+func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group) (*Process, error) {
+	sp, err := r.startFresh(spec, group)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
-	}
-	failR, failW, err := pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
-	}
-	outR, outW, err := pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
-	}
-	errR, errW, err := pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
-	}
-	cmd := &exec.Cmd{
-		Path:        r.shim,
-		Args:        []string{r.shim, shimArg, spec.Component},
-		Env:         []string{"GOMAXPROCS=1"}, // few threads: the shim may already be under pids_limit
-		Dir:         "/",
-		Stdin:       spec.Stdin, // nil: /dev/null
-		Stdout:      outW,
-		Stderr:      errW,
-		ExtraFiles:  []*os.File{reqR, failW}, // fds 3 and 4
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: run shim %s: %w", spec.Component, r.shim, err)
 	}
 	r.live.Add(1)
-	for _, f := range []*os.File{reqR, failW, outW, errW} {
-		_ = f.Close() // the child has its copies
-	}
-	toClose = []*os.File{reqW, failR, outR, errR}
-	pid := cmd.Process.Pid
+	pid := sp.pid
 	abort := func(err error) error {
 		// The leader is not reaped yet, so its group id is still ours.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		if _, kerr := (targets{pgid: pid, group: group}).killAll(sweepBound); kerr != nil {
 			r.log.Warn("processes left after failed start", "component", spec.Component, "err", kerr)
 		}
-		_ = cmd.Wait()
+		_ = sp.cmd.Wait()
+		sp.closePipes()
 		r.live.Add(-1)
 		return err
 	}
 
-	ticks, err := ProcStartTicks(pid)
-	if err != nil {
-		return nil, abort(fmt.Errorf("start %s: %w", spec.Component, err))
-	}
-	if err := group.Add(pid); err != nil {
-		return nil, abort(fmt.Errorf("start %s: %w", spec.Component, err))
+	if !sp.clonedV2 {
+		if err := group.AddV2(pid); err != nil {
+			return nil, abort(fmt.Errorf("start %s: %w", spec.Component, err))
+		}
 	}
 	path, argv := spec.argv()
 	req := shimRequest{Path: path, Argv: argv, Env: spec.environ(acct), Dir: spec.Dir, UID: -1, GID: -1,
-		NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles}
+		NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles, Tasks: group.V1TaskFiles()}
 	if req.Dir == "" {
 		req.Dir = "/"
 	}
 	if acct != nil {
 		req.UID, req.GID = acct.uid, acct.gid
 	}
-	// Sending the request opens the gate: the shim is in its cgroups now.
-	werr := json.NewEncoder(reqW).Encode(req)
-	_ = reqW.Close()
+	// Sending the request opens the gate: the shim is in its v2 group (if
+	// any) now, and joins its v1 groups before anything else.
+	werr := json.NewEncoder(sp.reqW).Encode(req)
+	_ = sp.reqW.Close()
 
-	stopRead := context.AfterFunc(ctx, func() { _ = failR.SetReadDeadline(time.Unix(1, 0)) })
-	report, rerr := io.ReadAll(failR)
+	stopRead := context.AfterFunc(ctx, func() { _ = sp.failR.SetReadDeadline(time.Unix(1, 0)) })
+	report, rerr := io.ReadAll(sp.failR)
 	stopRead()
-	_ = failR.Close()
+	_ = sp.failR.Close()
 	switch {
 	case len(report) > 0:
 		var f shimFailure
@@ -257,23 +218,46 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 		return nil, abort(&SetupError{Component: spec.Component, Step: "shim", Err: errors.New("died before exec")})
 	}
 
-	p = &Process{
-		r: r, spec: spec, acct: acct, cmd: cmd, pid: pid, ticks: ticks, group: group, cgPath: group.Path(), log: lg,
-		outR: outR, errR: errR, done: make(chan struct{}),
+	p := &Process{
+		r: r, spec: spec, acct: acct, cmd: sp.cmd, pid: pid, ticks: sp.ticks, group: group, cgPath: group.Path(), log: lg,
+		outR: sp.outR, errR: sp.errR, done: make(chan struct{}),
 	}
 	p.readers.Add(2)
 	if spec.Stdout != nil {
-		go p.copyOut(spec.Stdout, outR)
+		go p.copyOut(spec.Stdout, sp.outR)
 	} else {
-		go p.capture(logs.Stdout, outR)
+		go p.capture(logs.Stdout, sp.outR)
 	}
 	if spec.Stderr != nil {
-		go p.capture(logs.Stderr, io.TeeReader(errR, &keepWriting{w: spec.Stderr}))
+		go p.capture(logs.Stderr, io.TeeReader(sp.errR, &keepWriting{w: spec.Stderr}))
 	} else {
-		go p.capture(logs.Stderr, errR)
+		go p.capture(logs.Stderr, sp.errR)
 	}
 	go p.wait()
 	return p, nil
+}
+
+// startFresh starts a shim for spec, cloned straight into the v2 part of
+// group when it has one and the kernel allows it (CLONE_INTO_CGROUP), so
+// that it never runs outside its group there.
+func (r *Runner) startFresh(spec ProcessSpec, group *cgroup.Group) (*shimProc, error) {
+	if !r.noCloneInto.Load() {
+		dir, err := group.OpenV2Dir()
+		if err != nil {
+			return nil, err
+		}
+		if dir != nil {
+			sp, err := r.startShim(spec.Component, spec.Stdin, dir)
+			_ = dir.Close()
+			if err == nil {
+				return sp, nil
+			}
+			// An old kernel, or clone3 filtered: move it in after the start.
+			r.noCloneInto.Store(true)
+			r.log.Info("starting processes into their cgroup is refused; moving them in after the start instead", "err", err)
+		}
+	}
+	return r.startShim(spec.Component, spec.Stdin, nil)
 }
 
 // commOf is the name the kernel shows for a process running path: the base

@@ -12,10 +12,11 @@ import (
 
 // The shim is the agent's own executable started with shimArg. It is the
 // only way to act in the new process between fork and exec, which os/exec
-// does not offer: the parent first puts it in the component's cgroups (v1
-// has no clone-into-cgroup, so without this gate the process could fork
-// before being limited), then sends the request; the shim sets the rlimit,
-// drops to the run_as user, sets no_new_privs and execs the target.
+// does not offer: the parent starts it in the component's v2 group (or
+// moves it there), then sends the request; the shim's exec thread joins
+// the v1 groups (v1 has no clone-into-cgroup, so without this gate the
+// process could fork before being limited), sets the rlimit, drops to the
+// run_as user, sets no_new_privs and execs the target.
 //
 // File descriptors in the shim: 3 carries the request (JSON, then EOF) from
 // the parent, 4 carries a failure back (JSON); both are close-on-exec, so a
@@ -39,6 +40,9 @@ type shimRequest struct {
 	GID        int      `json:"gid"` // -1 = keep the agent's (and its groups)
 	NoNewPrivs bool     `json:"no_new_privs"`
 	OpenFiles  uint64   `json:"open_files"` // 0 = keep
+	// Tasks are the v1 groups' "tasks" files: the shim's exec thread joins
+	// each before anything else (none on a v2-only host).
+	Tasks []string `json:"tasks,omitempty"`
 }
 
 // shimFailure is what a shim reports instead of exec'ing.
@@ -71,6 +75,20 @@ func ShimMain() {
 	os.Exit(shimFailedCode)
 }
 
+// joinSelf moves the calling thread into the v1 group whose tasks file is
+// given. ShimMain runs locked to the thread that will exec, so the program
+// it execs starts in the group. Plain system calls: nothing may move the
+// goroutine elsewhere or hand the write to another thread.
+func joinSelf(tasks string) error {
+	fd, err := syscall.Open(tasks, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	_, err = syscall.Write(fd, []byte("0"))
+	return err
+}
+
 // runShim applies the request and execs; it returns only on failure, with
 // the step that failed.
 func runShim() (string, error) {
@@ -82,6 +100,11 @@ func runShim() (string, error) {
 		return "read request", err
 	}
 	_ = in.Close()
+	for _, f := range req.Tasks {
+		if err := joinSelf(f); err != nil {
+			return "join cgroup", fmt.Errorf("%s: %w", f, err)
+		}
+	}
 	if req.OpenFiles > 0 {
 		// syscall.Setrlimit (not x/sys/unix) also stops syscall.Exec from
 		// restoring the soft limit Go had at start.

@@ -60,6 +60,49 @@ func (g *Group) Add(pid int) error {
 	return nil
 }
 
+// AddV2 moves the process pid into the group's v2 part only, if it has
+// one: for a process that joins the v1 groups itself (see V1TaskFiles).
+func (g *Group) AddV2(pid int) error {
+	if g.v2 == nil {
+		return nil
+	}
+	if err := g.v2.AddProc(uint64(pid)); err != nil {
+		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, g.v2Dir, err)
+	}
+	return nil
+}
+
+// V1TaskFiles lists the group's "tasks" file in each v1 hierarchy. A
+// thread that writes "0" there joins the group by itself, without taking
+// the kernel's global lock for moving whole processes (whose write side
+// waits for an RCU grace period); a thread that then execs takes the
+// membership to the new program, the process's other threads ending with
+// the exec.
+func (g *Group) V1TaskFiles() []string {
+	var out []string
+	for _, name := range v1Controllers {
+		if d, ok := g.v1Dirs[name]; ok {
+			out = append(out, filepath.Join(d, "tasks"))
+		}
+	}
+	return out
+}
+
+// OpenV2Dir opens the group's v2 directory, for starting a process right
+// in it (clone-into-cgroup: syscall.SysProcAttr.CgroupFD), which spares
+// moving it there afterwards; nil without error when the group has no v2
+// part. The caller closes it.
+func (g *Group) OpenV2Dir() (*os.File, error) {
+	if g.v2 == nil {
+		return nil, nil
+	}
+	f, err := os.OpenFile(g.v2Dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup %s: %w", g.v2Dir, err)
+	}
+	return f, nil
+}
+
 // Procs lists the processes in the group, including nested groups. It
 // reads cgroup.procs of the group and of each group below it, nothing else.
 func (g *Group) Procs() ([]int, error) {

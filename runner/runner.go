@@ -135,11 +135,22 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 	if err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
 	}
-	group, unapplied, err := r.cgroups.Create(spec.Component, spec.limits())
+	group, unapplied, err := r.cgroups.CreateV2(spec.Component, spec.limits())
 	if err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
 	}
-	p, err := r.spawn(ctx, spec, acct, lg, group)
+	// The v1 groups are made while the shim starts (its Go runtime takes
+	// milliseconds to get to its request, which is when it joins them).
+	v1 := make(chan []cgroup.Unapplied, 1)
+	go func() { v1 <- r.cgroups.CreateV1(group, spec.limits()) }()
+	sp, err := r.startFresh(spec, group)
+	unapplied = append(unapplied, <-v1...)
+	var p *Process
+	if err == nil {
+		p, err = r.gate(ctx, spec, acct, lg, group, sp)
+	} else {
+		err = fmt.Errorf("start %s: %w", spec.Component, err)
+	}
 	if err != nil {
 		if derr := group.Delete(); derr != nil {
 			r.log.Warn("remove cgroup after failed start", "component", spec.Component, "err", derr)
@@ -163,6 +174,14 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
 	}
+	return r.gate(ctx, spec, acct, lg, group, sp)
+}
+
+// gate takes the started shim sp through its gate: into the v2 group if
+// it was not born there, then the request; it waits until the shim has
+// exec'd (or reports why not) and returns the running process. On failure
+// the shim is killed and reaped.
+func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group, sp *shimProc) (*Process, error) {
 	r.live.Add(1)
 	pid := sp.pid
 	abort := func(err error) error {

@@ -123,7 +123,22 @@ func (m *Manager) Root() string { return m.root }
 // as Unapplied; that is not an error, and neither is a hierarchy where the
 // group cannot be created (its limits come back as Unapplied). The error is
 // ErrBusy when the group already exists and still holds processes.
+//
+// Create is CreateV2 followed by CreateV1.
 func (m *Manager) Create(name string, lim Limits) (*Group, []Unapplied, error) {
+	g, unapplied, err := m.CreateV2(name, lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	return g, append(unapplied, m.CreateV1(g, lim)...), nil
+}
+
+// CreateV2 is the first half of Create: it refuses a group that still
+// holds processes (ErrBusy) and makes the group's v2 part (with its limits
+// on a unified host; for tracking only on a hybrid one). A process can be
+// started right into it (see Group.OpenV2Dir) while CreateV1, which must
+// follow before the group is used otherwise, makes the v1 part.
+func (m *Manager) CreateV2(name string, lim Limits) (*Group, []Unapplied, error) {
 	if err := checkName(name); err != nil {
 		return nil, nil, fmt.Errorf("create cgroup %q: %w", name, err)
 	}
@@ -134,7 +149,8 @@ func (m *Manager) Create(name string, lim Limits) (*Group, []Unapplied, error) {
 	if err := m.checkEmpty(g.path); err != nil {
 		return nil, nil, fmt.Errorf("create cgroup %s: %w", g.path, err)
 	}
-	if m.mode == ModeUnified {
+	switch m.mode {
+	case ModeUnified:
 		unapplied, err := g.createV2(m.v2Mount, lim, true)
 		if err != nil {
 			// No group at all (say, a read-only cgroupfs): run untracked
@@ -142,16 +158,26 @@ func (m *Manager) Create(name string, lim Limits) (*Group, []Unapplied, error) {
 			return &Group{}, lim.unapplied(fmt.Errorf("%w: %v", ErrUnavailable, err)), nil
 		}
 		return g, unapplied, nil
-	}
-	unapplied := g.createV1(m.v1, lim)
-	if m.mode == ModeHybrid {
+	case ModeHybrid:
 		// The unified mount has no controllers here: it only tracks and
 		// kills. Without it the v1 groups still track.
 		if _, err := g.createV2(m.v2Mount, Limits{}, false); err != nil {
 			g.v2 = nil
 		}
 	}
-	return g, unapplied, nil
+	return g, nil, nil
+}
+
+// CreateV1 is the second half of Create: it makes the v1 part of g (from
+// CreateV2 of the same Manager) with lim, on a hybrid or legacy host, and
+// returns the limits that could not be enforced there. It touches only the
+// group's v1 part, so it may run while a process is being started into the
+// v2 part.
+func (m *Manager) CreateV1(g *Group, lim Limits) []Unapplied {
+	if m.mode != ModeHybrid && m.mode != ModeLegacy || g.path == "" {
+		return nil
+	}
+	return g.createV1(m.v1, lim)
 }
 
 // Open finds an existing group by the path Group.Path returned, as recorded

@@ -5,17 +5,20 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the shim and as helper processes.
@@ -23,8 +26,9 @@ const (
 	helperEnv      = "RUNNER_TEST_HELPER"
 	helperLogsEnv  = "RUNNER_TEST_LOGS"
 	helperRootEnv  = "RUNNER_TEST_CGROUP_ROOT"
-	helperAlloc    = "alloc" // allocate and touch memory until killed
-	helperAgent    = "agent" // start a component, print its Record, block until killed
+	helperAlloc    = "alloc"    // allocate and touch memory until killed
+	helperAgent    = "agent"    // start a component, print its Record, block until killed
+	helperSyscalls = "syscalls" // try system calls seccomp "default" refuses, print what each returned
 	orphanScript   = `sleep 300 & exec sleep 301`
 	orphanCompName = "com.example.orphan"
 )
@@ -38,6 +42,8 @@ func TestMain(m *testing.M) {
 		allocHelper()
 	case helperAgent:
 		agentHelper()
+	case helperSyscalls:
+		syscallsHelper()
 	}
 	os.Exit(m.Run())
 }
@@ -54,6 +60,29 @@ func allocHelper() {
 		keep = append(keep, b)
 	}
 	fmt.Println("allocated", len(keep), "MiB")
+	os.Exit(0)
+}
+
+// syscallsHelper tries, harmlessly, system calls that the "default"
+// seccomp profile refuses, and prints what each returned: "unshare=EPERM"
+// when refused, another result when the call reached the kernel. Each is
+// made so that the kernel itself would fail it or leave nothing changed:
+// unshare of nothing, a mount on a folder that does not exist, a ptrace
+// attach to a pid that cannot exist.
+func syscallsHelper() {
+	name := func(err error) string {
+		if err == nil {
+			return "ok"
+		}
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			return unix.ErrnoName(errno)
+		}
+		return err.Error()
+	}
+	fmt.Printf("unshare=%s\n", name(unix.Unshare(0)))
+	fmt.Printf("mount=%s\n", name(unix.Mount("none", "/nonexistent/keystone-test-mount", "tmpfs", 0, "")))
+	fmt.Printf("ptrace=%s\n", name(unix.PtraceAttach(1<<22+1)))
 	os.Exit(0)
 }
 

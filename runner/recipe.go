@@ -28,8 +28,8 @@ type RecipeContext struct {
 
 // SpecFromRecipe builds the ProcessSpec of a rendered (interpolated,
 // validated) process recipe. It makes no policy checks of its own (such as
-// security.allow_root): that is the caller's. seccomp_profile is not part
-// of a ProcessSpec.
+// security.allow_root): that is the caller's. A seccomp_profile left out
+// is "default".
 func SpecFromRecipe(r *recipes.Recipe, rc RecipeContext) (ProcessSpec, error) {
 	if r == nil || r.Lifecycle.Run == nil {
 		return ProcessSpec{}, fmt.Errorf("%w: recipe has no lifecycle.run", ErrInvalidSpec)
@@ -49,6 +49,7 @@ func SpecFromRecipe(r *recipes.Recipe, rc RecipeContext) (ProcessSpec, error) {
 		Secrets:          maps.Clone(rc.Secrets),
 		RunAs:            r.Security.RunAs,
 		NoNewPrivileges:  r.Security.NoNewPrivileges == nil || *r.Security.NoNewPrivileges,
+		Seccomp:          r.Security.SeccompProfile,
 		CPUQuotaPercent:  r.Resources.CPUQuota,
 		MemoryLimitBytes: int64(r.Resources.MemoryLimit),
 		PidsLimit:        int64(r.Resources.PidsLimit),
@@ -61,6 +62,9 @@ func SpecFromRecipe(r *recipes.Recipe, rc RecipeContext) (ProcessSpec, error) {
 	}
 	if spec.RunAs == "" {
 		spec.RunAs = rc.DefaultRunAs
+	}
+	if spec.Seccomp == "" {
+		spec.Seccomp = SeccompDefault
 	}
 	if r.Resources.OpenFiles < 0 {
 		return ProcessSpec{}, fmt.Errorf("%w: %s: resources.open_files is negative", ErrInvalidSpec, r.Metadata.Name)

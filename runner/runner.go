@@ -18,6 +18,7 @@ import (
 
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
+	"golang.org/x/sys/unix"
 )
 
 // Config is what a Runner needs from the agent.
@@ -51,6 +52,10 @@ type Runner struct {
 
 	live        atomic.Int64 // processes started and not yet reaped
 	noCloneInto atomic.Bool  // the kernel refused CLONE_INTO_CGROUP once
+
+	seccompOnce    sync.Once // compiles the default seccomp profile
+	seccompDefault []unix.SockFilter
+	seccompErr     error
 }
 
 // New checks cfg and looks at the host's cgroups once.
@@ -135,6 +140,10 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 	if err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
 	}
+	filter, err := r.seccompProgram(spec.Seccomp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
 	group, unapplied, err := r.cgroups.CreateV2(spec.Component, spec.limits())
 	if err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
@@ -147,7 +156,7 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 	unapplied = append(unapplied, <-v1...)
 	var p *Process
 	if err == nil {
-		p, err = r.gate(ctx, spec, acct, lg, group, sp)
+		p, err = r.gate(ctx, spec, acct, lg, group, sp, filter)
 	} else {
 		err = fmt.Errorf("start %s: %w", spec.Component, err)
 	}
@@ -170,18 +179,22 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 // between cgroups waits for an RCU grace period (7 ms on the reference
 // machine, more on small boards), moving the calling thread does not.
 func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group) (*Process, error) {
+	filter, err := r.seccompProgram(spec.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
 	sp, err := r.startFresh(spec, group)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
 	}
-	return r.gate(ctx, spec, acct, lg, group, sp)
+	return r.gate(ctx, spec, acct, lg, group, sp, filter)
 }
 
 // gate takes the started shim sp through its gate: into the v2 group if
 // it was not born there, then the request; it waits until the shim has
 // exec'd (or reports why not) and returns the running process. On failure
 // the shim is killed and reaped.
-func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group, sp *shimProc) (*Process, error) {
+func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group, sp *shimProc, filter []unix.SockFilter) (*Process, error) {
 	r.live.Add(1)
 	pid := sp.pid
 	abort := func(err error) error {
@@ -203,7 +216,7 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *
 	}
 	path, argv := spec.argv()
 	req := shimRequest{Path: path, Argv: argv, Env: spec.environ(acct), Dir: spec.Dir, UID: -1, GID: -1,
-		NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles, Tasks: group.V1TaskFiles()}
+		NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles, Tasks: group.V1TaskFiles(), Seccomp: filter}
 	if req.Dir == "" {
 		req.Dir = "/"
 	}

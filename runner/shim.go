@@ -43,6 +43,8 @@ type shimRequest struct {
 	// Tasks are the v1 groups' "tasks" files: the shim's exec thread joins
 	// each before anything else (none on a v2-only host).
 	Tasks []string `json:"tasks,omitempty"`
+	// Seccomp is the compiled filter to load; none when empty.
+	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
 }
 
 // shimFailure is what a shim reports instead of exec'ing.
@@ -113,6 +115,14 @@ func runShim() (string, error) {
 			return "set open_files", err
 		}
 	}
+	// A filter needs no_new_privs or CAP_SYS_ADMIN to be loaded: without
+	// no_new_privs it is loaded while the shim still has the agent's
+	// privileges, with it as late as possible (as runc does).
+	if len(req.Seccomp) > 0 && !req.NoNewPrivs {
+		if err := loadSeccomp(req.Seccomp); err != nil {
+			return "seccomp", err
+		}
+	}
 	if req.GID >= 0 {
 		if err := syscall.Setgroups(nil); err != nil {
 			return "clear supplementary groups", err
@@ -134,6 +144,11 @@ func runShim() (string, error) {
 	if req.NoNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return "no_new_privileges", err
+		}
+		if len(req.Seccomp) > 0 {
+			if err := loadSeccomp(req.Seccomp); err != nil {
+				return "seccomp", err
+			}
 		}
 	}
 	err := syscall.Exec(req.Path, req.Argv, req.Env)

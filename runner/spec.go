@@ -56,6 +56,13 @@ type ProcessSpec struct {
 	// NoNewPrivileges sets PR_SET_NO_NEW_PRIVS: setuid binaries and file
 	// capabilities grant nothing. false = not set.
 	NoNewPrivileges bool
+	// Seccomp is the system call filter: SeccompDefault (a deny-list
+	// refused with EPERM), SeccompUnconfined, or "path:" and the absolute
+	// file of a Docker/OCI profile (a subset; see docs/processes.md). It
+	// is applied in the process itself just before exec, and kept by
+	// everything it runs. "" = no filter, as unconfined; SpecFromRecipe
+	// turns a recipe's "" into default.
+	Seccomp string
 	// OpenFiles sets RLIMIT_NOFILE (soft and hard) in the process itself;
 	// 0 = the limit the agent was started with (not the raised limit the
 	// Go runtime gives the agent).
@@ -123,6 +130,12 @@ func (s ProcessSpec) validate() error {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
 			bad("secret %q: name must be non-empty without '=' and the value without NUL", k)
 		}
+	}
+	switch p, isPath := strings.CutPrefix(s.Seccomp, SeccompPathPrefix); {
+	case isPath && !filepath.IsAbs(p):
+		bad("seccomp profile %q needs an absolute file after path:", s.Seccomp)
+	case !isPath && s.Seccomp != "" && s.Seccomp != SeccompDefault && s.Seccomp != SeccompUnconfined:
+		bad("seccomp profile %q must be default, unconfined or path:/file.json", s.Seccomp)
 	}
 	if s.CPUQuotaPercent < 0 || s.MemoryLimitBytes < 0 || s.PidsLimit < 0 {
 		bad("limits must not be negative")
@@ -226,6 +239,9 @@ func (s ProcessSpec) String() string {
 	fmt.Fprintf(&b, " env=%v secrets=%v", envNames(s.Env), secretNames(s.Secrets))
 	if s.RunAs != "" {
 		fmt.Fprintf(&b, " run_as=%s", s.RunAs)
+	}
+	if s.Seccomp != "" {
+		fmt.Fprintf(&b, " seccomp=%s", s.Seccomp)
 	}
 	return b.String()
 }

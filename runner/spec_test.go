@@ -109,6 +109,7 @@ func TestSpecFromRecipe(t *testing.T) {
 		Env: []string{"LOG_LEVEL=info", "Z=last"}, Secrets: map[string]string{"DB_PASS": "x"},
 		Dir: "/var/lib/keystone/work/com.example.hello/data", RunAs: "keystone:keystone",
 		OpenFiles: 4096, CPUQuotaPercent: 40, MemoryLimitBytes: 128 << 20, PidsLimit: 256,
+		Seccomp: SeccompDefault, // seccomp_profile left out
 	}
 	if spec.String() != want.String() || spec.Dir != want.Dir || spec.NoNewPrivileges || spec.OpenFiles != 4096 ||
 		spec.CPUQuotaPercent != 40 || spec.MemoryLimitBytes != 128<<20 || spec.PidsLimit != 256 || !slices.Equal(spec.Env, want.Env) || spec.Secrets["DB_PASS"] != "x" {
@@ -124,6 +125,10 @@ func TestSpecFromRecipe(t *testing.T) {
 	spec, err = SpecFromRecipe(r, RecipeContext{VersionDir: "/v", WorkDir: "/w", DefaultRunAs: "other"})
 	if err != nil || !spec.NoNewPrivileges || spec.RunAs != "svc" || spec.Dir != "/w" {
 		t.Fatalf("spec = %+v, %v", spec, err)
+	}
+	r.Security.SeccompProfile = "path:/etc/keystone/seccomp/x.json"
+	if spec, err = SpecFromRecipe(r, RecipeContext{VersionDir: "/v", WorkDir: "/w"}); err != nil || spec.Seccomp != r.Security.SeccompProfile {
+		t.Fatalf("seccomp_profile %q: spec has %q, %v", r.Security.SeccompProfile, spec.Seccomp, err)
 	}
 
 	opts, err := StopOptionsFromRecipe(processRecipe())

@@ -18,11 +18,12 @@
 // grandchild survives its component and the runner leaves no zombie.
 //
 // Between fork and exec the new process is the agent's own executable run
-// as a shim (IsShim, ShimMain): the parent puts it in the cgroups before it
-// may do anything (cgroup v1 cannot clone into a group), then the shim
-// applies the rlimit, the credentials and no_new_privs and execs the
-// target; a failure there comes back as a *SetupError, never as an exit
-// status of the component.
+// as a shim (IsShim, ShimMain): it is born in the component's v2 group and
+// waits for its request; then its exec thread joins the v1 groups (cgroup
+// v1 cannot clone into a group), and the shim applies the rlimit, the
+// credentials, no_new_privs and the seccomp filter and execs the target; a
+// failure there comes back as a *SetupError, never as an exit status of
+// the component.
 //
 // After an agent crash, StopOrphan finds the processes of a stored Record
 // (pid, start ticks, process group, cgroup) and stops them. It does not
@@ -31,7 +32,9 @@
 // SIGPIPE at its next write, and could not be waited for (it is not our
 // child); stopping it and starting it afresh gives one well-defined
 // process, never two. A start checks that the component's cgroup is empty,
-// so a leftover can never run beside a new copy.
+// so a leftover can never run beside a new copy; SweepLeftovers, at agent
+// start, empties every group under the cgroup root, which finds what an
+// agent started but died before recording.
 //
 // The package knows nothing of deployments, dependencies, restart policy
 // or health checks: the supervisor decides when to start and stop, and

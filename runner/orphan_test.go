@@ -120,12 +120,21 @@ func killedAgentHelper(t *testing.T, root string) (Record, []member) {
 		t.Fatalf("record = %+v", rec)
 	}
 	// The script forks its background sleep before exec'ing the second one;
-	// wait until both are there rather than racing the fork.
+	// wait until both are there, and both are sleep (the forked child is
+	// "sh" until its own exec), rather than racing the fork.
 	var members []member
 	deadline := time.Now().Add(30 * time.Second)
+	sleeping := func(ms []member) bool {
+		for _, m := range ms {
+			if st, err := readStat(m.PID); err != nil || st.Comm != "sleep" {
+				return false
+			}
+		}
+		return true
+	}
 	for {
 		members, err = groupMembers(rec.PGID, rec.StartTicks)
-		if err == nil && len(members) == 2 {
+		if err == nil && len(members) == 2 && sleeping(members) {
 			break
 		}
 		if time.Now().After(deadline) {

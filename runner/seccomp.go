@@ -16,18 +16,18 @@ import (
 
 // Seccomp profiles, as security.seccomp_profile names them.
 const (
-	SeccompDefault    = "default"    // DefaultSeccompDenied refused with EPERM
+	SeccompDefault    = "default"    // a deny-list refused with EPERM (docs/processes.md)
 	SeccompUnconfined = "unconfined" // no filter
 	SeccompPathPrefix = "path:"      // path:/abs/profile.json, a Docker/OCI profile (see docs/processes.md)
 )
 
-// DefaultSeccompDenied are the system calls the "default" profile refuses
+// defaultSeccompDenied are the system calls the "default" profile refuses
 // with EPERM: loading kernel code, rebooting, swap, mounting (old and new
 // API) and namespaces, BPF, perf, tracing other processes, the kernel
 // keyring, userfaultfd, opening files by handle and raw port I/O.
 // Everything else is allowed. Names an architecture does not have are
 // skipped.
-var DefaultSeccompDenied = []string{
+var defaultSeccompDenied = []string{
 	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
 	"swapon", "swapoff",
 	"mount", "umount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick",
@@ -57,7 +57,7 @@ func errnoAction(errno uint) uint32 {
 func defaultSeccompPolicy() seccompPolicy {
 	return seccompPolicy{
 		defaultAction: unix.SECCOMP_RET_ALLOW,
-		rules:         []seccompRule{{names: DefaultSeccompDenied, action: errnoAction(uint(unix.EPERM))}},
+		rules:         []seccompRule{{names: defaultSeccompDenied, action: errnoAction(uint(unix.EPERM))}},
 	}
 }
 

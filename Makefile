@@ -10,7 +10,7 @@ all: build examples
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/keystone-agent ./cmd/keystonectl
+	$(GO) build -o $(BIN)/ ./cmd/keystone-agent ./cmd/keystonectl ./cmd/keystone-shim
 
 # The programs the example recipes run (recipes/examples); see docs/recipes.md.
 examples:

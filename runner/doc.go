@@ -17,10 +17,15 @@
 // killed and waited for and the cgroup removed before Done is closed: no
 // grandchild survives its component and the runner leaves no zombie.
 //
-// Between fork and exec the new process is the agent's own executable run
-// as a shim (IsShim, ShimMain): it is born in the component's v2 group and
-// waits for its request; then its exec thread joins the v1 groups (cgroup
-// v1 cannot clone into a group), and the shim applies the rlimit, the
+// Between fork and exec the new process is a shim (package runner/shim):
+// the program keystone-shim (cmd/keystone-shim, ShimName) when it lies next
+// to the running executable and is executable, else the agent's own
+// executable re-run as the shim (IsShim, ShimMain; /proc/self/exe);
+// Config.ShimPath names another. The dedicated program links only the shim
+// and starts much faster, and its start is the floor of a restart. The
+// shim is born in the component's v2 group and waits for its request;
+// then its exec thread joins the v1 groups (cgroup v1 cannot clone into a
+// group), and the shim applies the rlimit, the
 // credentials, no_new_privs and the seccomp filter and execs the target; a
 // failure there comes back as a *SetupError, never as an exit status of
 // the component.

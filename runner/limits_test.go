@@ -223,11 +223,22 @@ func TestProgramStartsInItsGroupInEveryHierarchy(t *testing.T) {
 	if st := p.Wait(); !st.Success() {
 		t.Fatalf("status = %+v", st)
 	}
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(e.tail(t, name)), "\n") {
+		lines = append(lines, line[strings.IndexByte(line, ' ')+1:]) // "<time> 4:cpu:/..."
+	}
+	requireInGroup(t, e, name, lines)
+}
+
+// requireInGroup fails unless the lines of a /proc/PID/cgroup (such as
+// "4:cpu:/keystone-test-x/com.example.where") put the process in the
+// component's group in every hierarchy the runner uses.
+func requireInGroup(t *testing.T, e *testEnv, name string, lines []string) {
+	t.Helper()
 	want := e.root + "/" + name
 	seen := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(e.tail(t, name)), "\n") {
-		// "<time> 4:cpu:/keystone-test-x/com.example.where"
-		f := strings.SplitN(line[strings.IndexByte(line, ' ')+1:], ":", 3)
+	for _, line := range lines {
+		f := strings.SplitN(line, ":", 3)
 		if len(f) != 3 {
 			t.Fatalf("line %q", line)
 		}
@@ -250,7 +261,7 @@ func TestProgramStartsInItsGroupInEveryHierarchy(t *testing.T) {
 	}
 	for _, ctrl := range need {
 		if !seen[ctrl] {
-			t.Errorf("no %q line in /proc/self/cgroup:\n%s", ctrl, e.tail(t, name))
+			t.Errorf("no %q line in /proc/PID/cgroup:\n%s", ctrl, strings.Join(lines, "\n"))
 		}
 	}
 }

@@ -133,6 +133,13 @@ func uniqueRoot() string {
 // newEnv builds a Runner; root "" gets a fresh cgroup root.
 func newEnv(t testing.TB, root string, disabled bool) *testEnv {
 	t.Helper()
+	return newEnvWithShim(t, root, disabled, "")
+}
+
+// newEnvWithShim is newEnv with Config.ShimPath set to shimPath ("" = the
+// default: this test binary).
+func newEnvWithShim(t testing.TB, root string, disabled bool, shimPath string) *testEnv {
+	t.Helper()
 	requireRoot(t)
 	if root == "" {
 		root = uniqueRoot()
@@ -142,7 +149,7 @@ func newEnv(t testing.TB, root string, disabled bool) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{Logs: lm, Cgroups: cgroup.Config{Root: root, Disabled: disabled}})
+	r, err := New(Config{ShimPath: shimPath, Logs: lm, Cgroups: cgroup.Config{Root: root, Disabled: disabled}})
 	if err != nil {
 		t.Fatal(err)
 	}

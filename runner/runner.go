@@ -18,15 +18,18 @@ import (
 
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
+	"github.com/keystone-edge/keystone/runner/shim"
 	"golang.org/x/sys/unix"
 )
 
 // Config is what a Runner needs from the agent.
 type Config struct {
 	// ShimPath is the executable started as the shim; it must call
-	// IsShim/ShimMain first thing in main (or TestMain). "" = this
-	// program, as /proc/self/exe (so that a self-update replacing the file
-	// on disk does not matter).
+	// IsShim/ShimMain (or shim.Is/shim.Main) first thing in main (or
+	// TestMain). "" = the file keystone-shim (ShimName) next to the running
+	// executable if there is one and it is executable, else this program,
+	// as /proc/self/exe (so that a self-update replacing the file on disk
+	// does not matter).
 	ShimPath string
 	// Logs receives every component's stdout and stderr. Required.
 	Logs *logs.Manager
@@ -63,21 +66,13 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Logs == nil {
 		return nil, errors.New("runner: Config.Logs is required")
 	}
-	shim := cfg.ShimPath
-	if shim == "" {
-		// The running image itself: still there after a self-update has
-		// replaced or removed the file it was started from.
-		shim = "/proc/self/exe"
-		if _, err := os.Stat(shim); err != nil {
-			exe, err := os.Executable()
-			if err != nil {
-				return nil, fmt.Errorf("runner: find own executable for the shim: %w", err)
-			}
-			shim = exe
-		}
+	shimPath := cfg.ShimPath
+	if shimPath == "" {
+		exe, _ := os.Executable() // "" when unknown: the running image
+		shimPath = defaultShim(exe)
 	}
-	if st, err := os.Stat(shim); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		return nil, fmt.Errorf("runner: shim %s is not an executable file", shim)
+	if st, err := os.Stat(shimPath); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("runner: shim %s is not an executable file", shimPath)
 	}
 	cg, err := cgroup.NewManager(cfg.Cgroups)
 	if err != nil {
@@ -87,7 +82,7 @@ func New(cfg Config) (*Runner, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{shim: shim, shimComm: commOf(shim), logs: cfg.Logs, cgroups: cg, log: logger, warned: map[string]bool{}}, nil
+	return &Runner{shim: shimPath, shimComm: commOf(shimPath), logs: cfg.Logs, cgroups: cg, log: logger, warned: map[string]bool{}}, nil
 }
 
 // CgroupMode is the cgroup layout the runner uses on this host.
@@ -175,7 +170,7 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 //
 // The shim is cloned straight into the group's v2 directory where the
 // kernel allows it, and joins the v1 groups itself, moving only the thread
-// that will exec (see shimRequest.Tasks): moving a whole running process
+// that will exec (see shim.Request.Tasks): moving a whole running process
 // between cgroups waits for an RCU grace period (7 ms on the reference
 // machine, more on small boards), moving the calling thread does not.
 func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group) (*Process, error) {
@@ -215,7 +210,7 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *
 		}
 	}
 	path, argv := spec.argv()
-	req := shimRequest{Path: path, Argv: argv, Env: spec.environ(acct), Dir: spec.Dir, UID: -1, GID: -1,
+	req := shim.Request{Path: path, Argv: argv, Env: spec.environ(acct), Dir: spec.Dir, UID: -1, GID: -1,
 		NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles, Tasks: group.V1TaskFiles(), Seccomp: filter}
 	if req.Dir == "" {
 		req.Dir = "/"
@@ -234,9 +229,9 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *
 	_ = sp.failR.Close()
 	switch {
 	case len(report) > 0:
-		var f shimFailure
+		var f shim.Failure
 		if err := json.Unmarshal(report, &f); err != nil {
-			f = shimFailure{Step: "shim", Message: string(report)}
+			f = shim.Failure{Step: "shim", Message: string(report)}
 		}
 		return nil, abort(&SetupError{Component: spec.Component, Step: f.Step, Err: errors.New(f.Message)})
 	case rerr != nil:

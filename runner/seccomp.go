@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
-	"unsafe"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/sys/unix"
@@ -263,18 +261,4 @@ func compileSeccomp(pol seccompPolicy) ([]unix.SockFilter, error) {
 		return nil, errors.New("seccomp profile too long for one filter")
 	}
 	return prog, nil
-}
-
-// loadSeccomp installs prog on the calling thread (the shim's exec thread;
-// the filter is kept across exec). The kernel requires no_new_privs or
-// CAP_SYS_ADMIN.
-func loadSeccomp(prog []unix.SockFilter) error {
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	_, _, errno := unix.Syscall6(unix.SYS_PRCTL, unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER,
-		uintptr(unsafe.Pointer(&fprog)), 0, 0, 0)
-	runtime.KeepAlive(prog)
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }

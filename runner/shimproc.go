@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
+
+	"github.com/keystone-edge/keystone/runner/shim"
 )
 
 // shimProc is a started shim waiting at its gate (reading its request),
@@ -52,7 +54,7 @@ func (r *Runner) startShim(label string, stdin io.Reader, cgroupDir *os.File) (*
 	}
 	cmd := &exec.Cmd{
 		Path:        r.shim,
-		Args:        []string{r.shim, shimArg, label},
+		Args:        []string{r.shim, shim.Arg, label},
 		Env:         []string{"GOMAXPROCS=1"}, // few threads: the shim may already be under pids_limit
 		Dir:         "/",
 		Stdin:       stdin,

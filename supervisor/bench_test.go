@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/runner"
+	"github.com/keystone-edge/keystone/runner/cgroup"
+	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/supervisor/events"
 )
 
@@ -27,7 +30,22 @@ func quantile(xs []time.Duration, q float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func benchSupervisor(b *testing.B, bus *events.Bus) *Supervisor {
-	sup, err := New(Config{Launcher: newLauncher(b), Events: bus})
+	return benchSupervisorWithShim(b, bus, "")
+}
+
+// benchSupervisorWithShim is benchSupervisor whose runner starts processes
+// through the shim program shimPath ("" = this test binary).
+func benchSupervisorWithShim(b *testing.B, bus *events.Bus, shimPath string) *Supervisor {
+	lm, err := logs.Open(logs.Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { lm.Close() })
+	r, err := runner.New(runner.Config{ShimPath: shimPath, Logs: lm, Cgroups: cgroup.Config{Root: newCgroupRoot(b)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: r}, Events: bus})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,19 +65,34 @@ func benchSupervisor(b *testing.B, bus *events.Bus) *Supervisor {
 // (a) Restart latency: SIGKILL of a child to its replacement RUNNING, with
 // restart_backoff.initial = "0s"; 100 kills per iteration, each as soon as
 // the replacement runs.
-func BenchmarkRestartLatency(b *testing.B) { benchRestartLatency(b, 0) }
+func BenchmarkRestartLatency(b *testing.B) { benchRestartLatencyShims(b, 0) }
 
 // (a) again, each kill after 50 ms of quiet, as a crash usually comes: the
 // kernel makes some cgroup operations wait for an RCU grace period once
 // the machine has been quiet, which back-to-back kills never show.
-func BenchmarkRestartLatencyAfterIdle(b *testing.B) { benchRestartLatency(b, 50*time.Millisecond) }
+func BenchmarkRestartLatencyAfterIdle(b *testing.B) { benchRestartLatencyShims(b, 50*time.Millisecond) }
 
-func benchRestartLatency(b *testing.B, quiet time.Duration) {
+// benchRestartLatencyShims runs the restart benchmark with each shim: this
+// test binary re-executed (as the agent re-executes itself) and the
+// dedicated keystone-shim program, built as it ships.
+func benchRestartLatencyShims(b *testing.B, quiet time.Duration) {
+	dir := b.TempDir()
+	shimPath := filepath.Join(dir, runner.ShimName)
+	build := exec.Command("go", "build", "-o", shimPath, "github.com/keystone-edge/keystone/cmd/keystone-shim")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build keystone-shim: %v\n%s", err, out)
+	}
+	b.Run("shim=self", func(b *testing.B) { benchRestartLatency(b, quiet, "") })
+	b.Run("shim=keystone-shim", func(b *testing.B) { benchRestartLatency(b, quiet, shimPath) })
+}
+
+func benchRestartLatency(b *testing.B, quiet time.Duration, shimPath string) {
 	bus := events.New(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch := bus.Subscribe(ctx, 1024)
-	sup := benchSupervisor(b, bus)
+	sup := benchSupervisorWithShim(b, bus, shimPath)
 	c := proc("com.example.victim", "exec sleep 1000", func(r *recipes.Recipe) {
 		r.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s"), Max: d("0s")}
 		r.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 1 << 30, Window: d("1m")}

@@ -44,7 +44,8 @@ type Options struct {
 	Stderr io.Writer
 	// ShimPath is the executable the runner re-executes between fork and
 	// exec of a component; it must call runner.IsShim/ShimMain first thing.
-	// "" = this program.
+	// "" = keystone-shim beside this program when it is there, else this
+	// program itself (see runner.Config.ShimPath).
 	ShimPath string
 	// Cgroups says where component cgroups go. The zero value uses the
 	// host's cgroups under a root of this data folder's own: /keystone for

@@ -25,10 +25,10 @@ say() { printf '%s==> %s%s\n' "$bold" "$*" "$plain"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 # --- build ------------------------------------------------------------------
-say "building keystone-agent, keystonectl and the example programs into $bin"
+say "building keystone-agent, keystone-shim, keystonectl and the example programs into $bin"
 mkdir -p "$bin/examples"
 bin=$(cd "$bin" && pwd)
-CGO_ENABLED=0 "$GO" build -o "$bin/" ./cmd/keystone-agent ./cmd/keystonectl
+CGO_ENABLED=0 "$GO" build -o "$bin/" ./cmd/keystone-agent ./cmd/keystonectl ./cmd/keystone-shim
 CGO_ENABLED=0 "$GO" build -o "$bin/examples/" ./recipes/examples/hello-http
 install -m 0755 recipes/examples/sysload/collect.sh "$bin/examples/sysload-collect.sh"
 ctl="$bin/keystonectl"

@@ -77,20 +77,7 @@ func TestAgentKilledAndRestartedRunsEachComponentOnce(t *testing.T) {
 	}
 
 	// A clean stop leaves nothing running and nothing recorded.
-	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-second.exited:
-		if second.err != nil {
-			t.Fatalf("agent exit: %v", second.err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("agent did not stop")
-	}
-	for i := 0; i < n; i++ {
-		waitGone(t, after[i][0])
-	}
+	stopAgentCleanly(t, second, after)
 	if recs, _ := st.ListProcesses(context.Background()); len(recs) != 0 {
 		t.Fatalf("records left after a clean stop: %+v", recs)
 	}
@@ -150,18 +137,25 @@ func TestAgentKilledBeforeRecordingRunsEachComponentOnce(t *testing.T) {
 		}
 	}
 
-	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	stopAgentCleanly(t, second, after)
+}
+
+// stopAgentCleanly sends the agent SIGTERM, requires a clean exit within a
+// minute, and waits until every component process it ran is gone.
+func stopAgentCleanly(t *testing.T, a *agentProc, procs map[int][]int) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-second.exited:
-		if second.err != nil {
-			t.Fatalf("agent exit: %v", second.err)
+	case <-a.exited:
+		if a.err != nil {
+			t.Fatalf("agent exit: %v", a.err)
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("agent did not stop")
 	}
-	for i := 0; i < n; i++ {
-		waitGone(t, after[i][0])
+	for _, pids := range procs {
+		waitGone(t, pids[0])
 	}
 }

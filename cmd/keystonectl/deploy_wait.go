@@ -163,7 +163,7 @@ func newProgress(w io.Writer, now func() time.Time) *progress {
 
 // show redraws the line for d.
 func (p *progress) show(d api.Deployment) {
-	fmt.Fprint(p.w, "\r\x1b[K"+progressLine(d, p.now(), p.now().Sub(p.start)))
+	fmt.Fprint(p.w, "\r\x1b[K"+terminalSafe(progressLine(d, p.now(), p.now().Sub(p.start)), false))
 	p.drawn = true
 }
 

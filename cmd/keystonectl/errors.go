@@ -43,8 +43,8 @@ type SilentError struct {
 
 func (e *SilentError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
-// exitCode reports err on stderr the way the user should see it and returns
-// the process exit code for it.
+// exitCode reports err on stderr the way the user should see it, control
+// characters escaped, and returns the process exit code for it.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
@@ -62,10 +62,10 @@ func exitCode(err error, stderr io.Writer) int {
 		if cmd == "" {
 			cmd = rootName
 		}
-		fmt.Fprintf(stderr, "Error: %s\ntry '%s --help'\n", flagErr.Err, cmd)
+		fmt.Fprintf(stderr, "Error: %s\ntry '%s --help'\n", terminalSafe(flagErr.Err.Error(), true), cmd)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "Error: %s\n", strings.TrimRight(err.Error(), "\n"))
+	fmt.Fprintf(stderr, "Error: %s\n", terminalSafe(strings.TrimRight(err.Error(), "\n"), true))
 	return exitError
 }
 

@@ -1,6 +1,6 @@
 // Command keystonectl is the KeyStone operator CLI: it talks to the local
 // agent over its Unix socket, manages signing keys and checks and signs
-// recipes (SPEC §8).
+// recipes.
 package main
 
 import (
@@ -12,16 +12,21 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	os.Exit(untilSignal(signals, interruptGrace, os.Stderr, func(ctx context.Context) int {
+		return runContext(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	}))
 }
 
 // run executes the command line args with the given streams and returns the
 // process exit code: 0 on success, 1 on failure, 2 on a usage error.
-// An interrupt or SIGTERM cancels the command's context.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	return runContext(context.Background(), args, stdin, stdout, stderr)
+}
 
+// runContext is run under ctx; canceling ctx cancels the command.
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	opts := &options{In: stdin, Out: stdout, ErrOut: stderr, Getenv: os.Getenv}
 	root := newRootCmd(opts)
 	root.SetArgs(args)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -26,7 +25,7 @@ import (
 // agent's answer lists every problem. Files the manifest names that cannot
 // be read are all reported together.
 func deploymentRequest(manifestPath string) (api.DeploymentRequest, error) {
-	data, err := os.ReadFile(manifestPath)
+	data, err := readInputFile(manifestPath)
 	if err != nil {
 		return api.DeploymentRequest{}, fmt.Errorf("read manifest: %w", err)
 	}
@@ -74,13 +73,13 @@ func (c *fileCollector) recipe(field, key string) {
 	if _, seen := c.files[key]; seen {
 		return
 	}
-	data, err := os.ReadFile(c.local(key))
+	data, err := readInputFile(c.local(key))
 	if err != nil {
 		c.problems = append(c.problems, fmt.Sprintf("%s: %s", field, readProblem(err)))
 		return
 	}
 	c.files[key] = data
-	if sig, err := os.ReadFile(c.local(key + ".sig")); err == nil {
+	if sig, err := readInputFile(c.local(key + ".sig")); err == nil {
 		c.files[key+".sig"] = sig
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		c.problems = append(c.problems, fmt.Sprintf("%s: signature: %s", field, readProblem(err)))

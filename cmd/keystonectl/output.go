@@ -60,13 +60,19 @@ func writeJSON(w io.Writer, value any) error {
 	return nil
 }
 
+// writeTable writes t as aligned columns. Cells are escaped for the
+// terminal: they hold names and messages from recipes and the agent.
 func writeTable(w io.Writer, t table) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if t.header != nil {
 		fmt.Fprintln(tw, strings.Join(t.header, "\t"))
 	}
 	for _, row := range t.rows {
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+		cells := make([]string, len(row))
+		for i, cell := range row {
+			cells[i] = terminalSafe(cell, false)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)

@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -95,7 +94,7 @@ Exit codes:
 // validateFile parses one file and returns its table row when it is valid,
 // or every problem found in it.
 func validateFile(path string) (row []string, problems []validateError) {
-	data, err := os.ReadFile(path)
+	data, err := readInputFile(path)
 	if err != nil {
 		return nil, []validateError{{File: path, Message: err.Error()}}
 	}

@@ -32,7 +32,7 @@ func writeSections(w io.Writer, sections ...section) error {
 			fmt.Fprintln(w, s.title)
 		}
 		if len(s.table.rows) == 0 {
-			fmt.Fprintln(w, s.empty)
+			fmt.Fprintln(w, terminalSafe(s.empty, true))
 			continue
 		}
 		if err := writeTable(w, s.table); err != nil {

@@ -69,11 +69,6 @@ func build(picks, pinned map[string]*candidate) (*Graph, []*Problem, error) {
 	if len(cycles) > 0 {
 		return nil, cycles, nil
 	}
-	layers, err := layersOf(d, names)
-	if err != nil {
-		return nil, nil, err
-	}
-	g.layers = layers
 	return g, nil, nil
 }
 
@@ -171,47 +166,4 @@ func pathBetween(from, to string, needs map[string][]string) []string {
 		}
 	}
 	return []string{from, to}
-}
-
-// layersOf groups the DAG's vertices by start order: layer 0 holds the
-// components that need nothing, and each later layer the components whose
-// dependencies all sit in earlier layers. Names are sorted within a layer.
-func layersOf(d *dag.DAG, names []string) ([][]string, error) {
-	pending := make(map[string]int, len(names))
-	var layer []string
-	for _, name := range names {
-		parents, err := d.GetParents(name)
-		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", name, err)
-		}
-		pending[name] = len(parents)
-		if len(parents) == 0 {
-			layer = append(layer, name)
-		}
-	}
-	var layers [][]string
-	placed := 0
-	for len(layer) > 0 {
-		layers = append(layers, layer)
-		placed += len(layer)
-		var next []string
-		for _, name := range layer {
-			children, err := d.GetChildren(name)
-			if err != nil {
-				return nil, fmt.Errorf("layer %s: %w", name, err)
-			}
-			for child := range children {
-				pending[child]--
-				if pending[child] == 0 {
-					next = append(next, child)
-				}
-			}
-		}
-		slices.Sort(next)
-		layer = next
-	}
-	if placed != len(names) {
-		return nil, fmt.Errorf("layers: placed %d of %d components", placed, len(names))
-	}
-	return layers, nil
 }

@@ -34,19 +34,23 @@ func ExampleResolve() {
 		fmt.Println(err)
 		return
 	}
-	for i, layer := range g.Layers() {
-		fmt.Println("start", i, layer)
+	for _, name := range g.Names() {
+		r, _ := g.Recipe(name)
+		fmt.Println(name, r.Metadata.Version)
+		for _, e := range g.Dependencies(name) {
+			fmt.Printf("  needs %s (%s)\n", e.Dependency, e.Type)
+		}
 	}
-	db, _ := g.Recipe("com.example.db")
-	fmt.Println("db version:", db.Metadata.Version)
-	fmt.Println("stop:", g.StopOrder())
 	fmt.Println("stop with db:", g.HardDependents("com.example.db"))
 	// Output:
-	// start 0 [com.example.db com.example.mqtt]
-	// start 1 [com.example.pos com.example.report]
-	// db version: 1.4.2
-	// stop: [com.example.report com.example.pos com.example.mqtt com.example.db]
-	// stop with db: [com.example.report com.example.pos]
+	// com.example.db 1.4.2
+	// com.example.mqtt 0.9.0
+	// com.example.pos 1.0.0
+	//   needs com.example.db (hard)
+	//   needs com.example.mqtt (soft)
+	// com.example.report 2.1.0
+	//   needs com.example.db (hard)
+	// stop with db: [com.example.pos com.example.report]
 }
 
 func ExampleResolve_cycle() {

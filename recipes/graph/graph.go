@@ -6,8 +6,8 @@ import (
 	"github.com/keystone-edge/keystone/recipes"
 )
 
-// Graph is a resolved set of components: one version of each, the
-// dependency edges between them and the orders derived from those edges.
+// Graph is a resolved set of components: one version of each and the
+// dependency edges between them.
 //
 // A Graph is immutable once Resolve returns it and safe for concurrent use;
 // every method returns a fresh slice the caller may keep or change.
@@ -17,7 +17,6 @@ type Graph struct {
 	roots      []string          // sorted
 	deps       map[string][]Edge // by dependent, sorted by dependency
 	dependents map[string][]Edge // by dependency, sorted by dependent
-	layers     [][]string
 }
 
 // Edge is one dependency: Dependent needs Dependency.
@@ -60,32 +59,6 @@ func (g *Graph) Recipe(name string) (*recipes.Recipe, bool) {
 	return c.rec, true
 }
 
-// Layers returns the start order: layer 0 holds the components that need
-// nothing, each later layer the components whose dependencies (hard and
-// soft) are all in earlier layers. Components of one layer are independent
-// of each other and may start in parallel; names are sorted within a layer.
-func (g *Graph) Layers() [][]string {
-	out := make([][]string, len(g.layers))
-	for i, l := range g.layers {
-		out[i] = slices.Clone(l)
-	}
-	return out
-}
-
-// StopOrder returns every component in the reverse of the start order
-// (the layers flattened, then reversed): each dependent comes before what
-// it needs.
-func (g *Graph) StopOrder() []string {
-	out := make([]string, 0, len(g.names))
-	for i := len(g.layers) - 1; i >= 0; i-- {
-		l := g.layers[i]
-		for j := len(l) - 1; j >= 0; j-- {
-			out = append(out, l[j])
-		}
-	}
-	return out
-}
-
 // Dependencies returns the edges from name to what it needs, sorted by
 // dependency name; nil when name needs nothing or is not in the graph.
 func (g *Graph) Dependencies(name string) []Edge { return slices.Clone(g.deps[name]) }
@@ -96,8 +69,7 @@ func (g *Graph) Dependents(name string) []Edge { return slices.Clone(g.dependent
 
 // HardDependents returns every component that must stop when name leaves
 // RUNNING: its hard dependents, theirs, and so on (a soft edge does not
-// propagate). They come in stop order, each before what it needs; name
-// itself is not included.
+// propagate), sorted by name; name itself is not included.
 func (g *Graph) HardDependents(name string) []string {
 	found := map[string]bool{}
 	queue := []string{name}
@@ -110,10 +82,9 @@ func (g *Graph) HardDependents(name string) []string {
 		}
 	}
 	var out []string
-	for _, n := range g.StopOrder() {
-		if found[n] {
-			out = append(out, n)
-		}
+	for n := range found {
+		out = append(out, n)
 	}
+	slices.Sort(out)
 	return out
 }

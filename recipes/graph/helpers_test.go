@@ -3,9 +3,44 @@ package graph_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/keystone-edge/keystone/recipes"
+	"github.com/keystone-edge/keystone/recipes/graph"
 )
+
+// layersOf groups g's components by depth, from its edges alone: layer 0
+// needs nothing, each later layer needs only earlier ones; sorted within a
+// layer. Tests compare it to the layering they expect, which checks every
+// edge Resolve kept at once.
+func layersOf(g *graph.Graph) [][]string {
+	placed := map[string]bool{}
+	var layers [][]string
+	for len(placed) < g.Len() {
+		var layer []string
+		for _, n := range g.Names() {
+			if placed[n] {
+				continue
+			}
+			ready := true
+			for _, e := range g.Dependencies(n) {
+				ready = ready && placed[e.Dependency]
+			}
+			if ready {
+				layer = append(layer, n)
+			}
+		}
+		if len(layer) == 0 {
+			return append(layers, []string{"cycle"})
+		}
+		for _, n := range layer {
+			placed[n] = true
+		}
+		slices.Sort(layer)
+		layers = append(layers, layer)
+	}
+	return layers
+}
 
 // rec builds an offered recipe with the given dependencies.
 func rec(name, version string, deps ...recipes.Dependency) *recipes.Recipe {

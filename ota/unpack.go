@@ -16,21 +16,29 @@ import (
 	"strings"
 )
 
-// UnpackLimits bound what one archive may expand to (zip bombs). The zero
-// value uses the documented defaults.
+// UnpackLimits bound what one archive may expand to (zip and gzip bombs).
+// The agent sets them from [artifacts] max_unpacked_size and max_entries;
+// a zero field takes the same default as agent.toml.
 type UnpackLimits struct {
-	// MaxBytes caps the total size of the unpacked files. 0 = 4 GiB.
+	// MaxBytes caps the total size of the unpacked files. 0 =
+	// DefaultMaxUnpackedBytes.
 	MaxBytes int64
-	// MaxFiles caps the number of entries. 0 = 100000.
+	// MaxFiles caps the number of entries. 0 = DefaultMaxEntries.
 	MaxFiles int
 }
 
+// Defaults of UnpackLimits.
+const (
+	DefaultMaxUnpackedBytes = 1 << 30
+	DefaultMaxEntries       = 20000
+)
+
 func (l UnpackLimits) withDefaults() UnpackLimits {
-	if l.MaxBytes == 0 {
-		l.MaxBytes = 4 << 30
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxUnpackedBytes
 	}
-	if l.MaxFiles == 0 {
-		l.MaxFiles = 100000
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = DefaultMaxEntries
 	}
 	return l
 }
@@ -126,6 +134,11 @@ func (u *unpacker) tarGz(ctx context.Context, r io.Reader) error {
 		case tar.TypeDir:
 			err = u.mkdir(name)
 		case tar.TypeReg, tar.TypeRegA:
+			// The declared size refuses a bomb before it is inflated; the
+			// copy's own bound still holds for a header that lies.
+			if h.Size > u.limits.MaxBytes-u.bytes {
+				return unsafef("entry %q declares %d bytes, past the %d byte limit", h.Name, h.Size, u.limits.MaxBytes)
+			}
 			err = u.file(name, tr, h.FileInfo().Mode())
 		case tar.TypeSymlink:
 			err = u.symlink(name, h.Linkname)

@@ -36,7 +36,7 @@ func BenchmarkStartStop(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		t0 := time.Now()
-		p, _, err := e.r.Start(ctx, benchSpec)
+		p, _, err := e.run(ctx, benchSpec)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -63,7 +63,7 @@ func BenchmarkKillToExit(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
-		p, _, err := e.r.Start(ctx, benchSpec)
+		p, _, err := e.run(ctx, benchSpec)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -97,7 +97,7 @@ func BenchmarkStartAfterIdle(b *testing.B) {
 		<-quiet.C
 		b.StartTimer()
 		t0 := time.Now()
-		p, _, err := e.r.Start(ctx, benchSpec)
+		p, _, err := e.run(ctx, benchSpec)
 		if err != nil {
 			b.Fatal(err)
 		}

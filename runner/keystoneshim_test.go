@@ -68,7 +68,7 @@ func TestKeystoneShimProgramConfinesTheProcess(t *testing.T) {
 		}
 	}
 
-	_, _, err = e.r.Start(context.Background(), ProcessSpec{Component: "com.example.viashim-nodir", Command: "/bin/true", Dir: "/nonexistent/keystone-test"})
+	_, _, err = e.run(context.Background(), ProcessSpec{Component: "com.example.viashim-nodir", Command: "/bin/true", Dir: "/nonexistent/keystone-test"})
 	var se *SetupError
 	if !errors.As(err, &se) || se.Step != "chdir" {
 		t.Fatalf("err = %v, want a chdir SetupError from keystone-shim", err)

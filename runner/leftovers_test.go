@@ -25,7 +25,7 @@ func TestSweepLeftoversStopsUnrecordedProcesses(t *testing.T) {
 	if _, _, err := e.r.cgroups.Create("com.example.empty", cgroup.Limits{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.r.Start(context.Background(), ProcessSpec{Component: orphanCompName, Command: "/bin/true"}); !errors.Is(err, cgroup.ErrBusy) {
+	if _, _, err := e.run(context.Background(), ProcessSpec{Component: orphanCompName, Command: "/bin/true"}); !errors.Is(err, cgroup.ErrBusy) {
 		t.Fatalf("start beside the leftover: %v, want cgroup.ErrBusy", err)
 	}
 

@@ -202,7 +202,7 @@ func TestRunAsTakesUserAndGroupAndClearsSupplementaryGroups(t *testing.T) {
 
 	// A directory the user may not enter fails at chdir, as that user.
 	private := t.TempDir() // 0700 root
-	_, _, err = e.r.Start(context.Background(), ProcessSpec{Component: "com.example.private", Command: "/bin/true", RunAs: name, Dir: private})
+	_, _, err = e.run(context.Background(), ProcessSpec{Component: "com.example.private", Command: "/bin/true", RunAs: name, Dir: private})
 	var se *SetupError
 	if !errors.As(err, &se) || se.Step != "chdir" || !strings.Contains(se.Error(), "permission denied") {
 		t.Fatalf("err = %v, want a chdir SetupError", err)

@@ -99,7 +99,7 @@ func agentHelper() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	p, _, err := r.Start(context.Background(), ProcessSpec{Component: orphanCompName, Script: orphanScript, PidsLimit: 50})
+	p, _, err := r.Start(context.Background(), ProcessSpec{Component: orphanCompName, Script: orphanScript, PidsLimit: 50, AllowRoot: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -168,11 +168,18 @@ func newEnvWithShim(t testing.TB, root string, disabled bool, shimPath string) *
 	return &testEnv{r: r, logs: lm, root: root, logDir: dir}
 }
 
+// run is Start with root allowed: the tests run as root and, but for the
+// root refusal's own tests, start processes as the agent.
+func (e *testEnv) run(ctx context.Context, spec ProcessSpec) (*Process, []Warning, error) {
+	spec.AllowRoot = true
+	return e.r.Start(ctx, spec)
+}
+
 func (e *testEnv) start(t testing.TB, spec ProcessSpec) *Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, _, err := e.r.Start(ctx, spec)
+	p, _, err := e.run(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestStopOrphanAfterAgentIsKilled(t *testing.T) {
 
 	e := newEnv(t, root, false)
 	// A start while the orphans still run is refused rather than doubled.
-	if _, _, err := e.r.Start(context.Background(), ProcessSpec{Component: orphanCompName, Command: "/bin/true"}); err == nil {
+	if _, _, err := e.run(context.Background(), ProcessSpec{Component: orphanCompName, Command: "/bin/true"}); err == nil {
 		t.Fatal("a second copy started beside the orphan")
 	}
 	res, err := e.r.StopOrphan(context.Background(), rec, StopOptions{Timeout: 5 * time.Second})

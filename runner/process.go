@@ -30,7 +30,7 @@ const (
 type Process struct {
 	r      *Runner
 	spec   ProcessSpec
-	acct   *account
+	acct   *Account
 	cmd    *exec.Cmd
 	pid    int
 	ticks  uint64

@@ -77,7 +77,7 @@ func TestSecretsNeverAppearInStringsLogsOrErrors(t *testing.T) {
 	}
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("starting", "spec", spec)
-	_, _, err := e.r.Start(context.Background(), spec)
+	_, _, err := e.run(context.Background(), spec)
 	if err == nil {
 		t.Fatal("start of a missing program succeeded")
 	}
@@ -104,7 +104,7 @@ func TestSetupFailuresAreSetupErrorsNotExits(t *testing.T) {
 		{ProcessSpec{Component: "com.example.nodir", Command: "/bin/true", Dir: "/nonexistent/dir"}, "chdir"},
 		{ProcessSpec{Component: "com.example.noexecbit", Command: "/etc/hostname"}, "exec"},
 	} {
-		p, _, err := e.r.Start(context.Background(), tc.spec)
+		p, _, err := e.run(context.Background(), tc.spec)
 		var se *SetupError
 		if !errors.As(err, &se) || se.Step != tc.step || p != nil {
 			t.Errorf("%s: err = %v, want a SetupError at %q", tc.spec.Component, err, tc.step)
@@ -118,10 +118,10 @@ func TestSetupFailuresAreSetupErrorsNotExits(t *testing.T) {
 		}
 		cgroupDirsGone(t, e, e.root+"/"+tc.spec.Component)
 	}
-	if _, _, err := e.r.Start(context.Background(), ProcessSpec{Component: "x", Command: "relative/path"}); !errors.Is(err, ErrInvalidSpec) {
+	if _, _, err := e.run(context.Background(), ProcessSpec{Component: "x", Command: "relative/path"}); !errors.Is(err, ErrInvalidSpec) {
 		t.Errorf("relative command: %v", err)
 	}
-	if _, _, err := e.r.Start(context.Background(), ProcessSpec{Component: "x", Command: "/bin/true", RunAs: "no-such-user-here"}); err == nil {
+	if _, _, err := e.run(context.Background(), ProcessSpec{Component: "x", Command: "/bin/true", RunAs: "no-such-user-here"}); err == nil {
 		t.Error("unknown run_as user accepted")
 	}
 }
@@ -275,7 +275,7 @@ func TestNaturalExitLeavesNoGrandchild(t *testing.T) {
 func TestSecondStartWhileRunningIsRefused(t *testing.T) {
 	e := newEnv(t, "", false)
 	p := e.start(t, ProcessSpec{Component: "com.example.once", Command: "/bin/sleep", Args: []string{"300"}})
-	_, _, err := e.r.Start(context.Background(), ProcessSpec{Component: "com.example.once", Command: "/bin/sleep", Args: []string{"300"}})
+	_, _, err := e.run(context.Background(), ProcessSpec{Component: "com.example.once", Command: "/bin/sleep", Args: []string{"300"}})
 	if !errors.Is(err, cgroup.ErrBusy) {
 		t.Fatalf("second start: %v, want cgroup.ErrBusy", err)
 	}
@@ -307,7 +307,7 @@ func TestStatsMeasureCPUAndMemory(t *testing.T) {
 func TestUnavailableLimitsAreWarnedOnceAndTheProcessStillRuns(t *testing.T) {
 	e := newEnv(t, "", true)
 	spec := ProcessSpec{Component: "com.example.nolimits", Command: "/bin/sleep", Args: []string{"300"}, MemoryLimitBytes: 64 << 20, PidsLimit: 10}
-	p, warnings, err := e.r.Start(context.Background(), spec)
+	p, warnings, err := e.run(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,13 +320,13 @@ func TestUnavailableLimitsAreWarnedOnceAndTheProcessStillRuns(t *testing.T) {
 	}
 	p.Stop(context.Background(), StopOptions{})
 
-	p, warnings, err = e.r.Start(context.Background(), spec)
+	p, warnings, err = e.run(context.Background(), spec)
 	if err != nil || len(warnings) != 0 {
 		t.Fatalf("second start: %v, warnings %v (want none: reported once)", err, warnings)
 	}
 	p.Stop(context.Background(), StopOptions{})
 	spec.MemoryLimitBytes = 128 << 20
-	p, warnings, err = e.r.Start(context.Background(), spec)
+	p, warnings, err = e.run(context.Background(), spec)
 	if err != nil || len(warnings) != 1 || warnings[0].Limit != cgroup.LimitMemory {
 		t.Fatalf("changed limit: %v, warnings %v (want the new value reported)", err, warnings)
 	}
@@ -350,7 +350,7 @@ func TestShimDyingBeforeExecIsASetupError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := r.Start(context.Background(), ProcessSpec{Component: "com.example.crash", Command: "/bin/sleep", Args: []string{"300"}})
+	p, _, err := r.Start(context.Background(), ProcessSpec{Component: "com.example.crash", Command: "/bin/sleep", Args: []string{"300"}, AllowRoot: true})
 	var se *SetupError
 	if !errors.As(err, &se) || se.Step != "shim" || p != nil {
 		t.Fatalf("err = %v, want a SetupError at step shim", err)

@@ -21,15 +21,18 @@ type RecipeContext struct {
 	// DefaultRunAs is agent.toml's default_run_as, for a recipe that names
 	// no run_as; "" = as the agent.
 	DefaultRunAs string
+	// AllowRoot is agent.toml's security.allow_root, passed on to the
+	// spec; false = Start refuses a process that would run as root.
+	AllowRoot bool
 	// Secrets are the recipe's [secrets], resolved to values, by
 	// environment name; nil = none.
 	Secrets map[string]string
 }
 
 // SpecFromRecipe builds the ProcessSpec of a rendered (interpolated,
-// validated) process recipe. It makes no policy checks of its own (such as
-// security.allow_root): that is the caller's. A seccomp_profile left out
-// is "default".
+// validated) process recipe. security.allow_root travels in the spec and
+// is enforced by Start, where the process is spawned. A seccomp_profile
+// left out is "default".
 func SpecFromRecipe(r *recipes.Recipe, rc RecipeContext) (ProcessSpec, error) {
 	if r == nil || r.Lifecycle.Run == nil {
 		return ProcessSpec{}, fmt.Errorf("%w: recipe has no lifecycle.run", ErrInvalidSpec)
@@ -48,6 +51,7 @@ func SpecFromRecipe(r *recipes.Recipe, rc RecipeContext) (ProcessSpec, error) {
 		Args:             slices.Clone(run.Args),
 		Secrets:          maps.Clone(rc.Secrets),
 		RunAs:            r.Security.RunAs,
+		AllowRoot:        rc.AllowRoot,
 		NoNewPrivileges:  r.Security.NoNewPrivileges == nil || *r.Security.NoNewPrivileges,
 		Seccomp:          r.Security.SeccompProfile,
 		CPUQuotaPercent:  r.Resources.CPUQuota,

@@ -120,14 +120,15 @@ func (r *Runner) warnOnce(component string, unapplied []cgroup.Unapplied) []Warn
 //
 // Limits the host cannot enforce come back as warnings, not errors (each
 // once per component and value). The error wraps ErrInvalidSpec for a bad
-// spec, cgroup.ErrBusy when processes of an earlier run are still in the
-// component's cgroup (stop them with StopOrphan first), or is a
+// spec, ErrRoot for a process that would run as root without
+// spec.AllowRoot, cgroup.ErrBusy when processes of an earlier run are still
+// in the component's cgroup (stop them with StopOrphan first), or is a
 // *SetupError when the new process failed before exec.
 func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warning, error) {
 	if err := spec.validate(); err != nil {
 		return nil, nil, err
 	}
-	acct, err := resolveRunAs(spec.RunAs)
+	acct, err := CheckRunAs(spec.RunAs, spec.AllowRoot)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
 	}
@@ -173,7 +174,7 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 // that will exec (see shim.Request.Tasks): moving a whole running process
 // between cgroups waits for an RCU grace period (7 ms on the reference
 // machine, more on small boards), moving the calling thread does not.
-func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group) (*Process, error) {
+func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *Account, lg *logs.Log, group *cgroup.Group) (*Process, error) {
 	filter, err := r.seccompProgram(spec.Seccomp)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
@@ -189,7 +190,7 @@ func (r *Runner) spawn(ctx context.Context, spec ProcessSpec, acct *account, lg 
 // it was not born there, then the request; it waits until the shim has
 // exec'd (or reports why not) and returns the running process. On failure
 // the shim is killed and reaped.
-func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *logs.Log, group *cgroup.Group, sp *shimProc, filter []unix.SockFilter) (*Process, error) {
+func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *Account, lg *logs.Log, group *cgroup.Group, sp *shimProc, filter []unix.SockFilter) (*Process, error) {
 	r.live.Add(1)
 	pid := sp.pid
 	abort := func(err error) error {
@@ -211,12 +212,12 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *account, lg *
 	}
 	path, argv := spec.argv()
 	req := shim.Request{Path: path, Argv: argv, Env: spec.environ(acct), Dir: spec.Dir, UID: -1, GID: -1,
-		NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles, Tasks: group.V1TaskFiles(), Seccomp: filter}
+		NoRoot: !spec.AllowRoot, NoNewPrivs: spec.NoNewPrivileges, OpenFiles: spec.OpenFiles, Tasks: group.V1TaskFiles(), Seccomp: filter}
 	if req.Dir == "" {
 		req.Dir = "/"
 	}
 	if acct != nil {
-		req.UID, req.GID = acct.uid, acct.gid
+		req.UID, req.GID = int64(acct.UID), int64(acct.GID)
 	}
 	// Sending the request opens the gate: the shim is in its v2 group (if
 	// any) now, and joins its v1 groups before anything else.

@@ -87,12 +87,12 @@ func TestSeccompPathProfile(t *testing.T) {
 		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := e.r.Start(context.Background(), ProcessSpec{Component: "com.example.refused", Command: "/bin/true", Seccomp: SeccompPathPrefix + f})
+		_, _, err := e.run(context.Background(), ProcessSpec{Component: "com.example.refused", Command: "/bin/true", Seccomp: SeccompPathPrefix + f})
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: err = %v, want a refusal naming the file", name, err)
 		}
 	}
-	if _, _, err := e.r.Start(context.Background(), ProcessSpec{Component: "com.example.refused", Command: "/bin/true", Seccomp: "strict"}); !errors.Is(err, ErrInvalidSpec) {
+	if _, _, err := e.run(context.Background(), ProcessSpec{Component: "com.example.refused", Command: "/bin/true", Seccomp: "strict"}); !errors.Is(err, ErrInvalidSpec) {
 		t.Errorf("unknown profile name: %v", err)
 	}
 	cgroupDirsGone(t, e, e.root+"/com.example.refused")

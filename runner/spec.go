@@ -50,9 +50,13 @@ type ProcessSpec struct {
 	Dir string
 
 	// RunAs is "user:group" or "user" (the account's primary group), by
-	// name or number; supplementary groups are cleared. "" = as the agent,
-	// keeping its groups.
+	// name or decimal id (see ResolveRunAs); supplementary groups are
+	// cleared. "" = as the agent, keeping its groups.
 	RunAs string
+	// AllowRoot lets the process run as root: uid 0 by value, which
+	// includes RunAs "" while the agent is root. false = Start refuses
+	// such a spec (ErrRoot), and the shim checks again before exec.
+	AllowRoot bool
 	// NoNewPrivileges sets PR_SET_NO_NEW_PRIVS: setuid binaries and file
 	// capabilities grant nothing. false = not set.
 	NoNewPrivileges bool
@@ -157,7 +161,7 @@ func (s ProcessSpec) argv() (path string, argv []string) {
 // environ builds the process environment: Env, then the account's
 // defaults and PATH where Env has none, then Secrets (sorted); a later
 // entry for a name replaces an earlier one.
-func (s ProcessSpec) environ(acct *account) []string {
+func (s ProcessSpec) environ(acct *Account) []string {
 	env := slices.Clone(s.Env)
 	has := func(name string) bool {
 		return slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
@@ -166,7 +170,7 @@ func (s ProcessSpec) environ(acct *account) []string {
 		env = append(env, defaultPath)
 	}
 	if acct != nil {
-		for _, kv := range [][2]string{{"HOME", acct.home}, {"USER", acct.user}, {"LOGNAME", acct.user}} {
+		for _, kv := range [][2]string{{"HOME", acct.Home}, {"USER", acct.User}, {"LOGNAME", acct.User}} {
 			if kv[1] != "" && !has(kv[0]) {
 				env = append(env, kv[0]+"="+kv[1])
 			}
@@ -240,6 +244,9 @@ func (s ProcessSpec) String() string {
 	if s.RunAs != "" {
 		fmt.Fprintf(&b, " run_as=%s", s.RunAs)
 	}
+	if s.AllowRoot {
+		b.WriteString(" allow_root")
+	}
 	if s.Seccomp != "" {
 		fmt.Fprintf(&b, " seccomp=%s", s.Seccomp)
 	}
@@ -265,6 +272,7 @@ func (s ProcessSpec) LogValue() slog.Value {
 		slog.Any("env", envNames(s.Env)),
 		slog.Any("secrets", secretNames(s.Secrets)),
 		slog.String("run_as", s.RunAs),
+		slog.Bool("allow_root", s.AllowRoot),
 		slog.String("dir", s.Dir),
 	)
 	return slog.GroupValue(attrs...)

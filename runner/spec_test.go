@@ -58,7 +58,7 @@ func TestEnvironIsExactlyWhatWasAsked(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("environ = %q, want %q", got, want)
 	}
-	got = ProcessSpec{Env: []string{"USER=x"}}.environ(&account{user: "svc", home: "/var/lib/svc"})
+	got = ProcessSpec{Env: []string{"USER=x"}}.environ(&Account{User: "svc", Home: "/var/lib/svc"})
 	want = []string{"USER=x", defaultPath, "HOME=/var/lib/svc", "LOGNAME=svc"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("environ = %q, want %q", got, want)

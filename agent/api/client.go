@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrUnavailable is wrapped by every error that comes from not reaching the
@@ -38,9 +40,10 @@ const (
 	maxAnswerBody = 64 << 20
 )
 
-// Client calls an agent's local API (SPEC §7) over its Unix socket. It is
-// safe for concurrent use. Failures the agent answers come back as *Error
-// (use errors.As, or ErrorCode); failures to reach it wrap ErrUnavailable.
+// Client calls an agent's local API (docs/operations.md) over its Unix
+// socket. It is safe for concurrent use. Failures the agent answers come
+// back as *Error (use errors.As, or ErrorCode); failures to reach it wrap
+// ErrUnavailable.
 type Client struct {
 	socket string
 	http   *http.Client
@@ -359,15 +362,18 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 }
 
 // decodeError makes the *Error for a failed answer: the agent's JSON error
-// when the body is one, or one built from the status otherwise.
+// when the body is one, or one built from the status otherwise. The agent
+// answers every request that reaches its handlers in JSON; a plain-text
+// answer comes from its HTTP server refusing a malformed request before
+// that (or from something else on the socket), and says so.
 func decodeError(status int, body []byte) *Error {
 	var e Error
 	if err := json.Unmarshal(body, &e); err != nil || (e.Message == "" && e.Code == "") {
-		text := strings.TrimSpace(string(body))
+		text := plainText(body)
 		if text == "" {
 			text = http.StatusText(status)
 		}
-		e = Error{Message: fmt.Sprintf("HTTP %d: %s", status, text)}
+		e = Error{Message: fmt.Sprintf("HTTP %d: %s (plain text, not the API's JSON error: the HTTP layer refused the request before the API saw it)", status, text)}
 	}
 	if e.Code == "" {
 		e.Code = codeForStatus(status)
@@ -378,18 +384,39 @@ func decodeError(status int, body []byte) *Error {
 	return &e
 }
 
+// maxPlainText bounds how much of a non-JSON error body an error shows.
+const maxPlainText = 300
+
+// plainText is a non-JSON error body made safe to print: one line, control
+// characters escaped, cut at maxPlainText bytes.
+func plainText(body []byte) string {
+	text := strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
+	if len(text) > maxPlainText {
+		cut := maxPlainText
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "…"
+	}
+	if strings.ContainsFunc(text, unicode.IsControl) {
+		q := strconv.Quote(text)
+		text = q[1 : len(q)-1]
+	}
+	return text
+}
+
 // codeForStatus is the error code an answer without one stands for.
 func codeForStatus(status int) string {
 	switch status {
 	case http.StatusNotFound:
 		return CodeNotFound
-	case http.StatusBadRequest:
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
 		return CodeBadRequest
 	case http.StatusUnprocessableEntity:
 		return CodeInvalid
 	case http.StatusConflict:
 		return CodeConflict
-	case http.StatusRequestEntityTooLarge:
+	case http.StatusRequestEntityTooLarge, http.StatusRequestHeaderFieldsTooLarge:
 		return CodeTooLarge
 	default:
 		return CodeInternal

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -293,5 +294,35 @@ func TestClientLogsAndEventsStream(t *testing.T) {
 	}
 	if _, err := s.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last event: %v, want io.EOF", err)
+	}
+}
+
+// Answers the agent's HTTP server writes itself, before the API reads the
+// request, are plain text: the client still gives each its code, says
+// what kind of answer it was, and never prints a control character raw.
+func TestClientExplainsPlainTextRefusals(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/components/{name}", func(w http.ResponseWriter, r *http.Request) {
+		status, _ := strconv.Atoi(r.PathValue("name"))
+		body := http.StatusText(status)
+		if status == http.StatusBadRequest {
+			body = "400 Bad Request: malformed \x1b[2J request\r\nline"
+		}
+		http.Error(w, body, status)
+	})
+	c := serveUnix(t, mux)
+	for status, code := range map[int]string{
+		http.StatusRequestHeaderFieldsTooLarge: api.CodeTooLarge,
+		http.StatusUnsupportedMediaType:        api.CodeBadRequest,
+		http.StatusBadRequest:                  api.CodeBadRequest,
+	} {
+		_, err := c.Component(ctx(t), strconv.Itoa(status))
+		msg := fmt.Sprint(err)
+		if api.ErrorCode(err) != code || !strings.Contains(msg, fmt.Sprintf("HTTP %d", status)) || !strings.Contains(msg, "plain text") {
+			t.Errorf("HTTP %d: code %q, %q; want code %s and a message saying it was a plain-text refusal", status, api.ErrorCode(err), msg, code)
+		}
+		if strings.ContainsAny(msg, "\x1b\r\n") {
+			t.Errorf("HTTP %d: raw control characters in %q", status, msg)
+		}
 	}
 }

@@ -24,3 +24,7 @@ const (
 // MaxBodyBytes is the largest request body the agent reads (a manifest with
 // its recipes); a larger one is refused with 413 and CodeTooLarge.
 const MaxBodyBytes = 8 << 20
+
+// MaxHeaderBytes bounds a request's line and headers together; a larger
+// one is refused with 431 and CodeTooLarge.
+const MaxHeaderBytes = 64 << 10

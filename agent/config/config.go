@@ -123,6 +123,14 @@ type Artifacts struct {
 	// CAFile is an extra CA bundle for https:// artifacts and the
 	// repository. "": the system's roots only.
 	CAFile string `toml:"ca_file"`
+	// MaxUnpackedSize bounds what one archive (unpack = true) may expand
+	// to, in bytes; past it the archive is refused as UNSAFE_ARCHIVE (a
+	// zip or gzip bomb). Default 1GiB; more than 0.
+	MaxUnpackedSize recipes.Size `toml:"max_unpacked_size"`
+	// MaxEntries bounds the entries (files, folders, links) of one
+	// archive, refused past it like MaxUnpackedSize. Default 20000; more
+	// than 0.
+	MaxEntries int `toml:"max_entries"`
 }
 
 // Plugins is the [plugins] table.

@@ -12,6 +12,9 @@ const (
 	DefaultTopicPrefix  = "keystone"
 	DefaultCacheLimit   = 2 << 30 // bytes
 	DefaultKeepVersions = 2
+	// DefaultMaxUnpackedSize and DefaultMaxEntries bound one archive.
+	DefaultMaxUnpackedSize = 1 << 30 // bytes
+	DefaultMaxEntries      = 20000
 )
 
 // Default returns a configuration holding every default and nothing else
@@ -20,11 +23,16 @@ const (
 // "" is "" — this is how api.http_listen = "" disables the listener.
 func Default() *Config {
 	return &Config{
-		DataDir:   DefaultDataDir,
-		RootDir:   DefaultRootDir,
-		LogLevel:  DefaultLogLevel,
-		API:       API{Socket: DefaultSocket, HTTPListen: DefaultHTTPListen},
-		MQTT:      MQTT{TopicPrefix: DefaultTopicPrefix},
-		Artifacts: Artifacts{CacheLimit: recipes.Size(DefaultCacheLimit), KeepVersions: DefaultKeepVersions},
+		DataDir:  DefaultDataDir,
+		RootDir:  DefaultRootDir,
+		LogLevel: DefaultLogLevel,
+		API:      API{Socket: DefaultSocket, HTTPListen: DefaultHTTPListen},
+		MQTT:     MQTT{TopicPrefix: DefaultTopicPrefix},
+		Artifacts: Artifacts{
+			CacheLimit:      recipes.Size(DefaultCacheLimit),
+			KeepVersions:    DefaultKeepVersions,
+			MaxUnpackedSize: recipes.Size(DefaultMaxUnpackedSize),
+			MaxEntries:      DefaultMaxEntries,
+		},
 	}
 }

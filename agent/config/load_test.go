@@ -37,7 +37,7 @@ func TestLoadSpecExample(t *testing.T) {
 			TUFRoot:    "/etc/keystone/tuf/root.json",
 			Repository: "https://repo.example/keystone/",
 		},
-		Artifacts:  config.Artifacts{CacheLimit: 2 << 30, KeepVersions: 2},
+		Artifacts:  config.Artifacts{CacheLimit: 2 << 30, KeepVersions: 2, MaxUnpackedSize: 1 << 30, MaxEntries: 20000},
 		Plugins:    config.Plugins{TextfileDir: "/var/lib/prometheus/node-exporter"},
 		Components: map[string]map[string]any{"com.example.hello": {"interval_seconds": int64(10)}},
 		Source:     filepath.Join("testdata", "full.toml"),
@@ -62,28 +62,32 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", c, want)
 	}
 	for name, got := range map[string]any{
-		"data_dir":                c.DataDir,
-		"root_dir":                c.RootDir,
-		"api.socket":              c.API.Socket,
-		"api.http_listen":         c.API.HTTPListen,
-		"mqtt.topic_prefix":       c.MQTT.TopicPrefix,
-		"artifacts.cache_limit":   c.Artifacts.CacheLimit,
-		"artifacts.keep_versions": c.Artifacts.KeepVersions,
-		"log_level":               c.LogLevel,
-		"mqtt.broker":             c.MQTT.Broker,
-		"default_run_as":          c.DefaultRunAs,
+		"data_dir":                    c.DataDir,
+		"root_dir":                    c.RootDir,
+		"api.socket":                  c.API.Socket,
+		"api.http_listen":             c.API.HTTPListen,
+		"mqtt.topic_prefix":           c.MQTT.TopicPrefix,
+		"artifacts.cache_limit":       c.Artifacts.CacheLimit,
+		"artifacts.keep_versions":     c.Artifacts.KeepVersions,
+		"artifacts.max_unpacked_size": c.Artifacts.MaxUnpackedSize,
+		"artifacts.max_entries":       c.Artifacts.MaxEntries,
+		"log_level":                   c.LogLevel,
+		"mqtt.broker":                 c.MQTT.Broker,
+		"default_run_as":              c.DefaultRunAs,
 	} {
 		wantV := map[string]any{
-			"data_dir":                "/var/lib/keystone",
-			"root_dir":                "/opt/keystone",
-			"api.socket":              "/run/keystone/agent.sock",
-			"api.http_listen":         "127.0.0.1:9455",
-			"mqtt.topic_prefix":       "keystone",
-			"artifacts.cache_limit":   recipes.Size(2 << 30),
-			"artifacts.keep_versions": 2,
-			"log_level":               "info",
-			"mqtt.broker":             "",
-			"default_run_as":          "",
+			"data_dir":                    "/var/lib/keystone",
+			"root_dir":                    "/opt/keystone",
+			"api.socket":                  "/run/keystone/agent.sock",
+			"api.http_listen":             "127.0.0.1:9455",
+			"mqtt.topic_prefix":           "keystone",
+			"artifacts.cache_limit":       recipes.Size(2 << 30),
+			"artifacts.keep_versions":     2,
+			"artifacts.max_unpacked_size": recipes.Size(1 << 30),
+			"artifacts.max_entries":       20000,
+			"log_level":                   "info",
+			"mqtt.broker":                 "",
+			"default_run_as":              "",
 		}[name]
 		if got != wantV {
 			t.Errorf("default %s = %v, want %v", name, got, wantV)
@@ -127,6 +131,8 @@ insecure = true
 [artifacts]
 cache_limit = "512Mi"
 keep_versions = 1
+max_unpacked_size = "256MiB"
+max_entries = 500
 [dev]
 watch_dir = "/srv/recipes"
 [components."com.example.a"]
@@ -143,7 +149,8 @@ nested = { depth = 2, list = ["x", "y"] }
 	if c.API.SocketGroup != "keystone-ops" || c.Dev.WatchDir != "/srv/recipes" {
 		t.Errorf("API = %+v, Dev = %+v", c.API, c.Dev)
 	}
-	if c.Artifacts.CacheLimit != 512<<20 || c.Artifacts.KeepVersions != 1 {
+	if c.Artifacts.CacheLimit != 512<<20 || c.Artifacts.KeepVersions != 1 ||
+		c.Artifacts.MaxUnpackedSize != 256<<20 || c.Artifacts.MaxEntries != 500 {
 		t.Errorf("Artifacts = %+v", c.Artifacts)
 	}
 	if c.SlogLevel().String() != "DEBUG" {

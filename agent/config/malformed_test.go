@@ -91,6 +91,23 @@ func TestMalformed(t *testing.T) {
 			},
 		},
 		{
+			name: "archive limits zero or negative",
+			doc:  head + "[artifacts]\nmax_unpacked_size = 0\nmax_entries = -5\n",
+			want: []string{
+				"agent.toml:3:1: artifacts.max_unpacked_size: must be more than 0",
+				"agent.toml:4:1: artifacts.max_entries: -5 must be at least 1",
+			},
+		},
+		{
+			name: "archive limits of the wrong kind",
+			doc:  head + "[artifacts]\nmax_unpacked_size = \"huge\"\nmax_entries = \"many\"\nmax_entrys = 3\n",
+			want: []string{
+				`agent.toml:3:1: artifacts.max_unpacked_size: invalid size "huge"…`,
+				"agent.toml:4:1: artifacts.max_entries: must be an integer, not a string",
+				"agent.toml:5:1: artifacts.max_entrys: unknown key…",
+			},
+		},
+		{
 			name: "plain mqtt without insecure",
 			doc:  head + "[mqtt]\nbroker = \"mqtt://broker.example:1883\"\n",
 			want: []string{`agent.toml:3:1: mqtt.broker: "mqtt://broker.example:1883" is plain TCP: use mqtts://, or set mqtt.insecure = true for a development broker`},

@@ -171,6 +171,12 @@ func (v *validator) artifacts(a *Artifacts) {
 	if a.KeepVersions < 1 {
 		v.fail(keyOf("artifacts", "keep_versions"), "%d must be at least 1 (the current version)", a.KeepVersions)
 	}
+	if a.MaxUnpackedSize <= 0 {
+		v.fail(keyOf("artifacts", "max_unpacked_size"), "must be more than 0")
+	}
+	if a.MaxEntries < 1 {
+		v.fail(keyOf("artifacts", "max_entries"), "%d must be at least 1", a.MaxEntries)
+	}
 }
 
 // sortErrors puts problems in file order; those with no position go last,

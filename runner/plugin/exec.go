@@ -34,6 +34,7 @@ func newExecProgram(r *recipes.Recipe, command string, cfg Config) (*execProgram
 		Args:             slices.Clone(r.Plugin.Args),
 		Dir:              cfg.WorkDir,
 		RunAs:            r.Security.RunAs,
+		AllowRoot:        cfg.AllowRoot,
 		NoNewPrivileges:  r.Security.NoNewPrivileges == nil || *r.Security.NoNewPrivileges,
 		OpenFiles:        uint64(r.Resources.OpenFiles),
 		CPUQuotaPercent:  r.Resources.CPUQuota,

@@ -48,6 +48,9 @@ type Config struct {
 	// DefaultRunAs is agent.toml's default_run_as, for an exec plugin
 	// whose recipe names no run_as; "" = as the agent.
 	DefaultRunAs string
+	// AllowRoot is agent.toml's security.allow_root; false = an exec
+	// plugin that would run as root (uid 0) is refused at every run.
+	AllowRoot bool
 	// Runner starts exec plugins; required for runtime = "exec".
 	Runner *runner.Runner
 	// Wasm compiles and runs wasm plugins; required for runtime = "wasm".

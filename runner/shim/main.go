@@ -2,7 +2,9 @@ package shim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"syscall"
@@ -75,18 +77,8 @@ func run() (string, error) {
 			return "seccomp", err
 		}
 	}
-	if req.GID >= 0 {
-		if err := syscall.Setgroups(nil); err != nil {
-			return "clear supplementary groups", err
-		}
-		if err := syscall.Setgid(req.GID); err != nil {
-			return "setgid", fmt.Errorf("%d: %w", req.GID, err)
-		}
-	}
-	if req.UID >= 0 {
-		if err := syscall.Setuid(req.UID); err != nil {
-			return "setuid", fmt.Errorf("%d: %w", req.UID, err)
-		}
+	if step, err := takeCredentials(req); err != nil {
+		return step, err
 	}
 	if req.Dir != "" {
 		if err := os.Chdir(req.Dir); err != nil {
@@ -105,4 +97,30 @@ func run() (string, error) {
 	}
 	err := syscall.Exec(req.Path, req.Argv, req.Env)
 	return "exec", fmt.Errorf("%s: %w", req.Path, err)
+}
+
+// takeCredentials takes on the request's group and user and, with NoRoot,
+// makes sure root is gone. An id past 32 bits is refused: the kernel would
+// read it modulo 2^32, and 2^32 is root.
+func takeCredentials(req Request) (string, error) {
+	if req.UID >= math.MaxUint32 || req.GID >= math.MaxUint32 {
+		return "credentials", fmt.Errorf("uid %d or gid %d out of range", req.UID, req.GID)
+	}
+	if req.GID >= 0 {
+		if err := syscall.Setgroups(nil); err != nil {
+			return "clear supplementary groups", err
+		}
+		if err := syscall.Setgid(int(req.GID)); err != nil {
+			return "setgid", fmt.Errorf("%d: %w", req.GID, err)
+		}
+	}
+	if req.UID >= 0 {
+		if err := syscall.Setuid(int(req.UID)); err != nil {
+			return "setuid", fmt.Errorf("%d: %w", req.UID, err)
+		}
+	}
+	if r, e, s := unix.Getresuid(); req.NoRoot && (r == 0 || e == 0 || s == 0) {
+		return "refuse root", errors.New("would run as root (uid 0) and security.allow_root is false")
+	}
+	return "", nil
 }

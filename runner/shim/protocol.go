@@ -29,11 +29,16 @@ type Request struct {
 	Env []string `json:"env"`
 	// Dir is its working directory; "" = stay in the shim's.
 	Dir string `json:"dir"`
-	// UID is the user to become; -1 = keep the agent's.
-	UID int `json:"uid"`
+	// UID is the user to become; -1 = keep the agent's. int64, so that a
+	// uid past 2^31 stays positive on 32-bit hosts.
+	UID int64 `json:"uid"`
 	// GID is the group to become, with the supplementary groups cleared;
 	// -1 = keep the agent's (and its groups).
-	GID int `json:"gid"`
+	GID int64 `json:"gid"`
+	// NoRoot refuses to exec when, the credentials taken on, any of the
+	// process's uids is 0: the parent's check, made again where nothing
+	// can come between it and the exec. false = root is allowed.
+	NoRoot bool `json:"no_root,omitempty"`
 	// NoNewPrivs sets PR_SET_NO_NEW_PRIVS; false = not set.
 	NoNewPrivs bool `json:"no_new_privs"`
 	// OpenFiles is RLIMIT_NOFILE (soft and hard); 0 = keep.

@@ -25,8 +25,8 @@ func benchParse(b *testing.B, path string, parse func(name string, data []byte) 
 	b.ReportMetric(float64(len(data)), "bytes")
 }
 
-// BenchmarkParseRecipe parses the SPEC §3 process recipe (every field, one
-// import) and validates it.
+// BenchmarkParseRecipe parses the full process recipe of testdata/valid
+// (every field, one import) and validates it.
 func BenchmarkParseRecipe(b *testing.B) {
 	benchParse(b, filepath.Join("testdata", "valid", "spec-process.recipe.toml"), func(name string, data []byte) error {
 		_, err := recipes.ParseRecipe(name, data)
@@ -45,7 +45,7 @@ func BenchmarkParseRecipeInvalid(b *testing.B) {
 	})
 }
 
-// BenchmarkRender renders the SPEC §3 process recipe with device and
+// BenchmarkRender renders the full process recipe with device and
 // deployment config.
 func BenchmarkRender(b *testing.B) {
 	r, err := recipes.ParseRecipeFile(filepath.Join("testdata", "valid", "spec-process.recipe.toml"))

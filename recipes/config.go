@@ -11,28 +11,35 @@ import "fmt"
 func EffectiveConfig(defaults, device, deployment map[string]any) map[string]any {
 	out := map[string]any{}
 	for _, layer := range []map[string]any{defaults, device, deployment} {
-		out = mergeTables(out, layer)
+		mergeInto(out, layer)
 	}
 	return out
 }
 
-// mergeTables returns base with over laid on top: tables merge recursively,
-// everything else in over wins. Neither input is modified.
-func mergeTables(base, over map[string]any) map[string]any {
-	out := make(map[string]any, len(base)+len(over))
-	for k, v := range base {
-		out[k] = copyValue(v)
-	}
+// mergeInto lays over on top of dst, which the caller owns through and
+// through: tables merge recursively, everything else in over wins and is
+// copied, so dst shares nothing with over. dst is changed in place; copying
+// it afresh at every level made a deep table cost the square of its depth.
+func mergeInto(dst, over map[string]any) {
+	merge(dst, over, copyValue)
+}
+
+// adopt is mergeInto for an over that the caller gives up: its values are
+// taken as they are, not copied.
+func adopt(dst, over map[string]any) {
+	merge(dst, over, func(v any) any { return v })
+}
+
+func merge(dst, over map[string]any, take func(any) any) {
 	for k, v := range over {
-		if bt, ok := out[k].(map[string]any); ok {
+		if dt, ok := dst[k].(map[string]any); ok {
 			if ot, ok := v.(map[string]any); ok {
-				out[k] = mergeTables(bt, ot)
+				merge(dt, ot, take)
 				continue
 			}
 		}
-		out[k] = copyValue(v)
+		dst[k] = take(v)
 	}
-	return out
 }
 
 // copyValue deep-copies a generic TOML value (tables and arrays; scalars

@@ -2,9 +2,11 @@ package recipes
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrUnknownReference is wrapped by the error Interpolate returns when its
@@ -27,9 +29,12 @@ type FieldError struct {
 
 // Error formats the error as "file:line:col: path: message", leaving out
 // the parts that are unknown ("file: path: message", "file:line:col: message").
+// Control characters are escaped (see printable), so that a key, value or
+// file name written to a terminal or log cannot act on it, and one error
+// stays one line.
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
+	b.WriteString(printable(e.File))
 	if e.Line > 0 {
 		if b.Len() > 0 {
 			b.WriteByte(':')
@@ -44,12 +49,40 @@ func (e *FieldError) Error() string {
 		if b.Len() > 0 {
 			b.WriteString(": ")
 		}
-		b.WriteString(e.Path)
+		b.WriteString(printable(e.Path))
 	}
 	if b.Len() > 0 {
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Message)
+	b.WriteString(printable(e.Message))
+	return b.String()
+}
+
+// printable escapes the runes of s that are not printable (C0 and C1
+// controls, newlines and tabs included, DEL, format characters such as
+// bidirectional overrides, invalid UTF-8) the way Go quotes them: \x1b,
+// \n, \u202e. Printable text is left as it is, so names and messages read
+// naturally, and escaping twice changes nothing.
+func printable(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return r == utf8.RuneError || !strconv.IsPrint(r) })
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for s = s[i:]; s != ""; {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[0])
+		case !strconv.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
 	return b.String()
 }
 
@@ -111,8 +144,8 @@ func (c *collector) addAt(file string, line, col int, path, msg string) {
 // addIn records an error about path in one document, at the position of the
 // path or of its nearest ancestor present in that document.
 func (c *collector) addIn(d *document, path, msg string) {
-	p, _ := d.pos.find(path)
-	c.addAt(d.name, p.line, p.col, path, msg)
+	p, _, _ := d.pos.find(path)
+	c.addAt(d.name, int(p.line), int(p.col), path, msg)
 }
 
 // add records a semantic error about a field of the merged value. It names
@@ -127,36 +160,43 @@ func (c *collector) add(path, msg string) {
 		c.addAt("", 0, 0, path, msg)
 		return
 	}
-	for p := path; ; {
-		for _, d := range c.docs {
-			if at, ok := d.pos[p]; ok {
-				c.addAt(d.name, at.line, at.col, path, msg)
-				return
-			}
+	// The deepest ancestor written anywhere wins; among documents that
+	// write it, the first, whose values won the merge.
+	best, depth, at := c.docs[0], -1, position{}
+	for _, d := range c.docs {
+		if p, n, ok := d.pos.find(path); ok && n > depth {
+			best, depth, at = d, n, p
 		}
-		parent, ok := parentPath(p)
-		if !ok {
-			break
-		}
-		p = parent
 	}
-	c.addAt(c.docs[0].name, 0, 0, path, msg)
+	c.addAt(best.name, int(at.line), int(at.col), path, msg)
 }
 
 // isBad reports whether path or one of its ancestors has a shape error.
+// It looks up each ancestor rather than comparing with every bad path, so
+// a file with many errors is not checked in quadratic time.
 func (c *collector) isBad(path string) bool {
-	for b := range c.bad {
-		if path == b || strings.HasPrefix(path, b+".") || strings.HasPrefix(path, b+"[") {
+	if len(c.bad) == 0 {
+		return false
+	}
+	for off := 0; off < len(path); {
+		seg, rest := nextSeg(path[off:])
+		if c.bad[path[:off+len(seg)]] {
 			return true
 		}
+		off = len(path) - len(rest)
 	}
 	return false
 }
 
-// result sorts and de-duplicates the errors; nil when there are none.
+// result sorts and de-duplicates the errors; nil when there are none. The
+// paths and messages it hands out are printable, for callers that show
+// them without Error.
 func (c *collector) result() error {
 	if len(c.list) == 0 {
 		return nil
+	}
+	for _, e := range c.list {
+		e.Path, e.Message = printable(e.Path), printable(e.Message)
 	}
 	lineKey := func(n int) int {
 		if n == 0 {

@@ -152,7 +152,7 @@ func TestExampleWorkerScriptRuns(t *testing.T) {
 	}
 }
 
-// pluginOutput is the SPEC §4 answer of a plugin run.
+// pluginOutput is the answer a plugin writes on stdout for one run.
 type pluginOutput struct {
 	Metrics []struct {
 		Name   string            `json:"name"`

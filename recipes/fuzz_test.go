@@ -3,6 +3,7 @@ package recipes_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,17 +53,64 @@ func checkErrorList(t *testing.T, err error, data []byte) {
 	}
 }
 
+// addShapeSeeds adds inputs of the shapes that once cost memory in the
+// square of their size (paths made deep by every means TOML has, long
+// keys) and of those that cost the most per byte (many small values, near
+// the size limit), each after head.
+func addShapeSeeds(f *testing.F, head string) {
+	f.Helper()
+	deep := strings.Repeat("a.", 5000) + "a"
+	var keys strings.Builder
+	for i := 0; keys.Len() < 30<<10; i++ {
+		fmt.Fprintf(&keys, "k%d=1,", i)
+	}
+	for _, s := range []string{
+		deep + " = 1\n",
+		"[" + deep + "]\n",
+		"[[" + deep + "]]\n",
+		"[config.defaults]\ny = " + strings.Repeat("{a=", 2000) + "1" + strings.Repeat("}", 2000) + "\n",
+		"[config.defaults]\ny = " + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + "\n",
+		"[config.defaults]\ny = " + strings.Repeat("[{a=", 1000) + strings.Repeat("}]", 1000) + "\n",
+		"[a.b.c]\nd.e.f = { g = [[{ h = " + strings.Repeat("[", 60) + strings.Repeat("]", 60) + " }]] }\n",
+		"[[t]]\n[[t.t]]\n[[t.t.t]]\n" + strings.Repeat("[[t.t.t.t]]\n", 100),
+		"[config.defaults." + strings.Repeat("k", 8<<10) + "]\n" + strings.Repeat("v = 1\n[config.defaults.w]\n", 200),
+		"\"" + strings.Repeat("\\u001b", 1000) + "\" = 1\n",
+		"[config.defaults]\n" + strings.Repeat("k.", 61) + "k = 1\n",
+		"[config.defaults]\ny = [" + strings.Repeat("1,", 15<<10) + "]\n",
+		"[config.defaults]\ny = [" + strings.Repeat("{a=1},", 5<<10) + "]\n",
+		"[config.defaults]\ny = [" + strings.Repeat("[],", 10<<10) + "]\n",
+		"[config.defaults]\ny = {" + keys.String() + "}\n",
+		"[lifecycle.run]\nargs = [" + strings.Repeat("1,", 15<<10) + "]\n", // an error each
+	} {
+		f.Add([]byte(head + s))
+	}
+}
+
 func FuzzParseRecipe(f *testing.F) {
 	addFileSeeds(f, "examples/*.recipe.toml", "testdata/valid/*.recipe.toml", "testdata/invalid/recipe/*.toml")
 	f.Add([]byte("format = 1\nimports = [\"common.toml\"]\n[metadata]\nname = \"a.b\"\nversion = \"1.0.0\"\nkind = \"process\"\n[lifecycle.run]\ncommand = \"x\"\n"))
+	head := "format = 1\nimports = [\"common.toml\"]\n[metadata]\nname = \"a.b\"\nversion = \"1.0.0\"\nkind = \"process\"\n" +
+		"[lifecycle.run]\ncommand = \"${config.x}\"\n"
+	addShapeSeeds(f, "")
+	addShapeSeeds(f, head)
 	dir := f.TempDir()
 	// An import the fuzzer can reach by name.
 	if err := os.WriteFile(filepath.Join(dir, "common.toml"), []byte("[resources]\npids_limit = 8\n[config.defaults]\nx = 1\n"), 0o644); err != nil {
 		f.Fatal(err)
 	}
 	name := filepath.Join(dir, "fuzz.recipe.toml")
+	vars := recipes.Vars{DeviceID: "d", WorkDir: "/w", VersionDir: "/v"}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := recipes.ParseRecipe(name, data)
+		var r *recipes.Recipe
+		var err, renderErr error
+		used := allocated(func() {
+			if r, err = recipes.ParseRecipe(name, data); err == nil {
+				// Its defaults as the effective config: merged already,
+				// they must not be merged again.
+				_, renderErr = r.Render(r.Config.Defaults, vars)
+			}
+		})
+		checkMemory(t, used, len(data))
 		if err != nil {
 			if r != nil {
 				t.Fatal("a recipe returned with an error")
@@ -70,10 +118,20 @@ func FuzzParseRecipe(f *testing.F) {
 			checkErrorList(t, err, data)
 			return
 		}
-		// A valid recipe survives marshal → parse unchanged.
+		if renderErr != nil {
+			var list recipes.ErrorList
+			if !errors.As(renderErr, &list) {
+				t.Fatalf("render error %T %v is not an ErrorList", renderErr, renderErr)
+			}
+		}
+		// A valid recipe survives marshal → parse unchanged, unless the
+		// text it marshals to, defaults written out, outgrows a file.
 		out, err := r.Marshal()
 		if err != nil {
 			t.Fatalf("marshal of a valid recipe: %v", err)
+		}
+		if len(out) > recipes.MaxFileSize {
+			return
 		}
 		again, err := recipes.ParseRecipe(name, out)
 		if err != nil {
@@ -86,19 +144,28 @@ func FuzzParseRecipe(f *testing.F) {
 		if !bytes.Equal(out, out2) {
 			t.Fatalf("marshal → parse → marshal changed the text:\n%s\n---\n%s", out, out2)
 		}
-		if _, err := r.Render(nil, recipes.Vars{DeviceID: "d", WorkDir: "/w", VersionDir: "/v"}); err != nil {
-			var list recipes.ErrorList
-			if !errors.As(err, &list) {
-				t.Fatalf("render error %T %v is not an ErrorList", err, err)
-			}
-		}
 	})
+}
+
+// checkMemory fails a fuzz input whose parse (and render) allocated more
+// than memoryBudget allows for its size. allocated measures the total
+// allocated, not the peak heap: it bounds the peak from above, so it is the
+// stricter check, and it does not vary with when the collector runs.
+func checkMemory(t *testing.T, used uint64, size int) {
+	t.Helper()
+	if budget := memoryBudget(size); used > budget {
+		t.Fatalf("%d bytes of input allocated %d bytes, more than %d", size, used, budget)
+	}
 }
 
 func FuzzParseManifest(f *testing.F) {
 	addFileSeeds(f, "examples/deployment.toml", "testdata/valid/*.deployment.toml", "testdata/invalid/manifest/*.toml")
+	addShapeSeeds(f, "")
+	addShapeSeeds(f, "format = 1\n[[components]]\nname = \"com.example.a\"\nversion = \"1.0.0\"\n")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := recipes.ParseManifest("fuzz.recipe.toml", data)
+		var m *recipes.Manifest
+		var err error
+		checkMemory(t, allocated(func() { m, err = recipes.ParseManifest("fuzz.recipe.toml", data) }), len(data))
 		if err != nil {
 			if m != nil {
 				t.Fatal("a manifest returned with an error")
@@ -109,6 +176,9 @@ func FuzzParseManifest(f *testing.F) {
 		out, err := m.Marshal()
 		if err != nil {
 			t.Fatalf("marshal of a valid manifest: %v", err)
+		}
+		if len(out) > recipes.MaxFileSize {
+			return
 		}
 		again, err := recipes.ParseManifest("fuzz.recipe.toml", out)
 		if err != nil {
@@ -126,10 +196,15 @@ func FuzzParseManifest(f *testing.F) {
 
 func FuzzInterpolate(f *testing.F) {
 	for _, s := range []string{"", "plain", "${a}", "$${a}", "$$${a}", "${", "${}", "a${b", "${a}${b}", "${a${b}}",
-		"$", "$$", "echo $HOME ${config.x}", "\xff${\x00}", "${config.a.b}"} {
+		"$", "$$", "echo $HOME ${config.x}", "\xff${\x00}", "${config.a.b}", "${\x1b[2J}", "${a\u202e\xff}"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		// An error names the reference with its control characters escaped.
+		if _, err := recipes.Interpolate(s, func(string) (string, bool) { return "", false }); err != nil {
+			checkPrintable(t, "Interpolate", err.Error())
+		}
+
 		// Escape is undone exactly, and nothing escaped is looked up.
 		got, err := recipes.Interpolate(recipes.Escape(s), func(ref string) (string, bool) {
 			t.Fatalf("escaped text %q looked up %q", s, ref)

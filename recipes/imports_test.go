@@ -2,11 +2,14 @@ package recipes_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/keystone-edge/keystone/recipes"
 )
@@ -170,13 +173,123 @@ func TestImportsErrors(t *testing.T) {
 		{"self.recipe.toml", filepath.Join(dir, "self.recipe.toml") + ":1:12: imports[0]: import cycle: " +
 			filepath.Join(dir, "self.recipe.toml") + " -> " + filepath.Join(dir, "self.recipe.toml")},
 		{"syntax.recipe.toml", filepath.Join(dir, "broken.toml") + ":1:11: "},
-		{"dir.recipe.toml", filepath.Join(dir, "dir.recipe.toml") + ":1:12: imports[0]: imported file " +
-			filepath.Join(dir, "sub") + " is not a regular file"},
+		{"dir.recipe.toml", filepath.Join(dir, "dir.recipe.toml") + `:1:12: imports[0]: imported file "sub" is not a regular file`},
 	} {
 		_, err := recipes.ParseRecipeFile(filepath.Join(dir, tc.file))
 		var list recipes.ErrorList
 		if !errors.As(err, &list) || len(list) != 1 || !strings.HasPrefix(list[0].Error(), tc.want) {
 			t.Errorf("%s: got %v, want one error starting %q", tc.file, err, tc.want)
 		}
+	}
+}
+
+// importHead is a valid recipe with no imports, to put an imports line on.
+const importHead = "format = 1\n[metadata]\nname = \"com.example.a\"\nversion = \"1.0.0\"\nkind = \"process\"\n" +
+	"[lifecycle.run]\ncommand = \"./a\"\n"
+
+// mkfifo makes a FIFO and, at the end of the test, opens it for writing
+// without blocking, which releases a reader stuck opening it.
+func mkfifo(t *testing.T, path string) {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Skipf("no FIFOs here: %v", err)
+	}
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+}
+
+// within runs f and fails the test if it has not returned after 10s: a
+// guard against a hang, not a measure of speed.
+func within(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s has not returned after 10s", what)
+		return nil
+	}
+}
+
+func TestImportOfAFIFOIsRefusedWithoutBlocking(t *testing.T) {
+	dir := t.TempDir()
+	mkfifo(t, filepath.Join(dir, "pipe.toml"))
+	writeFiles(t, dir, map[string]string{"a.recipe.toml": "imports = [\"pipe.toml\"]\n" + importHead})
+	err := within(t, "ParseRecipeFile", func() error {
+		_, err := recipes.ParseRecipeFile(filepath.Join(dir, "a.recipe.toml"))
+		return err
+	})
+	want := filepath.Join(dir, "a.recipe.toml") + `:1:12: imports[0]: imported file "pipe.toml" is not a regular file`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+func TestParseFileOfAFIFOIsRefusedWithoutBlocking(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "a.recipe.toml")
+	mkfifo(t, fifo)
+	for what, parse := range map[string]func(string) error{
+		"ParseRecipeFile":   func(p string) error { _, err := recipes.ParseRecipeFile(p); return err },
+		"ParseManifestFile": func(p string) error { _, err := recipes.ParseManifestFile(p); return err },
+	} {
+		err := within(t, what, func() error { return parse(fifo) })
+		if err == nil || !strings.HasSuffix(err.Error(), fifo+": not a regular file") {
+			t.Errorf("%s: got %v, want not a regular file", what, err)
+		}
+	}
+}
+
+func TestImportThroughASymlinkLeavingTheFolderIsRefused(t *testing.T) {
+	outside := t.TempDir()
+	writeFiles(t, outside, map[string]string{"secret.toml": "[resources]\npids_limit = 7\n"})
+	dir := t.TempDir()
+	for link, target := range map[string]string{
+		"pw.toml": filepath.Join(outside, "secret.toml"),
+		"shared":  outside,
+		"up.toml": "../" + filepath.Base(outside) + "/secret.toml",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, imp := range []string{"pw.toml", "shared/secret.toml", "up.toml"} {
+		writeFiles(t, dir, map[string]string{"a.recipe.toml": "imports = [\"" + imp + "\"]\n" + importHead})
+		r, err := recipes.ParseRecipeFile(filepath.Join(dir, "a.recipe.toml"))
+		if err == nil {
+			t.Errorf("%s: read from outside the folder (pids_limit %d)", imp, r.Resources.PidsLimit)
+			continue
+		}
+		want := fmt.Sprintf(`imports[0]: imported file %q leads out of the recipe's folder`, imp)
+		if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), outside) {
+			t.Errorf("%s: got %v, want %q and no word of where it leads", imp, err, want)
+		}
+	}
+}
+
+func TestImportThroughASymlinkInsideTheFolderIsRead(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"shared/limits.toml": "[resources]\npids_limit = 7\n",
+		"sub/inner.toml":     "imports = [\"limits.toml\"]\n",
+		"a.recipe.toml":      "imports = [\"limits.toml\", \"sub/inner.toml\"]\n" + importHead,
+	})
+	// A link beside the recipe, and one in a subfolder that climbs to a
+	// sibling folder: both stay inside the recipe's folder.
+	for link, target := range map[string]string{"limits.toml": "shared/limits.toml", "sub/limits.toml": "../shared/limits.toml"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := recipes.ParseRecipeFile(filepath.Join(dir, "a.recipe.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Resources.PidsLimit != 7 {
+		t.Errorf("pids_limit = %d, want 7 from the linked import", r.Resources.PidsLimit)
 	}
 }

@@ -39,7 +39,7 @@ func Interpolate(s string, lookup func(ref string) (string, bool)) (string, erro
 			}
 			v, ok := lookup(ref)
 			if !ok {
-				return "", fmt.Errorf("%w \"${%s}\" at offset %d", ErrUnknownReference, ref, i)
+				return "", fmt.Errorf("%w \"${%s}\" at offset %d", ErrUnknownReference, printable(ref), i)
 			}
 			b.WriteString(v)
 			i += 2 + end + 1
@@ -62,8 +62,8 @@ func hasReference(s string) bool {
 	return strings.Contains(s, "${")
 }
 
-// namedReference reports whether ref is one of the references SPEC §3
-// allows besides config.
+// namedReference reports whether ref is one of the references a recipe may
+// use besides config.
 func namedReference(ref string) bool {
 	switch ref {
 	case "component.name", "component.version", "component.work_dir", "component.version_dir", "device.id":
@@ -75,7 +75,10 @@ func namedReference(ref string) bool {
 // resolver answers ${…} references for one recipe and remembers why the
 // last lookup failed, for the error message.
 type resolver struct {
-	config map[string]any
+	// config holds the configuration layers, the last winning. A reference
+	// is looked up through them as EffectiveConfig would merge them, so a
+	// configuration is never merged again just to be read.
+	config []map[string]any
 	// values gives component.* and device.id; nil when validating, where
 	// only the names are checked.
 	values map[string]string
@@ -99,25 +102,57 @@ func (r *resolver) lookup(ref string) (string, bool) {
 }
 
 func (r *resolver) config1(ref, name string) (string, bool) {
-	var cur any = r.config
+	found := make([]any, len(r.config))
+	for i, layer := range r.config {
+		found[i] = layer
+	}
 	for _, key := range strings.Split(name, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
+		tables := mergedTables(found)
+		if tables == nil {
 			r.why = fmt.Sprintf("unknown reference \"${%s}\": config value %q is not a table", ref, strings.TrimSuffix(name, "."+key))
 			return "", false
 		}
-		if cur, ok = m[key]; !ok || key == "" {
+		found = found[:0]
+		for _, t := range tables {
+			if v, ok := t[key]; ok {
+				found = append(found, v)
+			}
+		}
+		if len(found) == 0 || key == "" {
 			r.why = fmt.Sprintf("unknown reference \"${%s}\": config.defaults has no %q "+
 				"(device and deployment config may override a default, not add one)", ref, name)
 			return "", false
 		}
 	}
+	cur := found[len(found)-1]
 	s, ok := scalarText(cur)
 	if !ok {
 		r.why = fmt.Sprintf("reference \"${%s}\" is %s, not a single value", ref, describe(cur))
 		return "", false
 	}
 	return s, true
+}
+
+// mergedTables returns the tables that merging the layers' values found at
+// one path (the last winning) would merge: the last value and the tables
+// right before it, back to a value that is not a table, which they replace.
+// It returns nil when the last value is not a table.
+func mergedTables(found []any) []map[string]any {
+	start := len(found)
+	for start > 0 {
+		if _, ok := found[start-1].(map[string]any); !ok {
+			break
+		}
+		start--
+	}
+	if start == len(found) && start > 0 {
+		return nil
+	}
+	tables := make([]map[string]any, 0, len(found)-start)
+	for _, v := range found[start:] {
+		tables = append(tables, v.(map[string]any))
+	}
+	return tables
 }
 
 // message describes the failure of an Interpolate call made with lookup.

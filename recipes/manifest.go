@@ -1,15 +1,12 @@
 package recipes
 
-import (
-	"fmt"
-	"os"
-)
+import "fmt"
 
-// ParseManifestFile reads and validates a deployment manifest (SPEC §5).
+// ParseManifestFile reads and validates a deployment manifest.
 // On failure the error is an ErrorList naming every problem, or an error
 // saying the file could not be read.
 func ParseManifestFile(path string) (*Manifest, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}

@@ -2,6 +2,7 @@ package recipes
 
 import (
 	"strconv"
+	"strings"
 )
 
 // Field paths name a value inside a document the way a recipe author would
@@ -10,10 +11,7 @@ import (
 
 // joinKey appends a key to a field path.
 func joinKey(path, key string) string {
-	seg := key
-	if !isBareKey(key) {
-		seg = strconv.Quote(key)
-	}
+	seg := keySeg(key)
 	if path == "" {
 		return seg
 	}
@@ -22,7 +20,47 @@ func joinKey(path, key string) string {
 
 // indexPath appends an array index to a field path.
 func indexPath(path string, i int) string {
-	return path + "[" + strconv.Itoa(i) + "]"
+	return path + indexSeg(i)
+}
+
+// keySeg writes a key as a field path writes it.
+func keySeg(key string) string {
+	if isBareKey(key) {
+		return key
+	}
+	return strconv.Quote(key)
+}
+
+// indexSeg writes an array index as a field path writes it.
+func indexSeg(i int) string {
+	return "[" + strconv.Itoa(i) + "]"
+}
+
+// nextSeg splits the first key or [index] off a field path, as keySeg and
+// indexSeg wrote it; rest has no leading '.'.
+func nextSeg(path string) (seg, rest string) {
+	i := 0
+	switch {
+	case path == "":
+		return "", ""
+	case path[0] == '[':
+		i = strings.IndexByte(path, ']') + 1
+		if i == 0 {
+			i = len(path)
+		}
+	case path[0] == '"':
+		for i = 1; i < len(path) && path[i] != '"'; i++ {
+			if path[i] == '\\' {
+				i++
+			}
+		}
+		i = min(i+1, len(path))
+	default:
+		for i < len(path) && path[i] != '.' && path[i] != '[' {
+			i++
+		}
+	}
+	return path[:i], strings.TrimPrefix(path[i:], ".")
 }
 
 // isBareKey reports whether a TOML key can be written without quotes.
@@ -37,38 +75,4 @@ func isBareKey(k string) bool {
 		}
 	}
 	return true
-}
-
-// parentPath drops the last key or index of a path; false for a path of a
-// single key (or the empty path).
-func parentPath(path string) (string, bool) {
-	last := -1 // start of the last segment, counting its '.' separator
-	for i := 0; i < len(path); {
-		switch path[i] {
-		case '.':
-			last = i
-			i++
-		case '[':
-			last = i
-			for i < len(path) && path[i] != ']' {
-				i++
-			}
-			i++
-		case '"':
-			i++
-			for i < len(path) && path[i] != '"' {
-				if path[i] == '\\' {
-					i++
-				}
-				i++
-			}
-			i++
-		default:
-			i++
-		}
-	}
-	if last <= 0 {
-		return "", false
-	}
-	return path[:last], true
 }

@@ -3,7 +3,7 @@ package recipes
 import (
 	"bytes"
 	"fmt"
-	"os"
+	"path/filepath"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -13,7 +13,7 @@ import (
 // ErrorList naming every problem, or an error saying the file could not be
 // read.
 func ParseRecipeFile(path string) (*Recipe, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read recipe: %w", err)
 	}
@@ -23,15 +23,18 @@ func ParseRecipeFile(path string) (*Recipe, error) {
 // ParseRecipe parses a recipe from data. name is the file name used in
 // errors and in Source; imports are read relative to filepath.Dir(name).
 // Imports are merged first, in order, and the file itself wins; tables merge
-// key by key and any other value (arrays included) is replaced whole. The
+// key by key and any other value (arrays included) is replaced whole. An
+// import must be a regular file inside that folder's tree, reached by no
+// symbolic link that leaves it. The
 // merged recipe is strictly checked (unknown keys, types, values, ${…}
 // references), defaults are filled in, and on success Imports is nil and
 // ImportedFiles lists the files merged. On failure the error is an
 // ErrorList with every problem found.
 func ParseRecipe(name string, data []byte) (*Recipe, error) {
 	c := newCollector()
-	l := &importLoader{c: c, cache: map[string]*loaded{}}
-	top := l.load(name, data, nil)
+	l := &importLoader{c: c, cache: map[string]*loaded{}, dir: filepath.Dir(name)}
+	defer l.close()
+	top := l.load(name, filepath.Base(name), data, nil)
 	if top == nil {
 		return nil, c.result()
 	}

@@ -12,17 +12,18 @@ type Vars struct {
 }
 
 // Render returns a deep copy of the recipe with every ${…} resolved in the
-// fields SPEC §3 interpolates: lifecycle.run command, script, args, env
+// fields that are interpolated: lifecycle.run command, script, args, env
 // values and health check, the install and shutdown scripts, and the plugin's
 // command, args and mapping labels. "$${" becomes a literal "${". Other
 // fields are copied unchanged. config is the effective configuration (see
-// EffectiveConfig); the recipe's own defaults fill any key it lacks. An
-// unknown reference, or one to a table or array, is an ErrorList entry
-// naming the field; then the result is nil. The receiver is not modified.
+// EffectiveConfig); the recipe's own defaults fill any key it lacks, found
+// by looking beneath config rather than by merging it again. An unknown
+// reference, or one to a table or array, is an ErrorList entry naming the
+// field; then the result is nil. The receiver is not modified.
 func (r *Recipe) Render(config map[string]any, v Vars) (*Recipe, error) {
 	out := deepCopy(r)
 	res := &resolver{
-		config: EffectiveConfig(r.Config.Defaults, config, nil),
+		config: []map[string]any{r.Config.Defaults, config},
 		values: map[string]string{
 			"component.name":        r.Metadata.Name,
 			"component.version":     r.Metadata.Version,

@@ -78,7 +78,7 @@ func TestRenderResolvesTheInterpolatedFields(t *testing.T) {
 	if got := out.Lifecycle.Shutdown.Script; got != "echo bye from pos-12" {
 		t.Errorf("shutdown script = %q", got)
 	}
-	// Fields SPEC §3 does not interpolate are copied as they are.
+	// Fields that are not interpolated are copied as they are.
 	if out.Metadata.Description != "keeps ${config.port} literally" || run.WorkingDir != "data" {
 		t.Errorf("uninterpolated fields changed: %q %q", out.Metadata.Description, run.WorkingDir)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // validRecipeFiles are the recipes that must parse: the shipped examples and
-// the SPEC samples in testdata/valid.
+// the samples in testdata/valid.
 func validRecipeFiles(t *testing.T) []string {
 	t.Helper()
 	var files []string

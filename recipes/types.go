@@ -1,6 +1,6 @@
 package recipes
 
-// The typed model of a recipe (SPEC §3) and a deployment manifest (SPEC §5).
+// The typed model of a recipe and a deployment manifest.
 //
 // Field docs give the zero value's meaning. Defaults are applied by the
 // parser (see defaults.go), so a parsed Recipe never needs a second look at
@@ -189,7 +189,7 @@ type Secret struct {
 	Path string `toml:"path"` // file, for from = file
 }
 
-// Manifest is a parsed deployment manifest (SPEC §5).
+// Manifest is a parsed deployment manifest.
 type Manifest struct {
 	Format     int            `toml:"format"`
 	Deployment DeploymentSpec `toml:"deployment"`

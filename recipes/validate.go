@@ -5,11 +5,11 @@ import (
 	"strings"
 )
 
-// validateRecipe checks a merged, defaulted recipe against SPEC §3 and
-// reports every problem to c. tree is the merged file, for "was it written"
+// validateRecipe checks a merged, defaulted recipe and reports every
+// problem to c. tree is the merged file, for "was it written"
 // questions.
 func validateRecipe(c *collector, r *Recipe, tree map[string]any) {
-	v := recipeValidator{c: c, r: r, refs: &resolver{config: r.Config.Defaults}}
+	v := recipeValidator{c: c, r: r, refs: &resolver{config: []map[string]any{r.Config.Defaults}}}
 	v.top(tree)
 	v.metadata()
 	v.kindSections()
@@ -45,7 +45,7 @@ func (v *recipeValidator) check(path, msg string) {
 	}
 }
 
-// interpolated checks the ${…} references of a field where SPEC §3 allows them.
+// interpolated checks the ${…} references of a field that is interpolated.
 func (v *recipeValidator) interpolated(path, s string) {
 	if _, err := Interpolate(s, v.refs.lookup); err != nil {
 		v.c.add(path, v.refs.message(err))

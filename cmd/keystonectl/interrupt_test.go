@@ -70,7 +70,8 @@ func TestBinaryRecipeValidateNeverHangsOnAFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range []string{"pipe.recipe.toml"} {
+	writeFile(t, filepath.Join(dir, "imports.recipe.toml"), strings.Replace(helloRecipe, "format = 1", "format = 1\nimports = [\"pipe.recipe.toml\"]", 1))
+	for _, file := range []string{"pipe.recipe.toml", "imports.recipe.toml"} {
 		t.Run(file, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			cmd := exec.Command(bin, "recipe", "validate", file)

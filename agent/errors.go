@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/looplab/fsm"
-
 	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/store"
 	"github.com/keystone-edge/keystone/supervisor"
@@ -43,7 +41,6 @@ type problemLister interface {
 func classify(err error) (status int, code string) {
 	var re *requestError
 	var mbe *http.MaxBytesError
-	var illegal fsm.InvalidEventError
 	switch {
 	case errors.As(err, &re):
 		return re.status, re.code
@@ -56,7 +53,7 @@ func classify(err error) (status int, code string) {
 		return http.StatusNotFound, api.CodeNotFound
 	case errors.Is(err, deploy.ErrConflict), errors.Is(err, supervisor.ErrRemoved):
 		return http.StatusConflict, api.CodeConflict
-	case errors.As(err, &illegal):
+	case errors.Is(err, supervisor.ErrIllegal):
 		return http.StatusConflict, api.CodeIllegal
 	case errors.Is(err, supervisor.ErrStopped), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, api.CodeInternal

@@ -7,30 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/store"
 )
-
-// fakeClock is a settable clock for last-use times.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func openStore(t testing.TB, dir string) *store.Store {
 	t.Helper()
@@ -42,7 +24,7 @@ func openStore(t testing.TB, dir string) *store.Store {
 	return st
 }
 
-func openTestCache(t testing.TB, dataDir string, st *store.Store, limit int64, clock *fakeClock) *Cache {
+func openTestCache(t testing.TB, dataDir string, st *store.Store, limit int64, clock *fakeclock.Clock) *Cache {
 	t.Helper()
 	c, err := OpenCache(context.Background(), CacheConfig{Dir: filepath.Join(dataDir, "artifacts"), Index: st, Limit: limit, Now: clock.Now})
 	if err != nil {
@@ -69,7 +51,7 @@ func TestCacheGCStaysWithinLimitAndKeepsNeeded(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	st := openStore(t, dir)
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	const unit = 100 << 10
 	c := openTestCache(t, dir, st, 250<<10, clock)
 	var shas []string
@@ -148,7 +130,7 @@ func TestCacheNeverTrustsHalfWrittenFiles(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	st := openStore(t, dir)
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := openTestCache(t, dir, st, 0, clock)
 
 	good, goodSHA := payload(t, 64<<10)

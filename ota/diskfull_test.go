@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
@@ -41,7 +42,7 @@ func TestFetchDiskFullFailsCleanlyAndRecovers(t *testing.T) {
 	srv := newFaultServer(t, body, nil)
 
 	st := openStore(t, t.TempDir()) // the database lives elsewhere, as on a device with /var on another disk
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := openTestCache(t, dataDir, st, 0, clock)
 	f, err := NewFetcher(FetcherConfig{Cache: c, Downloader: testDownloader(t, DownloadConfig{}), ComponentsDir: filepath.Join(dataDir, "components")})
 	if err != nil {

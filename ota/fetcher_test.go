@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
 func newTestFetcher(t testing.TB, dataDir string, repo *Repository, limit int64) *Fetcher {
 	t.Helper()
 	st := openStore(t, dataDir)
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := openTestCache(t, dataDir, st, limit, clock)
 	d := testDownloader(t, DownloadConfig{})
 	f, err := NewFetcher(FetcherConfig{Cache: c, Downloader: d, Repository: repo, ComponentsDir: filepath.Join(dataDir, "components")})

@@ -45,7 +45,7 @@ func benchSupervisorWithShim(b *testing.B, bus *events.Bus, shimPath string) *Su
 	if err != nil {
 		b.Fatal(err)
 	}
-	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: r}, Events: bus})
+	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: r, AllowRoot: true}, Events: bus})
 	if err != nil {
 		b.Fatal(err)
 	}

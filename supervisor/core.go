@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/keystone-edge/keystone/recipes"
-	"github.com/looplab/fsm"
 )
 
 // InputKind says what happened to a component, as its core is told.
@@ -81,6 +80,9 @@ type Input struct {
 	Detail  string     // InputHealth: what the check saw
 	Timer   TimerKind  // InputTimer
 	Gen     uint64     // InputLaunched/LaunchFailed/Exited: run; InputHealth/InputTimer: arming
+	// Dependency (InputStop): the stop is because a hard dependency is not
+	// ready; stopping a running process for it is a FailureDependency.
+	Dependency bool
 }
 
 // EffectKind says what the actor must do.
@@ -175,6 +177,8 @@ type Core struct {
 	fails     int               // consecutive counted health failures
 	since     time.Time         // time of the last transition
 	lastError string            // reason of the last failure
+	failure   FailureKind       // kind of the last failure
+	failing   FailureKind       // kind of the failure being fired (see fire)
 	out       []Effect          // effects of the step in progress
 }
 
@@ -197,6 +201,11 @@ type CoreStatus struct {
 	LastError string
 	// Retrying is true in ERRORED while a restart is pending.
 	Retrying bool
+	// Failure is the kind of the last failure (see Status.Failure);
+	// FailureNone when there was none.
+	Failure FailureKind
+	// Generation is the current run's; it changes at every launch.
+	Generation uint64
 }
 
 // Status returns the component's current status.
@@ -206,13 +215,15 @@ func (c *Core) Status() CoreStatus {
 		h = c.hstate
 	}
 	return CoreStatus{
-		State:     c.m.current(),
-		Pid:       c.pid,
-		Restarts:  c.restarts.Total(),
-		Since:     c.since,
-		Health:    h,
-		LastError: c.lastError,
-		Retrying:  c.armed[TimerRestart],
+		State:      c.m.current(),
+		Pid:        c.pid,
+		Restarts:   c.restarts.Total(),
+		Since:      c.since,
+		Health:     h,
+		LastError:  c.lastError,
+		Retrying:   c.armed[TimerRestart],
+		Failure:    c.failure,
+		Generation: c.run,
 	}
 }
 
@@ -221,8 +232,8 @@ func (c *Core) State() State { return c.m.current() }
 
 // Step applies one input and returns the effects the actor must carry out,
 // in order. A command the current state does not allow returns an error
-// wrapping fsm.InvalidEventError that names the state; no effect is lost
-// when it does (the effects before the error are returned too).
+// wrapping ErrIllegal that names the command and the state; no effect is
+// lost when it does (the effects before the error are returned too).
 func (c *Core) Step(ctx context.Context, in Input) ([]Effect, error) {
 	c.out = nil
 	err := c.step(ctx, in)
@@ -237,7 +248,8 @@ func (c *Core) flush() []Effect {
 }
 
 // fire moves the machine and queues the transition effect at this point of
-// the effect list, so order is kept.
+// the effect list, so order is kept. A move into ERRORED or BROKEN records
+// its reason as the last error and c.failing as its kind.
 func (c *Core) fire(ctx context.Context, at time.Time, event, reason string) error {
 	if err := c.m.fire(ctx, event, reason); err != nil {
 		return err
@@ -246,7 +258,7 @@ func (c *Core) fire(ctx context.Context, at time.Time, event, reason string) err
 		c.since = at
 		switch t.To {
 		case StateErrored, StateBroken:
-			c.lastError = t.Reason
+			c.lastError, c.failure = t.Reason, c.failing
 		}
 		c.out = append(c.out, Effect{Kind: EffectTransition, Transition: t})
 	}
@@ -270,8 +282,16 @@ func (c *Core) disarm(t TimerKind) {
 }
 
 // invalid is the error for a command the current state does not allow.
-func (c *Core) invalid(event string) error {
-	return fsm.InvalidEventError{Event: event, State: c.m.current().String()}
+func (c *Core) invalid(command string) error {
+	return &illegalError{command: command, state: c.m.current()}
+}
+
+// failWith fires a move into ERRORED (and maybe on to BROKEN) of the
+// given kind.
+func (c *Core) failWith(ctx context.Context, kind FailureKind, at time.Time, event, reason string) error {
+	c.failing = kind
+	defer func() { c.failing = FailureNone }()
+	return c.fire(ctx, at, event, reason)
 }
 
 func (c *Core) step(ctx context.Context, in Input) error {
@@ -284,19 +304,19 @@ func (c *Core) step(ctx context.Context, in Input) error {
 		return nil
 	case InputInstalled:
 		if in.Err != nil {
-			return c.fire(ctx, in.At, evInstallFailed, "install failed: "+in.Err.Error())
+			return c.failWith(ctx, FailureInstall, in.At, evInstallFailed, "install failed: "+in.Err.Error())
 		}
 		c.installed = true
 		return c.fire(ctx, in.At, evInstalled, orDefault(in.Reason, "installed"))
 	case InputStart:
 		return c.start(ctx, in.At, orDefault(in.Reason, "start requested"))
 	case InputStop:
-		return c.stop(ctx, in.At, orDefault(in.Reason, "stop requested"), false)
+		return c.stop(ctx, in.At, orDefault(in.Reason, "stop requested"), false, in.Dependency)
 	case InputRestart:
 		if c.State() != StateNew {
 			c.restarts.Reset() // a restart by hand clears BROKEN and the history
 		}
-		return c.stop(ctx, in.At, orDefault(in.Reason, "restart requested"), true)
+		return c.stop(ctx, in.At, orDefault(in.Reason, "restart requested"), true, false)
 	case InputLaunched:
 		return c.launched(ctx, in)
 	case InputLaunchFailed:
@@ -344,11 +364,17 @@ func (c *Core) start(ctx context.Context, at time.Time, reason string) error {
 }
 
 // stop asks the process to stop, or settles in STOPPED when none runs.
-// thenStart makes it a restart.
-func (c *Core) stop(ctx context.Context, at time.Time, reason string, thenStart bool) error {
+// thenStart makes it a restart. dependency says a hard dependency went
+// down: stopping a running process for it is recorded as the failure kind
+// FailureDependency, but the last error is left alone (a stop is not a
+// failure of the component's own; the transition carries the reason).
+func (c *Core) stop(ctx context.Context, at time.Time, reason string, thenStart, dependency bool) error {
 	switch s := c.State(); s {
 	case StateRunning, StateDegraded:
 		c.intent = stopIntent{reason: reason, thenStart: thenStart}
+		if dependency && !thenStart {
+			c.failure = FailureDependency
+		}
 		c.disarm(TimerProbe)
 		if err := c.fire(ctx, at, evStop, reason); err != nil {
 			return err
@@ -431,26 +457,38 @@ func (c *Core) exited(ctx context.Context, in Input) error {
 // killed as unhealthy) and moves to FINISHED, ERRORED or BROKEN.
 func (c *Core) ended(ctx context.Context, at time.Time, o Outcome, failEvent string) error {
 	d, wait, reason := c.restarts.Decide(at, o)
+	kind := outcomeFailure(o)
 	switch d {
 	case DecisionFinish:
 		if failEvent == evFailed {
 			return c.fire(ctx, at, evFinished, reason)
 		}
-		return c.fire(ctx, at, failEvent, reason)
+		return c.failWith(ctx, kind, at, failEvent, reason)
 	case DecisionRestart:
-		if err := c.fire(ctx, at, failEvent, reason); err != nil {
+		if err := c.failWith(ctx, kind, at, failEvent, reason); err != nil {
 			return err
 		}
 		c.arm(TimerRestart, wait)
 		return nil
 	case DecisionBreak:
-		if err := c.fire(ctx, at, failEvent, o.describe()); err != nil {
+		if err := c.failWith(ctx, kind, at, failEvent, o.describe()); err != nil {
 			return err
 		}
-		return c.fire(ctx, at, evBreak, reason)
+		return c.failWith(ctx, kind, at, evBreak, reason)
 	default: // DecisionGiveUp; DecisionStop does not reach here
-		return c.fire(ctx, at, failEvent, reason)
+		return c.failWith(ctx, kind, at, failEvent, reason)
 	}
+}
+
+// outcomeFailure is the kind of failure a run that ended so is.
+func outcomeFailure(o Outcome) FailureKind {
+	switch o.Kind {
+	case OutcomeStartFailed:
+		return FailureStart
+	case OutcomeUnhealthy:
+		return FailureUnhealthy
+	}
+	return failureOf(o.Exit)
 }
 
 func (c *Core) timer(ctx context.Context, in Input) error {
@@ -493,7 +531,7 @@ func (c *Core) probed(ctx context.Context, in Input) error {
 		return nil
 	}
 	if c.hstate == HealthStarting && in.At.Sub(c.startedAt) < c.health.StartPeriod.Duration {
-		// Failures inside start_period do not count (SPEC §3 health).
+		// Failures inside start_period do not count.
 		c.arm(TimerProbe, c.health.Interval.Duration)
 		return nil
 	}

@@ -1,107 +1,28 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/transcript"
 	"github.com/keystone-edge/keystone/recipes"
+	"github.com/looplab/fsm"
 )
 
-var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt transcripts with the actual output")
-
-// TestCoreScenarios runs the scripts in testdata/core_*.txt. Each block is a
-// command line, a "----" line and the exact transcript the core must give
-// back (transitions and effects), ended by a blank line. Model: etcd raft's
-// interaction tests.
+// TestCoreScenarios runs the scripts in testdata/core_*.txt: each block is
+// a command and the exact transcript the core must give back (transitions
+// and effects); -rewrite writes them again. Model: etcd raft's interaction
+// tests.
 func TestCoreScenarios(t *testing.T) {
-	files, err := filepath.Glob("testdata/core_*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scenarios: %v", err)
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			runScenario(t, file)
-		})
-	}
-}
-
-type scenarioBlock struct {
-	comments []string
-	cmd      string
-	want     string
-	line     int
-}
-
-func parseScenario(t *testing.T, file string) []scenarioBlock {
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var blocks []scenarioBlock
-	var cur *scenarioBlock
-	inOut := false
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Text()
-		switch {
-		case cur == nil && (strings.HasPrefix(line, "#") || strings.TrimSpace(line) == ""):
-			if strings.HasPrefix(line, "#") {
-				blocks = append(blocks, scenarioBlock{comments: []string{line}})
-			}
-		case cur == nil:
-			cur = &scenarioBlock{cmd: line, line: n}
-		case !inOut && line == "----":
-			inOut = true
-		case inOut && strings.TrimSpace(line) == "":
-			blocks = append(blocks, *cur)
-			cur, inOut = nil, false
-		case inOut:
-			cur.want += line + "\n"
-		default:
-			t.Fatalf("%s:%d: expected ---- after the command", file, n)
-		}
-	}
-	if cur != nil {
-		blocks = append(blocks, *cur)
-	}
-	return blocks
-}
-
-func runScenario(t *testing.T, file string) {
-	blocks := parseScenario(t, file)
-	env := &scenarioEnv{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	var rewritten strings.Builder
-	for _, b := range blocks {
-		if b.cmd == "" {
-			rewritten.WriteString(strings.Join(b.comments, "\n") + "\n")
-			continue
-		}
-		got := env.do(t, b.cmd)
-		fmt.Fprintf(&rewritten, "%s\n----\n%s\n", b.cmd, got)
-		if *rewrite {
-			continue
-		}
-		if got != b.want {
-			t.Errorf("%s:%d: %s\ngot:\n%swant:\n%s", file, b.line, b.cmd, got, b.want)
-		}
-	}
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(rewritten.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	transcript.RunFiles(t, "testdata/core_*.txt", func(t *testing.T) func(string) string {
+		env := &scenarioEnv{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		return func(cmd string) string { return env.do(t, cmd) }
+	})
 }
 
 type scenarioEnv struct {
@@ -156,7 +77,8 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 		return "now +" + e.now.Sub(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).String() + "\n"
 	case "status":
 		s := e.core.Status()
-		return fmt.Sprintf("state=%s pid=%d restarts=%d health=%q last_error=%q\n", s.State, s.Pid, s.Restarts, s.Health, s.LastError)
+		return fmt.Sprintf("state=%s pid=%d restarts=%d health=%q last_error=%q failure=%s gen=%d\n",
+			s.State, s.Pid, s.Restarts, s.Health, s.LastError, s.Failure, s.Generation)
 	case "install":
 		in.Kind = InputInstall
 	case "installed":
@@ -168,6 +90,8 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 		in.Kind, in.Reason = InputStart, rest
 	case "stop":
 		in.Kind, in.Reason = InputStop, rest
+	case "dep-stop": // a stop because a hard dependency is not ready
+		in.Kind, in.Reason, in.Dependency = InputStop, rest, true
 	case "restart":
 		in.Kind, in.Reason = InputRestart, rest
 	case "launched":
@@ -179,7 +103,7 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 		a := kv(args)
 		code, _ := strconv.Atoi(a["code"])
 		in.Kind, in.Gen = InputExited, e.run
-		in.Exit = ExitStatus{Code: code, Signal: a["signal"]}
+		in.Exit = ExitStatus{Code: code, Signal: a["signal"], OOM: a["oom"] == "true"}
 		if in.Exit.Signal != "" {
 			in.Exit.Code = -1
 		}
@@ -219,4 +143,35 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 		return "(nothing)\n"
 	}
 	return b.String()
+}
+
+// A command the state does not allow is ErrIllegal, naming the command and
+// the state; looplab/fsm's error type does not leak out.
+func TestIllegalCommandIsErrIllegal(t *testing.T) {
+	c := NewCore(CoreConfig{Policy: PolicyFor(nil)})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		in   Input
+		want string
+	}{
+		{Input{Kind: InputStart}, "start not possible in state NEW"},
+		{Input{Kind: InputRestart}, "restart not possible in state NEW"},
+	} {
+		_, err := c.Step(ctx, tc.in)
+		if !errors.Is(err, ErrIllegal) || err.Error() != tc.want {
+			t.Errorf("%v in NEW: %v, want %q wrapping ErrIllegal", tc.in.Kind, err, tc.want)
+		}
+		var fsmErr fsm.InvalidEventError
+		if errors.As(err, &fsmErr) {
+			t.Errorf("%v in NEW: looplab/fsm's error leaks: %v", tc.in.Kind, err)
+		}
+	}
+	// Through the machine itself: a start of a RUNNING component.
+	c.Step(ctx, Input{Kind: InputInstall})
+	c.Step(ctx, Input{Kind: InputInstalled})
+	c.Step(ctx, Input{Kind: InputStart})
+	c.Step(ctx, Input{Kind: InputLaunched, Gen: 1, Pid: 7})
+	if _, err := c.Step(ctx, Input{Kind: InputStart}); !errors.Is(err, ErrIllegal) || err.Error() != "start not possible in state RUNNING" {
+		t.Errorf("start in RUNNING: %v", err)
+	}
 }

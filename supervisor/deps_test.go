@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
@@ -20,7 +21,7 @@ func before(t *testing.T, w *watcher, a string, as State, b string, bs State) {
 // its dependents in reverse order and they start again once it recovers; a
 // soft dependency's failure leaves its dependents running.
 func TestDependencies(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New(time.Time{})
 	r := newRig(t, clock, Config{})
 	db := proc("com.example.db", "exec sleep 1000")
 	app := proc("com.example.app", "exec sleep 1000", dependsOn("com.example.db", recipes.DependencyHard))
@@ -51,7 +52,8 @@ func TestDependencies(t *testing.T) {
 	before(t, r.w, web.Name(), StateStopping, app.Name(), StateStopping)
 	before(t, r.w, web.Name(), StateStopped, app.Name(), StateStopping)
 	for _, n := range []string{app.Name(), web.Name()} {
-		if st, _ := r.sup.Component(n); st.State != StateStopped || st.Restarts != 0 || st.LastError != "" {
+		if st, _ := r.sup.Component(n); st.State != StateStopped || st.Restarts != 0 || st.LastError != "" ||
+			st.Failure != FailureDependency {
 			t.Fatalf("%s after its dependency failed: %+v", n, st)
 		}
 	}
@@ -60,7 +62,7 @@ func TestDependencies(t *testing.T) {
 	}
 
 	// db recovers after its backoff: app, then web start again.
-	clock.waitArmed(t, 1)
+	clock.WaitArmed(t, 1)
 	clock.Advance(time.Second)
 	r.w.waitFor(db.Name(), StateRunning, "started")
 	r.w.waitFor(app.Name(), StateRunning, "started")

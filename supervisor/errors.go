@@ -1,6 +1,9 @@
 package supervisor
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors callers branch on, tested with errors.Is.
 var (
@@ -13,4 +16,21 @@ var (
 	// ErrComponentFailed: a component awaited by WaitReady failed (BROKEN,
 	// or ERRORED with no restart to come).
 	ErrComponentFailed = errors.New("supervisor: component failed")
+	// ErrIllegal: the command is not possible in the component's current
+	// state (a start of a RUNNING component). The error wrapping it names
+	// the command and the state.
+	ErrIllegal = errors.New("supervisor: not possible in this state")
 )
+
+// illegalError is a command the component's current state does not allow;
+// it wraps ErrIllegal.
+type illegalError struct {
+	command string
+	state   State
+}
+
+func (e *illegalError) Error() string {
+	return fmt.Sprintf("%s not possible in state %s", e.command, e.state)
+}
+
+func (e *illegalError) Unwrap() error { return ErrIllegal }

@@ -11,13 +11,15 @@ import (
 	"time"
 )
 
-// Checker runs the health checks of SPEC §3: http(s):// (healthy on 2xx),
+// Checker runs a recipe's health checks: http(s):// (healthy on 2xx),
 // tcp://host:port (healthy when a connection opens) and cmd:<shell>
 // (healthy on exit 0). The probe's deadline comes from ctx.
 type Checker struct {
 	// Client makes the HTTP checks; nil means a private client that keeps
 	// no idle connections and follows no redirects.
 	Client *http.Client
+	// ShellUser says who cmd: checks run as.
+	ShellUser
 }
 
 // NewChecker returns a Checker with its own HTTP client.
@@ -42,7 +44,7 @@ func (c *Checker) Probe(ctx context.Context, comp *Component, check string) (boo
 		if comp != nil {
 			dir, env = comp.VersionDir, comp.Secrets
 		}
-		if err := runShell(ctx, "health check", dir, env, strings.TrimPrefix(check, "cmd:"), 0); err != nil {
+		if err := runShell(ctx, c.ShellUser, comp, "health check", dir, env, strings.TrimPrefix(check, "cmd:"), 0); err != nil {
 			return false, err.Error()
 		}
 		return true, "exit 0"

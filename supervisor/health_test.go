@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
@@ -107,7 +108,7 @@ func TestHealthChecks(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			target := mk(t)
 			target.set(false)
-			clock := newFakeClock()
+			clock := fakeclock.New(time.Time{})
 			r := newRig(t, clock, Config{})
 			c := proc("com.example.svc", "exec sleep 1000", func(rc *recipes.Recipe) {
 				rc.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s")}
@@ -123,12 +124,12 @@ func TestHealthChecks(t *testing.T) {
 			firstPid := r.pid(t, c.Name())
 			step := func() { // one interval: the probe runs and its result is handled
 				t.Helper()
-				clock.waitArmed(t, 1)
+				clock.WaitArmed(t, 1)
 				clock.Advance(time.Second)
 			}
 			expect := func(state State, health Health) {
 				t.Helper()
-				clock.waitArmed(t, 1) // the next probe is armed once the result was handled
+				clock.WaitArmed(t, 1) // the next probe is armed once the result was handled
 				st, _ := r.sup.Component(c.Name())
 				if st.State != state || st.Health != health {
 					t.Fatalf("want %s/%s, got %s/%s (%s)\n%s", state, health, st.State, st.Health, st.LastError, r.w.transcript())
@@ -193,6 +194,7 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 
 func TestCheckerRejectsMalformedChecks(t *testing.T) {
 	c := NewChecker()
+	c.AllowRoot = true // the tests run as root
 	for _, check := range []string{"ftp://x", "tcp://nohost", ""} {
 		if ok, detail := c.Probe(context.Background(), nil, check); ok || detail == "" {
 			t.Errorf("%q: ok=%v detail=%q", check, ok, detail)

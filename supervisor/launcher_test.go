@@ -94,9 +94,11 @@ func newRunnerWithLogs(t testing.TB, logDir, root string) (*runner.Runner, *logs
 	return r, lm
 }
 
-// newLauncher is the launcher the tests use: the real runner.
+// newLauncher is the launcher the tests use: the real runner, allowed to
+// run as root, since the tests run as root and their components name no
+// run_as (the refusal of root has tests of its own).
 func newLauncher(t testing.TB) *ProcessLauncher {
-	return &ProcessLauncher{Runner: newRunner(t, t.TempDir(), newCgroupRoot(t))}
+	return &ProcessLauncher{Runner: newRunner(t, t.TempDir(), newCgroupRoot(t)), AllowRoot: true}
 }
 
 // waitLogLine waits (up to 30 s) until the component's output has a line

@@ -69,7 +69,7 @@ func TestInstallScript(t *testing.T) {
 
 func TestShutdownScriptRunsBeforeTheStopSignal(t *testing.T) {
 	run, lm := newRunnerWithLogs(t, t.TempDir(), newCgroupRoot(t))
-	r := newRig(t, nil, Config{Launcher: &ProcessLauncher{Runner: run}})
+	r := newRig(t, nil, Config{Launcher: &ProcessLauncher{Runner: run, AllowRoot: true}})
 	dir := t.TempDir()
 	c := proc("com.example.polite", `trap 'if test -f bye; then echo after > order; else echo before > order; fi; exit 0' TERM; echo armed; sleep 1000 & wait`,
 		func(rc *recipes.Recipe) {

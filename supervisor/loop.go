@@ -284,7 +284,7 @@ func (s *Supervisor) converge(ls *loopState) {
 		if act.Start {
 			kind = InputStart
 		}
-		s.askLoop(e, Input{Kind: kind, Reason: act.Reason})
+		s.askLoop(e, Input{Kind: kind, Reason: act.Reason, Dependency: act.Dependency})
 	}
 	for _, e := range ls.entries {
 		if st := e.actor.settledStatus(); len(e.stopWaiters) > 0 && !e.busy && isDown(st) {

@@ -113,8 +113,9 @@ func miniAgent() int {
 	if os.Getenv(miniAgentCrashOnRecord) != "" {
 		rec = crashOnRecord{st}
 	}
-	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: run}, Recorder: rec, Reaper: OrphanReaper(run, 5*time.Second),
-		Events: &printWarnings{w: os.Stdout}})
+	// Root allowed: the mini agent runs as root and its components name no run_as.
+	sup, err := New(Config{Launcher: &ProcessLauncher{Runner: run, AllowRoot: true}, Recorder: rec, Reaper: OrphanReaper(run, 5*time.Second),
+		Shell: ShellUser{AllowRoot: true}, Events: &printWarnings{w: os.Stdout}})
 	if err != nil {
 		return fail("new", err)
 	}

@@ -19,6 +19,10 @@ type ProcessLauncher struct {
 	// DefaultRunAs is agent.toml's default_run_as, for recipes that name no
 	// run_as; "" runs them as the agent.
 	DefaultRunAs string
+	// AllowRoot is agent.toml's security.allow_root; false = the runner
+	// refuses a process that would run as root (uid 0), "" run_as with a
+	// root agent included.
+	AllowRoot bool
 	// Events receives the runner's warnings; nil drops them.
 	Events events.Publisher
 }
@@ -27,7 +31,8 @@ type ProcessLauncher struct {
 // absolute.
 func (l *ProcessLauncher) Launch(ctx context.Context, c *Component) (Handle, error) {
 	spec, err := runner.SpecFromRecipe(c.Recipe, runner.RecipeContext{
-		VersionDir: c.VersionDir, WorkDir: c.WorkDir, DefaultRunAs: l.DefaultRunAs, Secrets: c.Secrets,
+		VersionDir: c.VersionDir, WorkDir: c.WorkDir, DefaultRunAs: l.DefaultRunAs,
+		AllowRoot: l.AllowRoot, Secrets: c.Secrets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start %s@%s: %w", c.Name(), c.Version(), err)

@@ -24,6 +24,9 @@ type action struct {
 	Name   string
 	Start  bool // false: stop
 	Reason string
+	// Dependency: a stop of a wanted component, because a hard dependency
+	// is not ready.
+	Dependency bool
 }
 
 // reconcile decides which components to start and stop so that the set
@@ -35,12 +38,46 @@ type action struct {
 // components in parallel; stopping follows them in reverse. It is pure and
 // deterministic (names are visited sorted).
 func reconcile(nodes map[string]*node) []action {
+	names := sortedNames(nodes)
+	dependents := dependentsOf(nodes, names)
+	k := newKeeper(nodes)
+	for _, n := range names {
+		k.of(n, map[string]bool{})
+	}
+	w := &willRun{nodes: nodes, memo: map[string]bool{}}
+	var out []action
+	for _, n := range names {
+		nd := nodes[n]
+		if nd.Busy {
+			continue
+		}
+		var act action
+		var ok bool
+		if k.keep[n] {
+			act, ok = startAction(n, nodes, w)
+		} else {
+			act, ok = stopAction(n, nodes, dependents[n], k)
+		}
+		if ok {
+			out = append(out, act)
+		}
+	}
+	return out
+}
+
+// sortedNames returns the names of nodes, sorted.
+func sortedNames(nodes map[string]*node) []string {
 	names := make([]string, 0, len(nodes))
 	for n := range nodes {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	return names
+}
 
+// dependentsOf maps each name to the components that depend on it, hard or
+// soft, in the order of names.
+func dependentsOf(nodes map[string]*node, names []string) map[string][]string {
 	dependents := map[string][]string{}
 	for _, n := range names {
 		for _, d := range nodes[n].Hard {
@@ -50,111 +87,114 @@ func reconcile(nodes map[string]*node) []action {
 			dependents[d] = append(dependents[d], n)
 		}
 	}
+	return dependents
+}
 
-	// keep: wanted, and every hard dependency (transitively) is ready and kept.
-	keep := map[string]bool{}
-	why := map[string]string{} // why a wanted component cannot be kept
-	var keepOf func(n string, seen map[string]bool) bool
-	keepOf = func(n string, seen map[string]bool) bool {
-		if v, ok := keep[n]; ok {
-			return v
-		}
-		nd := nodes[n]
-		if seen[n] || !nd.Wanted {
-			keep[n] = false
-			return false
-		}
-		seen[n] = true
-		ok := true
-		for _, d := range nd.Hard {
-			dn := nodes[d]
-			if !keepOf(d, seen) || !dn.Status.Ready() {
-				ok = false
-				if why[n] == "" && dn.Status.Ready() {
-					why[n] = fmt.Sprintf("hard dependency %s is going down", d)
-				} else if why[n] == "" {
-					why[n] = fmt.Sprintf("hard dependency %s is %s", d, describe(dn.Status))
-				}
-			}
-		}
-		keep[n] = ok
-		return ok
-	}
-	for _, n := range names {
-		keepOf(n, map[string]bool{})
-	}
+// keeper finds the components to keep: wanted, and every hard dependency
+// (transitively) is ready and kept.
+type keeper struct {
+	nodes map[string]*node
+	keep  map[string]bool
+	why   map[string]string // why a wanted component cannot be kept
+}
 
-	// willRun: wanted and nothing in its hard dependencies has given up, so
-	// soft dependents should wait for it to start.
-	willRun := map[string]bool{}
-	var willRunOf func(n string, seen map[string]bool) bool
-	willRunOf = func(n string, seen map[string]bool) bool {
-		if v, ok := willRun[n]; ok {
-			return v
-		}
-		nd := nodes[n]
-		if seen[n] || !nd.Wanted || nd.Status.Failed() || nd.Status.State == StateFinished {
-			willRun[n] = false
-			return false
-		}
-		seen[n] = true
-		ok := true
-		for _, d := range nd.Hard {
-			ok = ok && willRunOf(d, seen)
-		}
-		willRun[n] = ok
-		return ok
-	}
+func newKeeper(nodes map[string]*node) *keeper {
+	return &keeper{nodes: nodes, keep: map[string]bool{}, why: map[string]string{}}
+}
 
-	down := func(n string) bool { return isDown(nodes[n].Status) }
-
-	var out []action
-	for _, n := range names {
-		nd := nodes[n]
-		if nd.Busy {
-			continue
-		}
-		st := nd.Status
-		if keep[n] {
-			if st.State != StateInstalled && st.State != StateStopped {
-				continue
-			}
-			ready := true
-			for _, d := range nd.Soft {
-				ds := nodes[d].Status.State
-				if willRunOf(d, map[string]bool{}) && (ds == StateNew || ds == StateInstalled || ds == StateStarting || ds == StateStopped) {
-					ready = false
-				}
-			}
-			if ready {
-				reason := "start requested"
-				if len(nd.Hard)+len(nd.Soft) > 0 {
-					reason = "dependencies ready"
-				}
-				out = append(out, action{Name: n, Start: true, Reason: reason})
-			}
-			continue
-		}
-		stoppable := st.State == StateRunning || st.State == StateDegraded || (st.State == StateErrored && st.Retrying)
-		if !stoppable {
-			continue
-		}
-		blocked := false
-		for _, d := range dependents[n] {
-			if !keep[d] && (!down(d) || nodes[d].Busy) {
-				blocked = true // its dependents go down first (a busy one may be starting)
-			}
-		}
-		if blocked {
-			continue
-		}
-		reason := nd.StopReason
-		if nd.Wanted {
-			reason = why[n]
-		}
-		out = append(out, action{Name: n, Start: false, Reason: reason})
+// of reports whether n is kept, working it out (and its hard dependencies)
+// the first time.
+func (k *keeper) of(n string, seen map[string]bool) bool {
+	if v, ok := k.keep[n]; ok {
+		return v
 	}
-	return out
+	nd := k.nodes[n]
+	if seen[n] || !nd.Wanted {
+		k.keep[n] = false
+		return false
+	}
+	seen[n] = true
+	ok := true
+	for _, d := range nd.Hard {
+		dn := k.nodes[d]
+		if !k.of(d, seen) || !dn.Status.Ready() {
+			ok = false
+			if k.why[n] == "" && dn.Status.Ready() {
+				k.why[n] = fmt.Sprintf("hard dependency %s is going down", d)
+			} else if k.why[n] == "" {
+				k.why[n] = fmt.Sprintf("hard dependency %s is %s", d, describe(dn.Status))
+			}
+		}
+	}
+	k.keep[n] = ok
+	return ok
+}
+
+// willRun finds the components that are wanted and have nothing in their
+// hard dependencies that gave up, so soft dependents should wait for them
+// to start.
+type willRun struct {
+	nodes map[string]*node
+	memo  map[string]bool
+}
+
+func (w *willRun) of(n string, seen map[string]bool) bool {
+	if v, ok := w.memo[n]; ok {
+		return v
+	}
+	nd := w.nodes[n]
+	if seen[n] || !nd.Wanted || nd.Status.Failed() || nd.Status.State == StateFinished {
+		w.memo[n] = false
+		return false
+	}
+	seen[n] = true
+	ok := true
+	for _, d := range nd.Hard {
+		ok = ok && w.of(d, seen)
+	}
+	w.memo[n] = ok
+	return ok
+}
+
+// startAction is the start of kept component n, if it is down and its soft
+// dependencies that will run have started.
+func startAction(n string, nodes map[string]*node, w *willRun) (action, bool) {
+	nd := nodes[n]
+	if st := nd.Status.State; st != StateInstalled && st != StateStopped {
+		return action{}, false
+	}
+	for _, d := range nd.Soft {
+		ds := nodes[d].Status.State
+		if w.of(d, map[string]bool{}) && (ds == StateNew || ds == StateInstalled || ds == StateStarting || ds == StateStopped) {
+			return action{}, false
+		}
+	}
+	reason := "start requested"
+	if len(nd.Hard)+len(nd.Soft) > 0 {
+		reason = "dependencies ready"
+	}
+	return action{Name: n, Start: true, Reason: reason}, true
+}
+
+// stopAction is the stop of component n that is not kept, if something of
+// it runs and its dependents going down are down already (a busy one may
+// be starting).
+func stopAction(n string, nodes map[string]*node, dependents []string, k *keeper) (action, bool) {
+	nd := nodes[n]
+	st := nd.Status
+	stoppable := st.State == StateRunning || st.State == StateDegraded || (st.State == StateErrored && st.Retrying)
+	if !stoppable {
+		return action{}, false
+	}
+	for _, d := range dependents {
+		if !k.keep[d] && (!isDown(nodes[d].Status) || nodes[d].Busy) {
+			return action{}, false
+		}
+	}
+	if !nd.Wanted {
+		return action{Name: n, Reason: nd.StopReason}, true
+	}
+	return action{Name: n, Reason: k.why[n], Dependency: true}, true
 }
 
 func describe(s Status) string {

@@ -86,3 +86,21 @@ func TestReconcile(t *testing.T) {
 		}
 	}
 }
+
+// A stop for a hard dependency is marked so, for the core to record as
+// FailureDependency; a stop of an unwanted component is not.
+func TestReconcileMarksDependencyStops(t *testing.T) {
+	acts := reconcile(set("db ERRORED+retrying", "app RUNNING hard=db", "x RUNNING unwanted"))
+	got := map[string]bool{}
+	for _, a := range acts {
+		if !a.Start {
+			got[a.Name] = a.Dependency
+		}
+	}
+	if dep, ok := got["app"]; !ok || !dep {
+		t.Errorf("app's stop for its dependency: %+v", acts)
+	}
+	if dep, ok := got["x"]; !ok || dep {
+		t.Errorf("x's stop by hand: %+v", acts)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/supervisor/events"
 )
@@ -15,17 +16,20 @@ type testRig struct {
 	sup   *Supervisor
 	bus   *events.Bus
 	w     *watcher
-	clock *fakeClock
+	clock *fakeclock.Clock
 }
 
 // newRig starts a supervisor over real processes with a fake clock (nil
 // clock: the real one).
-func newRig(t *testing.T, clock *fakeClock, cfg Config) *testRig {
+func newRig(t *testing.T, clock *fakeclock.Clock, cfg Config) *testRig {
 	t.Helper()
 	bus := events.New(nil)
 	r := &testRig{bus: bus, w: watch(t, bus), clock: clock}
 	if cfg.Launcher == nil {
 		cfg.Launcher = newLauncher(t)
+	}
+	if cfg.Shell == (ShellUser{}) {
+		cfg.Shell.AllowRoot = true // install scripts and cmd: checks as the root test agent, as newLauncher
 	}
 	cfg.Events = bus
 	cfg.Logger = testLogger(t)
@@ -76,7 +80,7 @@ func (r *testRig) kill(t *testing.T, name string) int {
 // resets after a stable run; a crash loop is BROKEN at the configured
 // count; a restart by hand clears BROKEN.
 func TestCrashRestartBackoffBrokenAndManualRestart(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New(time.Time{})
 	r := newRig(t, clock, Config{})
 	c := proc("com.example.crashy", "exec sleep 1000", func(rc *recipes.Recipe) {
 		rc.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("1s"), Max: d("4s")}
@@ -91,10 +95,11 @@ func TestCrashRestartBackoffBrokenAndManualRestart(t *testing.T) {
 	// Crash 1: ERRORED, restart after 1s, not before.
 	r.kill(t, c.Name())
 	r.w.waitFor(c.Name(), StateErrored, "killed by SIGKILL; restart 1 in 1s")
-	clock.waitArmed(t, 1)
+	clock.WaitArmed(t, 1)
 	clock.Advance(999 * time.Millisecond)
-	if st, _ := r.sup.Component(c.Name()); st.State != StateErrored || st.Pid != 0 {
-		t.Fatalf("restarted before the backoff: %+v", st)
+	crashed, _ := r.sup.Component(c.Name())
+	if crashed.State != StateErrored || crashed.Pid != 0 || crashed.Failure != FailureSignaled {
+		t.Fatalf("restarted before the backoff, or not a signal: %+v", crashed)
 	}
 	clock.Advance(time.Millisecond)
 	r.w.waitFor(c.Name(), StateRunning, "started")
@@ -102,12 +107,15 @@ func TestCrashRestartBackoffBrokenAndManualRestart(t *testing.T) {
 	if second == first {
 		t.Fatalf("same pid %d after restart", second)
 	}
+	if st, _ := r.sup.Component(c.Name()); st.Generation == crashed.Generation {
+		t.Fatalf("generation %d unchanged by a restart", st.Generation)
+	}
 	waitGone(t, first)
 
 	// Crash 2 right away: the delay doubled.
 	r.kill(t, c.Name())
 	r.w.waitFor(c.Name(), StateErrored, "restart 2 in 2s")
-	clock.waitArmed(t, 1)
+	clock.WaitArmed(t, 1)
 	clock.Advance(2 * time.Second)
 	r.w.waitFor(c.Name(), StateRunning, "started")
 
@@ -115,7 +123,7 @@ func TestCrashRestartBackoffBrokenAndManualRestart(t *testing.T) {
 	clock.Advance(30 * time.Second)
 	r.kill(t, c.Name())
 	r.w.waitFor(c.Name(), StateErrored, "restart 3 in 1s")
-	clock.waitArmed(t, 1)
+	clock.WaitArmed(t, 1)
 	clock.Advance(time.Second)
 	r.w.waitFor(c.Name(), StateRunning, "started")
 
@@ -124,8 +132,8 @@ func TestCrashRestartBackoffBrokenAndManualRestart(t *testing.T) {
 	r.kill(t, c.Name())
 	r.w.waitFor(c.Name(), StateBroken, "more than 3 restarts within 1m0s")
 	st, _ := r.sup.Component(c.Name())
-	if st.State != StateBroken || st.Pid != 0 || st.Restarts != 3 || clock.pending() != 0 {
-		t.Fatalf("after the crash loop: %+v, %d timers", st, clock.pending())
+	if st.State != StateBroken || st.Pid != 0 || st.Restarts != 3 || clock.Pending() != 0 {
+		t.Fatalf("after the crash loop: %+v, %d timers", st, clock.Pending())
 	}
 	if err := r.sup.WaitReady(context.Background(), []string{c.Name()}); err == nil {
 		t.Fatal("WaitReady of a BROKEN component succeeded")
@@ -178,7 +186,7 @@ func TestRestartPoliciesWithRealExits(t *testing.T) {
 // not retried in a tight loop even with restart_backoff.initial = "0s":
 // failed starts in a row wait 100ms, 200ms, ... (real starts, fake clock).
 func TestFailedStartsBackOffWithZeroBackoff(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New(time.Time{})
 	r := newRig(t, clock, Config{})
 	c := proc("com.example.missing", "", func(rc *recipes.Recipe) {
 		rc.Lifecycle.Run.Script, rc.Lifecycle.Run.Command = "", "/nonexistent/keystone-test-program"
@@ -190,7 +198,7 @@ func TestFailedStartsBackOffWithZeroBackoff(t *testing.T) {
 	}
 	for i, wait := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
 		r.w.waitFor(c.Name(), StateErrored, fmt.Sprintf("start failed: start %s: exec: /nonexistent/keystone-test-program: no such file or directory; restart %d in %s", c.Name(), i+1, wait))
-		clock.waitArmed(t, 1)
+		clock.WaitArmed(t, 1)
 		// Just before the delay is over nothing has been tried again.
 		clock.Advance(wait - time.Millisecond)
 		if st, _ := r.sup.Component(c.Name()); st.State != StateErrored || st.Restarts != i+1 {

@@ -9,7 +9,7 @@ import (
 )
 
 // RestartPolicy is a component's restart rule, taken from its recipe's
-// lifecycle.run section (SPEC §3).
+// lifecycle.run section.
 type RestartPolicy struct {
 	// Mode is never, on-failure or always; "" means on-failure.
 	Mode recipes.RestartPolicy

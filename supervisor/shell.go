@@ -11,11 +11,46 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keystone-edge/keystone/runner"
 )
 
 // The supervisor runs two kinds of short shell commands itself: install
 // scripts and cmd: health checks. Component processes (and their shutdown
 // scripts) always come from a Launcher.
+
+// ShellUser says who install scripts and cmd: health checks run as: the
+// agent, so that an install may chmod or chown what the component later
+// runs as its own user; but when the agent is root and root is not
+// allowed, the component's user (run_as, else DefaultRunAs), and never
+// uid 0.
+type ShellUser struct {
+	// DefaultRunAs is agent.toml's default_run_as.
+	DefaultRunAs string
+	// AllowRoot is agent.toml's security.allow_root; false = no script
+	// runs as root.
+	AllowRoot bool
+}
+
+// credential is what the script of c runs with; nil = the agent's own.
+// c may be nil (a check without a component): DefaultRunAs then applies.
+func (u ShellUser) credential(c *Component) (*syscall.Credential, error) {
+	if u.AllowRoot {
+		return nil, nil
+	}
+	if _, err := runner.CheckRunAs("", false); err == nil {
+		return nil, nil // the agent is not root
+	}
+	runAs := u.DefaultRunAs
+	if c != nil && c.Recipe != nil && c.Recipe.Security.RunAs != "" {
+		runAs = c.Recipe.Security.RunAs
+	}
+	acct, err := runner.CheckRunAs(runAs, false)
+	if err != nil {
+		return nil, err
+	}
+	return &syscall.Credential{Uid: acct.UID, Gid: acct.GID, Groups: []uint32{}}, nil
+}
 
 // tailBytes is how much of a script's stderr a failure reason quotes.
 const tailBytes = 1024
@@ -70,10 +105,14 @@ func (e *ScriptError) Error() string {
 
 func (e *ScriptError) Unwrap() error { return e.Err }
 
-// runShell runs script with /bin/sh -c in dir, with env added to the
-// agent's environment, within timeout (0: only ctx limits it). The whole
-// process group is killed on timeout or cancellation.
-func runShell(ctx context.Context, what, dir string, env map[string]string, script string, timeout time.Duration) error {
+// runShell runs the script of c with /bin/sh -c in dir, as u says, with
+// env added to the agent's environment, within timeout (0: only ctx limits
+// it). The whole process group is killed on timeout or cancellation.
+func runShell(ctx context.Context, u ShellUser, c *Component, what, dir string, env map[string]string, script string, timeout time.Duration) error {
+	cred, err := u.credential(c)
+	if err != nil {
+		return &ScriptError{What: what, ExitCode: -1, Err: err}
+	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -87,10 +126,10 @@ func runShell(ctx context.Context, what, dir string, env map[string]string, scri
 	}
 	tail := &tailWriter{max: tailBytes}
 	cmd.Stderr = tail
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	err = cmd.Run()
 	if err == nil {
 		return nil
 	}
@@ -106,21 +145,22 @@ func runShell(ctx context.Context, what, dir string, env map[string]string, scri
 }
 
 // ShellInstaller runs install scripts with /bin/sh -c in the component's
-// version folder, as the agent's user (installing may need to chmod or
-// chown what the component later runs as its own user), with the agent's
-// environment plus the component's secrets.
-type ShellInstaller struct{}
+// version folder, as its ShellUser says, with the agent's environment plus
+// the component's secrets.
+type ShellInstaller struct {
+	ShellUser
+}
 
 // DefaultInstallTimeout bounds an install script with no timeout.
 const DefaultInstallTimeout = 2 * time.Minute
 
 // Install runs the install script, if any, within its timeout.
-func (ShellInstaller) Install(ctx context.Context, c *Component) error {
+func (i ShellInstaller) Install(ctx context.Context, c *Component) error {
 	s := c.Recipe.Lifecycle.Install
 	if s == nil || strings.TrimSpace(s.Script) == "" {
 		return nil
 	}
-	return runShell(ctx, "install script", c.VersionDir, c.Secrets, s.Script, orDuration(s.Timeout.Duration, DefaultInstallTimeout))
+	return runShell(ctx, i.ShellUser, c, "install script", c.VersionDir, c.Secrets, s.Script, orDuration(s.Timeout.Duration, DefaultInstallTimeout))
 }
 
 func orDuration(d, def time.Duration) time.Duration {

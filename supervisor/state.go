@@ -2,12 +2,13 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/looplab/fsm"
 )
 
-// State is where a component is in its life (SPEC §6).
+// State is where a component is in its life.
 type State int
 
 // The component states. The zero value is StateNew.
@@ -37,7 +38,7 @@ var stateNames = [...]string{
 	StateBroken:    "BROKEN",
 }
 
-// String returns the state's name as SPEC §6 spells it ("RUNNING").
+// String returns the state's name ("RUNNING").
 func (s State) String() string {
 	if s < 0 || int(s) >= len(stateNames) {
 		return fmt.Sprintf("State(%d)", int(s))
@@ -101,8 +102,9 @@ func names(states ...State) []string {
 	return out
 }
 
-// transitions is the whole state graph of SPEC §6. Anything not listed is
-// an illegal event, reported as an error naming the current state.
+// transitions is the whole state graph. Anything not listed is an illegal
+// event, reported as an error wrapping ErrIllegal that names the current
+// state.
 func transitions() fsm.Events {
 	return fsm.Events{
 		{Name: evInstalled, Src: names(StateNew), Dst: StateInstalled.String()},
@@ -161,9 +163,18 @@ func (m *machine) current() State {
 }
 
 // fire moves the machine by event. An event the current state does not
-// allow returns fsm.InvalidEventError, which names that state.
+// allow returns an error wrapping ErrIllegal that names the event and the
+// state; looplab/fsm's own error types never leave the package.
 func (m *machine) fire(ctx context.Context, event, reason string) error {
-	return m.f.Event(ctx, event, reason)
+	err := m.f.Event(ctx, event, reason)
+	if err == nil {
+		return nil
+	}
+	var invalid fsm.InvalidEventError
+	if errors.As(err, &invalid) {
+		return &illegalError{command: event, state: m.current()}
+	}
+	return fmt.Errorf("%s in state %s: %v", event, m.current(), err) // not %w: fsm's types stay inside
 }
 
 // take returns and clears the transitions recorded since the last call.

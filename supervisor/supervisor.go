@@ -18,10 +18,15 @@ import (
 type Config struct {
 	// Launcher starts component processes; required.
 	Launcher Launcher
-	// Installer runs install scripts; nil means ShellInstaller.
+	// Installer runs install scripts; nil means a ShellInstaller with
+	// Shell.
 	Installer Installer
-	// Prober runs health checks; nil means NewChecker().
+	// Prober runs health checks; nil means NewChecker() with Shell.
 	Prober Prober
+	// Shell says who the default Installer and Prober run scripts as
+	// (agent.toml's default_run_as and security.allow_root); the zero
+	// value never runs them as root.
+	Shell ShellUser
 	// Recorder records started processes; nil records nothing (and so
 	// cannot find them after an agent crash).
 	Recorder ProcessRecorder
@@ -74,10 +79,12 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, errors.New("supervisor: Config.Launcher is required")
 	}
 	if cfg.Installer == nil {
-		cfg.Installer = ShellInstaller{}
+		cfg.Installer = ShellInstaller{ShellUser: cfg.Shell}
 	}
 	if cfg.Prober == nil {
-		cfg.Prober = NewChecker()
+		c := NewChecker()
+		c.ShellUser = cfg.Shell
+		cfg.Prober = c
 	}
 	if cfg.Recorder == nil {
 		cfg.Recorder = nopRecorder{}

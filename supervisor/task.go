@@ -70,7 +70,7 @@ type Installer interface {
 	Install(ctx context.Context, c *Component) error
 }
 
-// Prober runs one health check (SPEC §3 lifecycle.run.health.check).
+// Prober runs one health check (a recipe's lifecycle.run.health.check).
 type Prober interface {
 	// Probe runs check once within ctx and says whether it passed, and what
 	// it saw ("HTTP 500", "connection refused").

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,28 +12,12 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// newFakeClock returns a clock tests move by hand.
+func newFakeClock() *fakeclock.Clock { return fakeclock.New(time.Unix(1_700_000_000, 0)) }
 
 // scrape gathers the exporter through a registry, as /metrics does, and
 // returns the text exposition; a gather error fails the test.
@@ -75,8 +58,8 @@ func noLines(t testing.TB, text string, prefixes ...string) {
 	}
 }
 
-// posMetrics are the SPEC §4 example mapped with a prefix, a rename and a
-// constant label.
+// posMetrics are the plugin contract's example (docs/plugins.md) mapped with a
+// prefix, a rename and a constant label.
 func posMetrics(t testing.TB, tx string) []Metric {
 	t.Helper()
 	m, err := NewMapping(recipes.Mapping{
@@ -99,7 +82,7 @@ func posMetrics(t testing.TB, tx string) []Metric {
 	return ms
 }
 
-func newExporter(t testing.TB, dir string, clock *fakeClock) *Exporter {
+func newExporter(t testing.TB, dir string, clock *fakeclock.Clock) *Exporter {
 	t.Helper()
 	e, err := NewExporter(ExporterConfig{TextfileDir: dir, Now: clock.Now})
 	if err != nil {

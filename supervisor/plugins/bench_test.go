@@ -55,7 +55,7 @@ func benchSustained(b *testing.B, textfile bool) {
 			b.Fatal(err)
 		}
 		l, err := New(Config{Runner: e.runner, Exporter: ex, State: e.store, Logs: e.logs,
-			Clock: supervisor.SystemClock{}, DeviceID: "bench"})
+			Clock: supervisor.SystemClock{}, DeviceID: "bench", AllowRoot: true})
 		if err != nil {
 			b.Fatal(err)
 		}

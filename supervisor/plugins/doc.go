@@ -1,4 +1,4 @@
-// Package plugins schedules metrics plugins (kind = plugin, SPEC §3 and §4):
+// Package plugins schedules metrics plugins (components of kind = plugin):
 // it is the supervisor's Launcher for them, and a launched plugin's Handle
 // is its schedule rather than a process. Each plugin runs every interval,
 // delayed by a random jitter, never twice at once: a run that comes due

@@ -7,12 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keystone-edge/keystone/internal/fakeclock"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/runner"
 	"github.com/keystone-edge/keystone/runner/cgroup"
@@ -30,99 +30,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakeClock is the only fake in these tests: time moves when the test says.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	timers  []*fakeTimer
-	changed chan struct{} // closed and replaced when a timer is added
-}
-
-type fakeTimer struct {
-	c       *fakeClock
-	at      time.Time
-	f       func()
-	stopped bool
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), changed: make(chan struct{})}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) supervisor.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	close(c.changed)
-	c.changed = make(chan struct{})
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.stopped
-	t.stopped = true
-	return was
-}
-
-// Advance moves time by d and fires the timers due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due, keep []*fakeTimer
-	for _, t := range c.timers {
-		switch {
-		case t.stopped:
-		case !t.at.After(c.now):
-			due = append(due, t)
-		default:
-			keep = append(keep, t)
-		}
-	}
-	c.timers = keep
-	c.mu.Unlock()
-	for _, t := range due {
-		go t.f()
-	}
-}
-
-// waitTimer waits until a timer is pending and returns when it fires,
-// relative to now.
-func (c *fakeClock) waitTimer(t testing.TB) time.Duration {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		c.mu.Lock()
-		for _, tm := range c.timers {
-			if !tm.stopped {
-				d := tm.at.Sub(c.now)
-				c.mu.Unlock()
-				return d
-			}
-		}
-		ch := c.changed
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatal("no timer was armed within 30s")
-		}
-	}
-}
-
 // env is a Launcher with its real parts: a process runner, a store file,
 // an exporter (with a textfile folder) and an event bus.
 type env struct {
 	l        *Launcher
-	clock    *fakeClock
+	clock    *fakeclock.Clock
 	store    *store.Store
 	exporter *plugin.Exporter
 	bus      *events.Bus
@@ -163,7 +75,7 @@ func newEnv(t testing.TB, dbPath string) *env {
 			_ = m.Prune()
 		}
 	})
-	clock := newFakeClock()
+	clock := fakeclock.New(time.Time{})
 	textDir := t.TempDir()
 	ex, err := plugin.NewExporter(plugin.ExporterConfig{TextfileDir: textDir, Now: clock.Now})
 	if err != nil {
@@ -175,6 +87,8 @@ func newEnv(t testing.TB, dbPath string) *env {
 		Runner: r, Exporter: ex, State: st, Logs: lm, DeviceID: "pos-12",
 		Events: e.bus, OnRun: func(rep Report) { e.reports <- rep },
 		Clock: clock, Rand: func() float64 { return 0 },
+		// The tests run as root and their plugins name no run_as.
+		AllowRoot: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +111,7 @@ func (e *env) report(t testing.TB) Report {
 // tick fires the next slot and waits for its run.
 func (e *env) tick(t testing.TB) Report {
 	t.Helper()
-	e.clock.Advance(e.clock.waitTimer(t))
+	e.clock.Advance(e.clock.WaitNext(t))
 	return e.report(t)
 }
 

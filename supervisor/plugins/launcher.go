@@ -62,6 +62,9 @@ type Config struct {
 	// DefaultRunAs is agent.toml's default_run_as for exec plugins that name
 	// no run_as; "" runs them as the agent.
 	DefaultRunAs string
+	// AllowRoot is agent.toml's security.allow_root; false = exec plugins
+	// that would run as root (uid 0) are refused.
+	AllowRoot bool
 	// MaxOutput caps a run's stdout; 0 = plugin.DefaultMaxOutput.
 	MaxOutput int
 	// Events gets a plugin event when a plugin starts failing and when it
@@ -127,7 +130,8 @@ func (l *Launcher) Launch(ctx context.Context, c *supervisor.Component) (supervi
 	p, err := plugin.New(ctx, plugin.Config{
 		Recipe: r, VersionDir: c.VersionDir, WorkDir: c.WorkDir, DeviceID: l.cfg.DeviceID,
 		Config: config, Secrets: c.Secrets, DefaultRunAs: l.cfg.DefaultRunAs,
-		Runner: l.cfg.Runner, Wasm: l.cfg.Wasm, MaxOutput: l.cfg.MaxOutput,
+		AllowRoot: l.cfg.AllowRoot,
+		Runner:    l.cfg.Runner, Wasm: l.cfg.Wasm, MaxOutput: l.cfg.MaxOutput,
 		Warn: func(w runner.Warning) {
 			l.cfg.Events.Publish(events.Event{Kind: events.KindWarning, Component: c.Name(), Reason: w.Error()})
 		},

@@ -25,7 +25,7 @@ func TestScheduleRunsEveryIntervalAndStateSurvivesARestart(t *testing.T) {
 	if h.Pid() != 0 {
 		t.Errorf("a schedule has pid %d", h.Pid())
 	}
-	if d := e.clock.waitTimer(t); d != 0 {
+	if d := e.clock.WaitNext(t); d != 0 {
 		t.Errorf("first run due in %v, want at once (jitter draw 0)", d)
 	}
 	for want := 1; want <= 3; want++ {
@@ -36,7 +36,7 @@ func TestScheduleRunsEveryIntervalAndStateSurvivesARestart(t *testing.T) {
 		if got := e.value(t, "ctr_runs_total", "site", "lab"); got != float64(want) {
 			t.Errorf("after run %d ctr_runs_total = %v: the state did not carry over", want, got)
 		}
-		if d := e.clock.waitTimer(t); d != 10*time.Second {
+		if d := e.clock.WaitNext(t); d != 10*time.Second {
 			t.Errorf("next run due in %v, want the 10s interval", d)
 		}
 	}
@@ -162,7 +162,7 @@ func TestRunDueWhileThePreviousRunsIsSkippedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.launch(t, c)
-	e.clock.Advance(e.clock.waitTimer(t))
+	e.clock.Advance(e.clock.WaitNext(t))
 	gate, err := os.OpenFile(fifo, os.O_WRONLY, 0) // returns once the run has opened it
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +183,7 @@ func TestRunDueWhileThePreviousRunsIsSkippedAndCounted(t *testing.T) {
 	if got := e.value(t, "keystone_plugin_runs_total", "plugin", "com.example.slow", "result", "skipped"); got != 2 {
 		t.Errorf("runs_total skipped = %v", got)
 	}
-	if d := e.clock.waitTimer(t); d != 5*time.Second {
+	if d := e.clock.WaitNext(t); d != 5*time.Second {
 		t.Errorf("next run due in %v, want the 30s slot (5s from now)", d)
 	}
 }
@@ -228,7 +228,7 @@ func TestRunNowOfAFailingPluginReturnsTheReason(t *testing.T) {
 func TestStopEndsARunInProgressWithoutCountingIt(t *testing.T) {
 	e := newEnv(t, "")
 	h := e.launch(t, component(t, "com.example.hang", "echo started >&2\nexec sleep 600", recipes.Plugin{Timeout: recipes.Duration{Duration: time.Hour}}))
-	e.clock.Advance(e.clock.waitTimer(t))
+	e.clock.Advance(e.clock.WaitNext(t))
 	lg, _ := e.logs.Log("com.example.hang")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -291,7 +291,8 @@ func TestRetainForgetsRemovedPlugins(t *testing.T) {
 func TestPluginsRunUnderTheSupervisor(t *testing.T) {
 	e := newEnv(t, "")
 	sup, err := supervisor.New(supervisor.Config{
-		Launcher: Dispatcher{Process: &supervisor.ProcessLauncher{Runner: e.runner}, Plugins: e.l},
+		Launcher: Dispatcher{Process: &supervisor.ProcessLauncher{Runner: e.runner, AllowRoot: true}, Plugins: e.l},
+		Shell:    supervisor.ShellUser{AllowRoot: true},
 		Events:   e.bus, Clock: e.clock,
 	})
 	if err != nil {

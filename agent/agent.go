@@ -63,7 +63,8 @@ type Options struct {
 	// not called.
 	Ready func(Addresses)
 	// ShutdownTimeout bounds the clean shutdown (stopping every component
-	// in order); past it what still runs is killed. 0 =
+	// in order); past it what still runs is killed, a step still running
+	// is abandoned, and the steps left share ShutdownGrace. 0 =
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 }
@@ -177,7 +178,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	stack.push("release the WASM engine", func(ctx context.Context) error { return pp.wasm.Close(ctx) })
 	sup, err := supervisor.New(supervisor.Config{
 		Launcher: plugins.Dispatcher{
-			Process: &supervisor.ProcessLauncher{Runner: run, DefaultRunAs: cfg.DefaultRunAs, Events: bus},
+			Process: &supervisor.ProcessLauncher{Runner: run, DefaultRunAs: cfg.DefaultRunAs,
+				AllowRoot: cfg.Security.AllowRoot, Events: bus},
 			Plugins: pp.launcher,
 		},
 		Recorder: st,
@@ -185,6 +187,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		Sampler:  supervisor.NewProcSampler(sampleInterval),
 		Events:   bus,
 		Clock:    clock,
+		Shell:    supervisor.ShellUser{DefaultRunAs: cfg.DefaultRunAs, AllowRoot: cfg.Security.AllowRoot},
 		Logger:   log.With("part", "supervisor"),
 	})
 	if err != nil {
@@ -276,7 +279,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 
 	if cfg.Dev.WatchDir != "" {
 		w := &watcher{
-			dir: cfg.Dev.WatchDir, deploys: engine, events: bus, clock: clock,
+			dir: cfg.Dev.WatchDir, stageIn: paths.Dir, deploys: engine, events: bus, clock: clock,
 			debounce: watchDebounce, log: log.With("part", "watch"),
 		}
 		wctx, stopWatch := context.WithCancel(ctx)
@@ -349,7 +352,11 @@ func newEngine(ctx context.Context, cfg *config.Config, st *store.Store, sup dep
 		CAFile:        cfg.Artifacts.CAFile,
 		TUFRoot:       cfg.Trust.TUFRoot,
 		RepositoryURL: cfg.Trust.Repository,
-		Logger:        log.With("part", "ota"),
+		Unpack: ota.UnpackLimits{
+			MaxBytes: int64(cfg.Artifacts.MaxUnpackedSize),
+			MaxFiles: cfg.Artifacts.MaxEntries,
+		},
+		Logger: log.With("part", "ota"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("artifacts: %w", err)
@@ -358,6 +365,7 @@ func newEngine(ctx context.Context, cfg *config.Config, st *store.Store, sup dep
 	if err != nil {
 		return nil, fmt.Errorf("trust keys: %w", err)
 	}
+	paths := cfg.DataPaths()
 	dc := deploy.Config{
 		Store:         st,
 		Supervisor:    sup,
@@ -368,7 +376,9 @@ func newEngine(ctx context.Context, cfg *config.Config, st *store.Store, sup dep
 		DefaultRunAs:  cfg.DefaultRunAs,
 		DeviceID:      cfg.DeviceID,
 		DeviceConfig:  cfg.Components,
-		Paths:         cfg.DataPaths(),
+		WorkDir:       paths.Work,
+		ComponentsDir: paths.Components,
+		StagingDir:    paths.Dir,
 		KeepVersions:  cfg.Artifacts.KeepVersions,
 		Events:        bus,
 		Clock:         clock,
@@ -394,6 +404,11 @@ func warnWeakTrust(cfg *config.Config, log *slog.Logger, bus events.Publisher) {
 	}
 	if cfg.Security.AllowRoot {
 		log.Warn("security.allow_root = true: recipes may run as root")
+	}
+	// Said at start, since otherwise the first sign is a refused deployment.
+	if root, _ := runner.RunsAsRoot("", cfg.DefaultRunAs); root && !cfg.Security.AllowRoot {
+		log.Warn("security.allow_root = false and default_run_as is root (or empty, with the agent running as root): "+
+			"components that name no run_as will be refused; set default_run_as in agent.toml", "default_run_as", cfg.DefaultRunAs)
 	}
 }
 

@@ -318,7 +318,7 @@ func TestUnrecordedLeftoverSweptAtStart(t *testing.T) {
 		t.Skip("SKIPPED LOUDLY: this host has no cgroups; an unrecorded process cannot be found without them")
 	}
 	p, _, err := earlier.Start(context.Background(), runner.ProcessSpec{
-		Component: "com.example.leftover", Script: "exec sleep 1000",
+		Component: "com.example.leftover", Script: "exec sleep 1000", AllowRoot: true,
 	})
 	if err != nil {
 		t.Fatal(err)

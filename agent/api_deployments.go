@@ -22,41 +22,30 @@ const (
 // client sends its text, not its file name.
 const localManifestName = "deployment.toml"
 
-// deployments is what the API and the watch folder need of the deployment
-// engine (*deploy.Engine).
+// deployments is what the API needs of the deployment engine
+// (*deploy.Engine); its answers become wire types in deployments_wire.go.
 type deployments interface {
-	Submit(ctx context.Context, req deploy.Request) (api.DeploymentAccepted, error)
-	Plan(ctx context.Context, req deploy.Request) ([]api.PlanItem, error)
+	Submit(ctx context.Context, req deploy.Request) (deploy.Accepted, error)
+	Plan(ctx context.Context, req deploy.Request) ([]deploy.PlanItem, error)
 	Cancel(ctx context.Context, id string) error
-	Rollback(ctx context.Context) (api.DeploymentAccepted, error)
-	Get(ctx context.Context, id string) (api.Deployment, error)
-	List(ctx context.Context, limit int) ([]api.Deployment, error)
+	Rollback(ctx context.Context) (deploy.Accepted, error)
+	Get(ctx context.Context, id string) (deploy.Deployment, error)
+	List(ctx context.Context, limit int) ([]deploy.Deployment, error)
 }
 
 func (s *apiServer) postDeployment(w http.ResponseWriter, r *http.Request) {
-	var req api.DeploymentRequest
-	if err := decodeBody(r, &req); err != nil {
+	dr, dryRun, err := decodeDeploymentRequest(r)
+	if err != nil {
 		writeError(w, s.log, r, err)
 		return
 	}
-	if req.Manifest == "" {
-		writeError(w, s.log, r, badRequest("the request has no manifest"))
-		return
-	}
-	dr := deploy.Request{
-		Manifest:     []byte(req.Manifest),
-		ManifestName: localManifestName,
-		Files:        req.Files,
-		Preempt:      req.Preempt,
-		Origin:       "local",
-	}
-	if req.DryRun {
+	if dryRun {
 		plan, err := s.deploys.Plan(r.Context(), dr)
 		if err != nil {
 			writeError(w, s.log, r, fmt.Errorf("plan: %w", err))
 			return
 		}
-		writeJSON(w, http.StatusOK, api.DeploymentAccepted{Plan: plan})
+		writeJSON(w, http.StatusOK, api.DeploymentAccepted{Plan: wirePlan(plan)})
 		return
 	}
 	acc, err := s.deploys.Submit(r.Context(), dr)
@@ -64,7 +53,32 @@ func (s *apiServer) postDeployment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, acc)
+	writeJSON(w, http.StatusAccepted, wireAccepted(acc))
+}
+
+// decodeDeploymentRequest reads a POST /v1/deployments body and refuses,
+// before the engine sees it, what no deployment can be: not one JSON
+// object, no manifest, or a file name that is not a clean, bounded,
+// relative path (deploy.CheckFileNames), so that a name never reaches the
+// disk to fail there.
+func decodeDeploymentRequest(r *http.Request) (dr deploy.Request, dryRun bool, err error) {
+	var req api.DeploymentRequest
+	if err := decodeBody(r, &req); err != nil {
+		return deploy.Request{}, false, err
+	}
+	if req.Manifest == "" {
+		return deploy.Request{}, false, badRequest("the request has no manifest")
+	}
+	if err := deploy.CheckFileNames(req.Files); err != nil {
+		return deploy.Request{}, false, err
+	}
+	return deploy.Request{
+		Manifest:     []byte(req.Manifest),
+		ManifestName: localManifestName,
+		Files:        req.Files,
+		Preempt:      req.Preempt,
+		Origin:       "local",
+	}, req.DryRun, nil
 }
 
 func (s *apiServer) listDeployments(w http.ResponseWriter, r *http.Request) {
@@ -78,10 +92,7 @@ func (s *apiServer) listDeployments(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, fmt.Errorf("list deployments: %w", err))
 		return
 	}
-	if list == nil {
-		list = []api.Deployment{}
-	}
-	writeJSON(w, http.StatusOK, list)
+	writeJSON(w, http.StatusOK, wireDeployments(list))
 }
 
 func (s *apiServer) getDeployment(w http.ResponseWriter, r *http.Request) {
@@ -91,7 +102,7 @@ func (s *apiServer) getDeployment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, fmt.Errorf("deployment %s: %w", id, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, wireDeployment(d))
 }
 
 func (s *apiServer) cancelDeployment(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +116,7 @@ func (s *apiServer) cancelDeployment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, fmt.Errorf("deployment %s: %w", id, err))
 		return
 	}
-	writeJSON(w, http.StatusAccepted, d)
+	writeJSON(w, http.StatusAccepted, wireDeployment(d))
 }
 
 func (s *apiServer) rollbackDeployment(w http.ResponseWriter, r *http.Request) {
@@ -114,7 +125,7 @@ func (s *apiServer) rollbackDeployment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, fmt.Errorf("rollback: %w", err))
 		return
 	}
-	writeJSON(w, http.StatusAccepted, acc)
+	writeJSON(w, http.StatusAccepted, wireAccepted(acc))
 }
 
 // decodeBody reads one JSON document into v, refusing unknown fields and

@@ -121,9 +121,11 @@ func newSupervisor(t testing.TB) *supervisor.Supervisor {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Root allowed: the tests run as root and their components name no run_as.
 	sup, err := supervisor.New(supervisor.Config{
-		Launcher: &supervisor.ProcessLauncher{Runner: run},
+		Launcher: &supervisor.ProcessLauncher{Runner: run, AllowRoot: true},
 		Sampler:  supervisor.NewProcSampler(sampleInterval),
+		Shell:    supervisor.ShellUser{AllowRoot: true},
 	})
 	if err != nil {
 		t.Fatal(err)

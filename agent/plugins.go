@@ -57,7 +57,7 @@ func newPluginParts(cfg *config.Config, run *runner.Runner, st *store.Store, log
 	}
 	launcher, err := plugins.New(plugins.Config{
 		Runner: run, Wasm: wasm, Exporter: exporter, State: st, Logs: logMgr,
-		DeviceID: cfg.DeviceID, DefaultRunAs: cfg.DefaultRunAs,
+		DeviceID: cfg.DeviceID, DefaultRunAs: cfg.DefaultRunAs, AllowRoot: cfg.Security.AllowRoot,
 		Events: bus, Clock: clock, Logger: log,
 	})
 	if err != nil {

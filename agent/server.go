@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/api"
@@ -22,6 +25,9 @@ const (
 	readTimeout       = time.Minute
 	writeTimeout      = 2 * time.Minute
 	idleTimeout       = 2 * time.Minute
+	// serverMaxHeaderBytes is what net/http reads of a request's header
+	// before it refuses the request itself; see newHTTPServer.
+	serverMaxHeaderBytes = 1 << 20
 )
 
 // componentSupervisor is what the API needs of the supervisor.
@@ -45,9 +51,9 @@ type subscriber interface {
 	Subscribe(ctx context.Context, buffer int) <-chan events.Event
 }
 
-// apiServer answers the local API (SPEC §7). It holds no state of its own:
-// every answer is read from the supervisor, the store, the logs or the bus
-// at request time, and every action is a call into them.
+// apiServer answers the local API (docs/operations.md). It holds no state
+// of its own: every answer is read from the supervisor, the store, the logs
+// or the bus at request time, and every action is a call into them.
 type apiServer struct {
 	sup     componentSupervisor
 	deploys deployments
@@ -106,13 +112,72 @@ func (s *apiServer) routeProbes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", s.metrics)
 }
 
-// wrap bounds every request body, so that no handler can be made to read
-// more than api.MaxBodyBytes.
+// wrap checks what every request must be before any handler sees it: its
+// header within api.MaxHeaderBytes, a body that is JSON and says so, and
+// that body bounded, so that no handler can be made to read more than
+// api.MaxBodyBytes. Each refusal is the API's JSON error.
 func (s *apiServer) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkEnvelope(r); err != nil {
+			writeError(w, s.log, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
 		h.ServeHTTP(w, r)
 	})
+}
+
+// checkEnvelope checks a request's header size and body type.
+func checkEnvelope(r *http.Request) error {
+	if n := headerSize(r); n > api.MaxHeaderBytes {
+		return &requestError{status: http.StatusRequestHeaderFieldsTooLarge, code: api.CodeTooLarge,
+			msg: fmt.Sprintf("the request line and headers have %d bytes, more than %d", n, api.MaxHeaderBytes)}
+	}
+	return checkContentType(r)
+}
+
+// headerSize counts the request line and headers as they were sent, near
+// enough: what net/http's MaxHeaderBytes counts.
+func headerSize(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	n += len("Host: ") + len(r.Host) + 2
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
+}
+
+// checkContentType refuses a body that is not declared JSON. A request
+// that sends a body, or declares a type even for an empty one, must say
+// application/json (parameters allowed; a charset must be UTF-8, JSON's
+// only encoding). A body-less POST needs no type: curl -X POST sends none.
+func checkContentType(r *http.Request) error {
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	default:
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		if r.ContentLength == 0 {
+			return nil
+		}
+		return unsupportedMedia("the request has a body but no Content-Type; send Content-Type: application/json")
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != api.ContentJSON {
+		return unsupportedMedia("Content-Type %q: the body must be application/json", ct)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return unsupportedMedia("Content-Type %q: JSON is UTF-8; send charset=utf-8 or none", ct)
+	}
+	return nil
+}
+
+func unsupportedMedia(format string, args ...any) error {
+	return &requestError{status: http.StatusUnsupportedMediaType, code: api.CodeBadRequest, msg: fmt.Sprintf(format, args...)}
 }
 
 func (s *apiServer) notFound(w http.ResponseWriter, r *http.Request) {
@@ -140,9 +205,11 @@ func newHTTPServer(h http.Handler, log *slog.Logger, base context.Context) *http
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return base },
+		// Far above api.MaxHeaderBytes, which wrap enforces with a JSON
+		// answer; past this net/http answers 431 itself, in plain text.
+		MaxHeaderBytes: serverMaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return base },
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,8 +16,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/pelletier/go-toml/v2"
+	"golang.org/x/sys/unix"
 
-	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/ota/sign"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/supervisor"
@@ -53,12 +53,15 @@ const (
 type watcher struct {
 	dir     string
 	deploys interface {
-		Submit(context.Context, deploy.Request) (api.DeploymentAccepted, error)
+		Submit(context.Context, deploy.Request) (deploy.Accepted, error)
 	}
 	events   events.Publisher
 	log      *slog.Logger
 	clock    supervisor.Clock
 	debounce time.Duration
+
+	// stageIn is where recipes are staged to be parsed (the data folder).
+	stageIn string
 
 	lastApplied string // digest of the folder last submitted
 }
@@ -180,40 +183,25 @@ func (w *watcher) warn(problems []string) {
 // *.recipe.toml as a root at its own version, and every .toml and .sig file
 // sent along. digest identifies the folder's content. A nil request with no
 // problems means there is no recipe.
+//
+// Recipes are parsed from the bytes read here, never from the folder: an
+// import can then only name a file read below, and a FIFO or device in the
+// folder can never block the watcher (and with it the agent's shutdown).
 func (w *watcher) build() (req *deploy.Request, digest string, problems []string) {
-	entries, err := os.ReadDir(w.dir)
-	if err != nil {
-		return nil, "", []string{fmt.Sprintf("read %s: %v", w.dir, err)}
-	}
-	files := map[string][]byte{}
-	var refs []watchRef
-	h := sha256.New()
-	for _, e := range entries { // sorted by name
-		name := e.Name()
-		if !e.Type().IsRegular() || !watched(name) {
-			continue
-		}
-		path := filepath.Join(w.dir, name)
-		data, err := readBounded(path)
-		if err != nil {
-			problems = append(problems, err.Error())
-			continue
-		}
-		files[name] = data
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
-		h.Write(data)
-		if !strings.HasSuffix(name, RecipeSuffix) {
-			continue
-		}
-		r, err := recipes.ParseRecipe(path, data)
-		if err != nil {
-			problems = append(problems, splitProblems(err)...)
-			continue
-		}
-		refs = append(refs, watchRef{Name: r.Metadata.Name, Version: r.Metadata.Version, Recipe: name})
-	}
-	if len(problems) > 0 || len(refs) == 0 {
+	files, digest, problems := w.read()
+	if len(problems) > 0 {
 		return nil, "", problems
+	}
+	parsed, problems, err := deploy.ParseRecipes(w.stageIn, files)
+	if err != nil {
+		return nil, "", []string{fmt.Sprintf("parse the watch folder's recipes: %v", err)}
+	}
+	if len(problems) > 0 || len(parsed) == 0 {
+		return nil, "", problems
+	}
+	refs := make([]watchRef, 0, len(parsed))
+	for name, r := range parsed {
+		refs = append(refs, watchRef{Name: r.Metadata.Name, Version: r.Metadata.Version, Recipe: name})
 	}
 	slices.SortFunc(refs, func(a, b watchRef) int { return strings.Compare(a.Name, b.Name) })
 	m := watchManifest{Format: 1, Components: refs}
@@ -227,7 +215,36 @@ func (w *watcher) build() (req *deploy.Request, digest string, problems []string
 		ManifestName: filepath.Join(w.dir, watchManifestName),
 		Files:        files,
 		Origin:       "watch",
-	}, hex.EncodeToString(h.Sum(nil)), nil
+	}, digest, nil
+}
+
+// read reads every watched regular file of the folder, with the digest of
+// their names and content.
+func (w *watcher) read() (files map[string][]byte, digest string, problems []string) {
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		return nil, "", []string{fmt.Sprintf("read %s: %v", w.dir, err)}
+	}
+	files = map[string][]byte{}
+	h := sha256.New()
+	for _, e := range entries { // sorted by name
+		name := e.Name()
+		if !e.Type().IsRegular() || !watched(name) {
+			continue
+		}
+		data, err := readRegular(filepath.Join(w.dir, name))
+		if errors.Is(err, errNotRegular) {
+			continue // replaced since the listing; its own event follows
+		}
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		files[name] = data
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
+		h.Write(data)
+	}
+	return files, hex.EncodeToString(h.Sum(nil)), problems
 }
 
 // watchManifest is the manifest a watch folder becomes.
@@ -245,32 +262,38 @@ type watchRef struct {
 	Recipe  string `toml:"recipe"`
 }
 
-func readBounded(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+// errNotRegular is a watched name that is not a regular file once opened.
+var errNotRegular = errors.New("not a regular file")
+
+// readRegular reads a regular file of at most maxWatchFile bytes. The
+// listing said it was one, but it may have been replaced since: opening
+// non-blocking, without following a symbolic link, and checking the type
+// of what was opened means a FIFO never blocks the open or the read.
+func readRegular(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, fmt.Errorf("%s: removed while reading", path)
+	case errors.Is(err, unix.ELOOP):
+		return nil, errNotRegular
+	case err != nil:
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if fi.Size() > maxWatchFile {
-		return nil, fmt.Errorf("%s: %d bytes, more than the %d a recipe file may have", path, fi.Size(), maxWatchFile)
+	if !fi.Mode().IsRegular() {
+		return nil, errNotRegular
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: removed while reading", path)
+	data, err := io.ReadAll(io.LimitReader(f, maxWatchFile+1))
+	if err != nil {
+		return nil, err
 	}
-	return data, err
-}
-
-// splitProblems lists each problem of a recipe parse error.
-func splitProblems(err error) []string {
-	var multi interface{ Unwrap() []error }
-	if errors.As(err, &multi) {
-		var out []string
-		for _, e := range multi.Unwrap() {
-			out = append(out, e.Error())
-		}
-		if len(out) > 0 {
-			return out
-		}
+	if len(data) > maxWatchFile {
+		return nil, fmt.Errorf("%s: more than the %d bytes a recipe file may have", path, maxWatchFile)
 	}
-	return []string{err.Error()}
+	return data, nil
 }

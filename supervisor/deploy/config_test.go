@@ -2,8 +2,6 @@ package deploy
 
 import (
 	"testing"
-
-	"github.com/keystone-edge/keystone/agent/api"
 )
 
 // A plugin reads its effective configuration as ctx.config, so a changed
@@ -13,7 +11,7 @@ func TestPlanNamesAConfigChange(t *testing.T) {
 	have.Config = map[string]any{"site": "lab"}
 	want.Config = map[string]any{"site": "kyiv"}
 	got := computePlan(comps(have), comps(want), nil)
-	exp := api.PlanItem{Component: "com.example.a", Action: ActionReconfigure, FromVersion: "1.0.0", ToVersion: "1.0.0",
+	exp := PlanItem{Component: "com.example.a", Action: ActionReconfigure, FromVersion: "1.0.0", ToVersion: "1.0.0",
 		Reason: "changed: config"}
 	if len(got) != 1 || got[0] != exp {
 		t.Fatalf("plan = %+v, want %+v", got, exp)

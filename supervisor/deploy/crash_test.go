@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/agent/config"
 	"github.com/keystone-edge/keystone/ota"
 	"github.com/keystone-edge/keystone/ota/sign"
@@ -51,9 +50,9 @@ type runState struct {
 
 // settled is what a mini agent reports once it has nothing left to do.
 type settled struct {
-	Current     deploy.CurrentSet `json:"current"`
-	Snapshot    []runState        `json:"snapshot"`
-	Deployments []api.Deployment  `json:"deployments"`
+	Current     deploy.CurrentSet   `json:"current"`
+	Snapshot    []runState          `json:"snapshot"`
+	Deployments []deploy.Deployment `json:"deployments"`
 }
 
 func miniAgent() int {
@@ -85,8 +84,10 @@ func miniAgent() int {
 	if err := sweepGroups(ctx, st, run, root); err != nil {
 		return fail("sweep", err)
 	}
-	sup, err := supervisor.New(supervisor.Config{Launcher: &supervisor.ProcessLauncher{Runner: run},
-		Recorder: st, Reaper: supervisor.OrphanReaper(run, 5*time.Second)})
+	// Root allowed throughout: the mini agent runs as root and its recipes
+	// name no run_as.
+	sup, err := supervisor.New(supervisor.Config{Launcher: &supervisor.ProcessLauncher{Runner: run, AllowRoot: true},
+		Recorder: st, Reaper: supervisor.OrphanReaper(run, 5*time.Second), Shell: supervisor.ShellUser{AllowRoot: true}})
 	if err != nil {
 		return fail("supervisor", err)
 	}
@@ -119,8 +120,8 @@ func miniAgent() int {
 		return fail("keyring", err)
 	}
 	crashAt := os.Getenv(miniCrash)
-	eng, err := deploy.New(deploy.Config{Store: st, Supervisor: sup, Fetcher: f, Keyring: kr, DeviceID: "dev-1",
-		Paths: paths, StableFor: testStableFor, FaultHook: func(cp string) {
+	eng, err := deploy.New(deploy.Config{Store: st, Supervisor: sup, Fetcher: f, Keyring: kr, DeviceID: "dev-1", AllowRoot: true,
+		WorkDir: paths.Work, ComponentsDir: paths.Components, StagingDir: paths.Dir, StableFor: testStableFor, FaultHook: func(cp string) {
 			if cp == crashAt {
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {} // the signal is on its way
@@ -342,7 +343,7 @@ func crashCase(t *testing.T, old, next manifest, checkpoint string, wantNew bool
 	if wantNew {
 		want, wantID = versions(next.comps), next.id
 	}
-	var d api.Deployment
+	var d deploy.Deployment
 	for _, x := range s.Deployments {
 		if x.ID == next.id {
 			d = x

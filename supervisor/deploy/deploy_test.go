@@ -58,7 +58,7 @@ func TestThreeComponentsStartInDependencyOrder(t *testing.T) {
 	// The deployment's record: every step in order, the plan, the status.
 	var names []string
 	for _, s := range d.Steps {
-		names = append(names, s.Name+":"+s.Status)
+		names = append(names, string(s.Name)+":"+string(s.Status))
 	}
 	want := []string{"validate:done", "fetch:started", "fetch:done", "plan:done", "stop:started", "stop:done",
 		"start:started", "start:done", "commit:started", "commit:done"}
@@ -68,7 +68,7 @@ func TestThreeComponentsStartInDependencyOrder(t *testing.T) {
 	if len(d.Plan) != 3 || d.Plan[0].Action != deploy.ActionAdd {
 		t.Errorf("plan = %+v, want three adds", d.Plan)
 	}
-	if d.FinishedAt == nil || d.RolledBack || d.ErrorCode != "" {
+	if d.FinishedAt.IsZero() || d.RolledBack || d.ErrorCode != "" {
 		t.Errorf("finished record: %+v", d)
 	}
 	cur := r.eng.Current()
@@ -111,7 +111,7 @@ func TestVersionBumpRestartsOnlyItAndItsHardDependents(t *testing.T) {
 			t.Errorf("%s restarted (pid %d -> %d) though neither it nor a hard dependency changed", n, before[n], after[n])
 		}
 	}
-	actions := map[string]string{}
+	actions := map[string]deploy.PlanAction{}
 	for _, it := range d.Plan {
 		actions[it.Component] = it.Action
 	}
@@ -186,7 +186,7 @@ func readEnv(t *testing.T, pid int, key string) string {
 
 // failingRollback deploys v1, then v2 with a's new version broken as
 // broken says, and checks the rollback.
-func failingRollback(t *testing.T, broken spec, wantCode string) {
+func failingRollback(t *testing.T, broken spec, wantCode deploy.Code) {
 	r := newRig(t)
 	set := base()
 	set[0].script = `echo "started v1" >> data.txt; exec sleep 600`
@@ -455,8 +455,8 @@ func TestQueueRunsDeploymentsOneAtATime(t *testing.T) {
 	d1 := r.wait(a1.ID)
 	mustSucceed(t, d1)
 	mustSucceed(t, d2)
-	if !d2.Steps[1].At.After(*d1.FinishedAt) && !d2.Steps[1].At.Equal(*d1.FinishedAt) {
-		t.Errorf("q2 started (%v) before q1 finished (%v)", d2.Steps[1].At, *d1.FinishedAt)
+	if !d2.Steps[1].At.After(d1.FinishedAt) && !d2.Steps[1].At.Equal(d1.FinishedAt) {
+		t.Errorf("q2 started (%v) before q1 finished (%v)", d2.Steps[1].At, d1.FinishedAt)
 	}
 	// q2 was planned against q1's result: a is an update, not an add.
 	for _, it := range d2.Plan {
@@ -498,7 +498,7 @@ func TestCancelStopsARunningDeploymentAndRollsBack(t *testing.T) {
 	}
 	r.waitStep("slow", "start", "started")
 	d, err := r.eng.Get(context.Background(), "slow")
-	if err != nil || d.Status != "IN_PROGRESS" || !strings.Contains(d.WaitingFor, "com.test.a") || d.Since == nil {
+	if err != nil || d.Status != "IN_PROGRESS" || !strings.Contains(d.WaitingFor, "com.test.a") || d.Since.IsZero() {
 		t.Fatalf("status while waiting: %+v (%v)", d, err)
 	}
 	if err := r.eng.Cancel(context.Background(), acc.ID); err != nil {

@@ -1,4 +1,4 @@
-// Package deploy is the deployment engine (SPEC §5): it turns a deployment
+// Package deploy is the deployment engine: it turns a deployment
 // manifest and its recipes into the set of components the supervisor runs,
 // one deployment at a time, with every step checkpointed in the store so
 // that a crash at any point ends, after a restart, in exactly the new set or
@@ -14,6 +14,11 @@
 // previous set (failure_policy = "rollback") or leaves what succeeded
 // (failure_policy = "keep"). docs/deployments.md describes the steps, the
 // checkpoints and the error codes.
+//
+// Each deployment's course is decided by a pure core (core.go: events in,
+// effects out, no I/O, no clock) that the executor (execute.go) drives.
+// The package speaks its own types (Deployment, PlanItem, Code); the agent
+// translates them to the local API's.
 //
 // The package owns the deployment queue, the plan, the checkpoints and
 // rollback. It does not start or stop processes (the supervisor does, through

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keystone-edge/keystone/agent/api"
-	"github.com/keystone-edge/keystone/agent/config"
 	"github.com/keystone-edge/keystone/ota/sign"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/store"
@@ -50,15 +48,19 @@ type Config struct {
 	// component name, layered between recipe defaults and deployment
 	// overrides; nil means none.
 	DeviceConfig map[string]map[string]any
-	// Paths lays out data_dir: work folders are Paths.WorkDir(name), old
-	// versions are looked for under Paths.Components, and request files are
-	// staged in a temporary folder under Paths.Dir. Work is required; an
-	// empty Components skips removing old version folders; an empty Dir
-	// stages in the system's temporary folder.
-	Paths config.DataPaths
+	// WorkDir holds each component's work folder, WorkDir/<name>/, made
+	// by the engine and never removed. Required.
+	WorkDir string
+	// ComponentsDir holds placed versions, <name>/<version>/, looked
+	// through for old ones after a commit; "" leaves them.
+	ComponentsDir string
+	// StagingDir is where a request's files are staged while parsed, and
+	// where crash leftovers are removed at start; "" means os.TempDir(),
+	// with nothing removed.
+	StagingDir string
 	// KeepVersions is artifacts.keep_versions: how many versions of each
 	// component stay on disk, the current one included; 0 means
-	// config.DefaultKeepVersions.
+	// DefaultKeepVersions.
 	KeepVersions int
 	// Events receives deployment progress; nil means events.Discard.
 	Events events.Publisher
@@ -77,6 +79,11 @@ type Config struct {
 	// nil means none. Tests use it to crash the agent at a chosen step.
 	FaultHook func(checkpoint string)
 }
+
+// DefaultKeepVersions is how many versions of each component stay on
+// disk when Config.KeepVersions is 0: the current one and the one a
+// rollback goes back to.
+const DefaultKeepVersions = 2
 
 // DefaultStableFor is how long a deployment's components must stay up
 // before it commits, when Config.StableFor is 0.
@@ -111,8 +118,7 @@ type job struct {
 	set    *set              // nil for a recorded job until it runs
 	prev   *set              // the set before it
 	stored *store.Deployment // the record, for a job found at start
-	resume resumeFrom
-	failed *failure // the failure recorded, for resumeRollback and resumeKeep
+	steps  []Step            // its checkpoints, for one found IN_PROGRESS
 
 	// Guarded by Engine.mu while queued or running.
 	ctx     context.Context
@@ -131,11 +137,11 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("deploy: Config.Supervisor is required")
 	case cfg.Fetcher == nil:
 		return nil, errors.New("deploy: Config.Fetcher is required")
-	case cfg.Paths.Work == "":
-		return nil, errors.New("deploy: Config.Paths.Work is required")
+	case cfg.WorkDir == "":
+		return nil, errors.New("deploy: Config.WorkDir is required")
 	}
 	if cfg.KeepVersions == 0 {
-		cfg.KeepVersions = config.DefaultKeepVersions
+		cfg.KeepVersions = DefaultKeepVersions
 	}
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, events: cfg.Events,
@@ -221,13 +227,13 @@ func (e *Engine) Started() <-chan struct{} { return e.started }
 // looks against the current set now. With req.Preempt the running
 // deployment is canceled (it rolls back) and the queued ones are canceled
 // too.
-func (e *Engine) Submit(ctx context.Context, req Request) (api.DeploymentAccepted, error) {
+func (e *Engine) Submit(ctx context.Context, req Request) (Accepted, error) {
 	if err := e.awaitStart(ctx); err != nil {
-		return api.DeploymentAccepted{}, err
+		return Accepted{}, err
 	}
 	m, err := parseManifest(req)
 	if err != nil {
-		return api.DeploymentAccepted{}, err
+		return Accepted{}, err
 	}
 	id := m.Deployment.ID
 	if id != "" {
@@ -240,14 +246,14 @@ func (e *Engine) Submit(ctx context.Context, req Request) (api.DeploymentAccepte
 	cur := e.currentSet()
 	s, err := e.prepare(ctx, req, m, id, cur)
 	if err != nil {
-		return api.DeploymentAccepted{}, err
+		return Accepted{}, err
 	}
 	if err := e.record(ctx, s); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			acc, _, err := e.known(ctx, id, string(req.Manifest))
 			return acc, err
 		}
-		return api.DeploymentAccepted{}, err
+		return Accepted{}, err
 	}
 	origin := req.Origin
 	if origin == "" {
@@ -255,13 +261,13 @@ func (e *Engine) Submit(ctx context.Context, req Request) (api.DeploymentAccepte
 	}
 	e.log.Info("deployment queued", "deployment", id, "origin", origin, "components", s.describe())
 	e.enqueue(ctx, &job{id: id, origin: origin, set: s}, req.Preempt)
-	return api.DeploymentAccepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
+	return Accepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
 }
 
 // Plan validates a deployment like Submit and returns what it would change
 // against the current set now. Nothing is recorded or changed. Like Submit
 // it waits for Started.
-func (e *Engine) Plan(ctx context.Context, req Request) ([]api.PlanItem, error) {
+func (e *Engine) Plan(ctx context.Context, req Request) ([]PlanItem, error) {
 	if err := e.awaitStart(ctx); err != nil {
 		return nil, err
 	}
@@ -290,7 +296,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 	const reason = "canceled by request"
 	e.mu.Lock()
 	if r := e.running; r != nil && r.id == id {
-		r.cancel(&cancelCause{reason: reason})
+		r.cancel(&cancelCause{event{kind: eventCancel, reason: reason}})
 		e.mu.Unlock()
 		return nil
 	}
@@ -322,17 +328,17 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 // Rollback queues a new deployment (with an id of its own) that applies
 // again the last successful deployment before the current one. It is
 // ErrNotFound when there is none.
-func (e *Engine) Rollback(ctx context.Context) (api.DeploymentAccepted, error) {
+func (e *Engine) Rollback(ctx context.Context) (Accepted, error) {
 	if err := e.awaitStart(ctx); err != nil {
-		return api.DeploymentAccepted{}, err
+		return Accepted{}, err
 	}
 	cur := e.currentSet()
 	if cur.id == "" {
-		return api.DeploymentAccepted{}, fmt.Errorf("rollback: nothing is deployed: %w", ErrNotFound)
+		return Accepted{}, fmt.Errorf("rollback: nothing is deployed: %w", ErrNotFound)
 	}
 	list, err := e.cfg.Store.ListDeployments(ctx, 0)
 	if err != nil {
-		return api.DeploymentAccepted{}, fmt.Errorf("rollback: list deployments: %w", err)
+		return Accepted{}, fmt.Errorf("rollback: list deployments: %w", err)
 	}
 	var target *store.Deployment
 	seen := false
@@ -348,76 +354,76 @@ func (e *Engine) Rollback(ctx context.Context) (api.DeploymentAccepted, error) {
 		}
 	}
 	if target == nil {
-		return api.DeploymentAccepted{}, fmt.Errorf("rollback: no successful deployment before %s: %w", cur.id, ErrNotFound)
+		return Accepted{}, fmt.Errorf("rollback: no successful deployment before %s: %w", cur.id, ErrNotFound)
 	}
 	m, err := recipes.ParseManifest("deployment "+target.ID, []byte(target.Manifest))
 	if err != nil {
-		return api.DeploymentAccepted{}, fmt.Errorf("rollback to %s: manifest: %w", target.ID, err)
+		return Accepted{}, fmt.Errorf("rollback to %s: manifest: %w", target.ID, err)
 	}
 	id := e.newID("rollback-to-" + target.ID)
 	m.Deployment.ID = id
 	text, err := m.Marshal()
 	if err != nil {
-		return api.DeploymentAccepted{}, fmt.Errorf("rollback to %s: %w", target.ID, err)
+		return Accepted{}, fmt.Errorf("rollback to %s: %w", target.ID, err)
 	}
-	s, err := e.rebuildSet(id, string(text), target.Recipes)
+	s, err := e.rebuildSet(id, string(text), target.Recipes, admitNew)
 	if err != nil {
-		return api.DeploymentAccepted{}, fmt.Errorf("rollback to %s: %w", target.ID, err)
+		return Accepted{}, fmt.Errorf("rollback to %s: %w", target.ID, err)
 	}
 	if err := e.record(ctx, s); err != nil {
-		return api.DeploymentAccepted{}, err
+		return Accepted{}, err
 	}
 	e.log.Info("rollback queued", "deployment", id, "to", target.ID)
 	e.enqueue(ctx, &job{id: id, origin: "rollback", set: s}, false)
-	return api.DeploymentAccepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
+	return Accepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
 }
 
 // Get returns a deployment with every step, its plan, and, while it runs,
 // what it waits for. An unknown id gives an error matching both
 // ErrNotFound and store.ErrNotFound.
-func (e *Engine) Get(ctx context.Context, id string) (api.Deployment, error) {
+func (e *Engine) Get(ctx context.Context, id string) (Deployment, error) {
 	d, err := e.cfg.Store.GetDeployment(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return api.Deployment{}, fmt.Errorf("deployment %s: %w (%w)", id, ErrNotFound, err)
+		return Deployment{}, fmt.Errorf("deployment %s: %w (%w)", id, ErrNotFound, err)
 	}
 	if err != nil {
-		return api.Deployment{}, fmt.Errorf("deployment %s: %w", id, err)
+		return Deployment{}, fmt.Errorf("deployment %s: %w", id, err)
 	}
 	steps, err := e.cfg.Store.Steps(ctx, id)
 	if err != nil {
-		return api.Deployment{}, fmt.Errorf("deployment %s: steps: %w", id, err)
+		return Deployment{}, fmt.Errorf("deployment %s: steps: %w", id, err)
 	}
-	return e.wire(d, steps), nil
+	return e.view(d, steps), nil
 }
 
 // List returns up to limit deployments, newest first, each with its steps;
 // limit <= 0 means all.
-func (e *Engine) List(ctx context.Context, limit int) ([]api.Deployment, error) {
+func (e *Engine) List(ctx context.Context, limit int) ([]Deployment, error) {
 	list, err := e.cfg.Store.ListDeployments(ctx, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
-	out := make([]api.Deployment, 0, len(list))
+	out := make([]Deployment, 0, len(list))
 	for _, d := range list {
 		steps, err := e.cfg.Store.Steps(ctx, d.ID)
 		if err != nil {
 			return nil, fmt.Errorf("deployment %s: steps: %w", d.ID, err)
 		}
-		out = append(out, e.wire(d, steps))
+		out = append(out, e.view(d, steps))
 	}
 	return out, nil
 }
 
 // Wait waits until deployment id is finished (SUCCEEDED, FAILED or
 // CANCELED) and returns it, or returns ctx's error.
-func (e *Engine) Wait(ctx context.Context, id string) (api.Deployment, error) {
+func (e *Engine) Wait(ctx context.Context, id string) (Deployment, error) {
 	for {
 		ch := e.changes()
 		d, err := e.Get(ctx, id)
 		if err != nil {
 			return d, err
 		}
-		if store.DeploymentStatus(d.Status).Finished() {
+		if d.Status.Finished() {
 			return d, nil
 		}
 		select {
@@ -467,11 +473,6 @@ func (e *Engine) awaitStart(ctx context.Context) error {
 
 // ---- queue ----
 
-// cancelCause is why a job was canceled.
-type cancelCause struct{ reason string }
-
-func (c *cancelCause) Error() string { return c.reason }
-
 // errAbandoned: the agent is shutting down; the deployment stays as
 // checkpointed and is resumed by the next Run.
 var errAbandoned = errors.New("deploy: abandoned for agent shutdown")
@@ -498,7 +499,7 @@ func (e *Engine) enqueue(ctx context.Context, j *job, preempt bool) {
 	var dropped []*job
 	if preempt {
 		if r := e.running; r != nil {
-			r.cancel(&cancelCause{reason: "preempted by deployment " + j.id})
+			r.cancel(&cancelCause{event{kind: eventPreempt, by: j.id}})
 		}
 		dropped, e.queue = e.queue, nil
 	}
@@ -530,7 +531,7 @@ func (e *Engine) next(ctx context.Context) *job {
 	j.ctx, j.cancel = context.WithCancelCause(ctx)
 	if reason, ok := e.cancels[j.id]; ok {
 		delete(e.cancels, j.id)
-		j.cancel(&cancelCause{reason: reason})
+		j.cancel(&cancelCause{event{kind: eventCancel, reason: reason}})
 	}
 	e.running = j
 	return j
@@ -549,31 +550,31 @@ func (e *Engine) finished(j *job) {
 // cancelQueued records a deployment that never ran as CANCELED.
 func (e *Engine) cancelQueued(ctx context.Context, id, reason string) error {
 	err := e.cfg.Store.UpdateDeploymentStatus(ctx, id, store.DeploymentUpdate{
-		Status: store.DeploymentCanceled, Error: reason, ErrorCode: CodeCanceled, At: e.clock.Now(),
+		Status: store.DeploymentCanceled, Error: reason, ErrorCode: string(CodeCanceled), At: e.clock.Now(),
 	})
 	if err != nil {
 		return fmt.Errorf("cancel deployment %s: %w", id, err)
 	}
 	e.log.Info("deployment canceled", "deployment", id, "reason", reason)
-	e.publish(id, "", store.DeploymentCanceled.String(), reason)
+	e.publish(id, "", string(StatusCanceled), reason)
 	e.broadcast()
 	return nil
 }
 
 // known answers a deployment id already recorded: the same manifest is the
 // same deployment; another manifest under the id is a conflict.
-func (e *Engine) known(ctx context.Context, id, manifest string) (api.DeploymentAccepted, bool, error) {
+func (e *Engine) known(ctx context.Context, id, manifest string) (Accepted, bool, error) {
 	d, err := e.cfg.Store.GetDeployment(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return api.DeploymentAccepted{}, false, nil
+		return Accepted{}, false, nil
 	case err != nil:
-		return api.DeploymentAccepted{}, false, fmt.Errorf("look up deployment %s: %w", id, err)
+		return Accepted{}, false, fmt.Errorf("look up deployment %s: %w", id, err)
 	case d.Manifest != manifest:
-		return api.DeploymentAccepted{}, false, fmt.Errorf(
+		return Accepted{}, false, fmt.Errorf(
 			"deployment id %s was already used for a different manifest (%s): %w", id, d.Status, ErrConflict)
 	}
-	return api.DeploymentAccepted{ID: id}, true, nil
+	return Accepted{ID: id}, true, nil
 }
 
 // record durably records a validated deployment as QUEUED.
@@ -586,14 +587,14 @@ func (e *Engine) record(ctx context.Context, s *set) error {
 		}); err != nil {
 			return err
 		}
-		_, err := tx.AppendStep(ctx, s.id, store.Step{Name: StepValidate, Status: store.StepDone, Detail: s.describe(), At: now})
+		_, err := tx.AppendStep(ctx, s.id, store.Step{Name: string(StepValidate), Status: store.StepDone, Detail: s.describe(), At: now})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("record deployment %s: %w", s.id, err)
 	}
-	e.publish(s.id, StepValidate, string(store.StepDone), s.describe())
-	e.hook(checkpoint(StepValidate, store.StepDone))
+	e.publish(s.id, string(StepValidate), string(StepDone), s.describe())
+	e.hook(checkpoint(StepValidate, StepDone))
 	return nil
 }
 

@@ -18,31 +18,36 @@ var (
 	ErrConflict = errors.New("deploy: conflict")
 )
 
-// Error codes a failed or canceled deployment records (api.Deployment
-// ErrorCode, SPEC §9 error_code). Fetch failures record the ota.Reason
-// instead: DOWNLOAD_FAILED, HASH_MISMATCH, SIGNATURE_INVALID,
-// METADATA_EXPIRED, ROLLBACK_ATTACK, UNSAFE_ARCHIVE or DISK_FULL.
+// Code is why a deployment failed or was refused, as recorded
+// (Deployment.ErrorCode) and as jobs report it (error_code): callers and
+// the decision core branch on it, never on an error's text.
+type Code string
+
+// Error codes a failed or canceled deployment records. Fetch failures
+// record the ota.Reason instead: DOWNLOAD_FAILED, HASH_MISMATCH,
+// SIGNATURE_INVALID, METADATA_EXPIRED, ROLLBACK_ATTACK, UNSAFE_ARCHIVE or
+// DISK_FULL.
 const (
 	// CodeValidation: the manifest or a recipe is wrong (also the code of a
 	// *ValidationError with no more specific one).
-	CodeValidation = "VALIDATION_FAILED"
+	CodeValidation Code = "VALIDATION_FAILED"
 	// CodeInstallFailed: an install script failed or timed out, or a
 	// component's work folder could not be prepared.
-	CodeInstallFailed = "INSTALL_FAILED"
+	CodeInstallFailed Code = "INSTALL_FAILED"
 	// CodeComponentFailed: a started component failed (BROKEN, or ERRORED
 	// with no restart to come) before the deployment could commit.
-	CodeComponentFailed = "COMPONENT_FAILED"
+	CodeComponentFailed Code = "COMPONENT_FAILED"
 	// CodeHealthTimeout: a component was not RUNNING and healthy within
 	// health_timeout.
-	CodeHealthTimeout = "HEALTH_TIMEOUT"
+	CodeHealthTimeout Code = "HEALTH_TIMEOUT"
 	// CodeStopTimeout: stopping the removed and changed components did not
 	// finish within the sum of their stop timeouts.
-	CodeStopTimeout = "STOP_TIMEOUT"
+	CodeStopTimeout Code = "STOP_TIMEOUT"
 	// CodeCanceled: canceled by deploy cancel or preempted by a newer
 	// deployment.
-	CodeCanceled = "CANCELED"
+	CodeCanceled Code = "CANCELED"
 	// CodeInternal: the store or the supervisor failed.
-	CodeInternal = "INTERNAL"
+	CodeInternal Code = "INTERNAL"
 )
 
 // Problem is one reason a deployment was refused.
@@ -50,7 +55,7 @@ type Problem struct {
 	// Code is CodeValidation for a wrong manifest or recipe, or the ota
 	// reason (SIGNATURE_INVALID, DOWNLOAD_FAILED, ...) when a signature or
 	// the component repository refused it.
-	Code string
+	Code Code
 	// Message says what is wrong and where, e.g.
 	// "hello.recipe.toml:14:3: lifecycle.run.restart_policy: must be one of
 	// never, on-failure, always".
@@ -83,7 +88,7 @@ func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
 
 // Code is the most specific code of the problems: the first that is not
 // CodeValidation, else CodeValidation.
-func (e *ValidationError) Code() string {
+func (e *ValidationError) Code() Code {
 	for _, p := range e.Problems {
 		if p.Code != CodeValidation {
 			return p.Code
@@ -104,13 +109,13 @@ func (e *ValidationError) Messages() []string {
 // failure is why a deployment did not commit: the code it records and the
 // cause.
 type failure struct {
-	code string
+	code Code
 	err  error
 }
 
 func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
 
-func fail(code string, format string, args ...any) *failure {
+func fail(code Code, format string, args ...any) *failure {
 	return &failure{code: code, err: fmt.Errorf(format, args...)}
 }

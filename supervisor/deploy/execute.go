@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -23,60 +22,109 @@ var (
 // stopMargin is added to the sum of the stop timeouts to bound the stop step.
 const stopMargin = 30 * time.Second
 
-// execute runs one job from where it stands to a final status. It returns
-// errAbandoned when ctx ended first (the checkpoints say where to go on),
-// or another error when the store failed.
+// execute runs one job from where it stands to a final status: its core
+// decides, this performs. It returns errAbandoned when ctx ended first (the
+// checkpoints say where to go on), or another error when the store failed.
 func (e *Engine) execute(ctx context.Context, j *job) error {
-	if f, err := e.load(j); err != nil {
+	broken, err := e.load(j)
+	if err != nil {
 		return err
-	} else if f != nil {
-		return e.finishUntouched(ctx, j, f)
 	}
-	switch j.resume {
-	case resumeRollback:
-		return e.rollback(ctx, j, j.failed)
-	case resumeKeep:
-		if err := e.cfg.Supervisor.Apply(ctx, j.set.components()); err != nil && ctx.Err() != nil {
-			return errAbandoned
+	cfg := e.coreConfig(j)
+	c := newCore(cfg)
+	ev := event{kind: eventBegin, failure: broken}
+	if j.steps != nil {
+		ev.kind, ev.steps = eventResume, j.steps
+		from, _ := resumePoint(j.steps, cfg.keep)
+		e.log.Info("deployment resumed", "deployment", j.id, "from", from)
+	}
+	told := false
+	for !c.over() {
+		if cause, ok := context.Cause(j.ctx).(*cancelCause); ok && !told {
+			c.Step(cause.event)
+			told = true
 		}
-		return e.keep(ctx, j, j.failed)
-	case resumeApply:
-		e.log.Info("deployment resumed past its plan", "deployment", j.id)
-	default:
-		if err := e.setStatus(ctx, j, store.DeploymentInProgress, ""); err != nil {
-			return err
+		var f *failure
+		effects := c.Step(ev)
+		if len(effects) == 0 { // a core that neither acts nor ends would spin
+			return fmt.Errorf("deployment %s: no effect for event %d", j.id, ev.kind)
 		}
-		f, err := e.fetch(ctx, j)
-		if err != nil {
-			return err
+		for _, ef := range effects {
+			e.log.Debug("deployment effect", "deployment", j.id, "kind", ef.kind, "step", ef.step, "status", ef.stepStatus)
+			if f, err = e.perform(ctx, j, ef); err != nil {
+				return err
+			}
 		}
-		if f == nil {
-			f = e.canceled(j)
-		}
+		ev = event{kind: eventDone}
 		if f != nil {
-			return e.finishUntouched(ctx, j, f)
-		}
-		if err := e.recordPlan(ctx, j); err != nil {
-			return err
-		}
-		if f := e.canceled(j); f != nil {
-			return e.finishUntouched(ctx, j, f)
+			ev = event{kind: eventFailed, failure: f}
 		}
 	}
-	f, err := e.stopAndStart(ctx, j)
+	return nil
+}
+
+// perform carries out one effect; an operation's failure is returned for
+// the core, an error only when the store failed or ctx ended.
+func (e *Engine) perform(ctx context.Context, j *job, ef effect) (*failure, error) {
+	switch ef.kind {
+	case effectStatus:
+		return nil, e.setStatus(ctx, j, ef.status)
+	case effectStep:
+		return nil, e.step(ctx, j, ef.step, ef.stepStatus, e.stepDetail(j, ef))
+	case effectFetch:
+		return e.fetch(ctx, j)
+	case effectPlan:
+		return nil, e.recordPlan(ctx, j)
+	case effectApply:
+		return e.applySet(ctx, j, ef)
+	case effectWait:
+		return e.waitSet(ctx, j, ef)
+	case effectSettle:
+		return e.settleKept(ctx, j, ef.failure)
+	case effectCommit, effectKeep, effectRollback, effectFinish:
+		return nil, e.finish(ctx, j, ef)
+	}
+	return nil, fmt.Errorf("deploy: unknown effect %d", ef.kind)
+}
+
+// coreConfig gives the core what it must know of j's two sets.
+func (e *Engine) coreConfig(j *job) coreConfig {
+	return coreConfig{
+		keep:      j.set.policy() == recipes.FailureKeep,
+		prevEmpty: len(j.prev.comps) == 0,
+		stopNew:   stopDeadline(j.prev),
+		stopPrev:  stopDeadline(j.set),
+		waitNew:   startDeadline(j),
+		waitPrev:  j.prev.healthTimeout().Duration,
+	}
+}
+
+// startDeadline bounds the start step: health_timeout, plus the longest
+// install, which runs inside it.
+func startDeadline(j *job) time.Duration {
+	return j.set.healthTimeout().Duration + installAllowance(j.prev, j.set)
+}
+
+// stepDetail is what a checkpoint records: the failure, or what a started
+// step is about to do.
+func (e *Engine) stepDetail(j *job, ef effect) string {
 	switch {
-	case err != nil:
-		return err
-	case f == nil:
-		return e.commit(ctx, j)
-	case j.set.policy() == recipes.FailureKeep && f.code != CodeCanceled:
-		f, err = e.settleKept(ctx, j, f)
-		if err != nil {
-			return err
+	case ef.failure != nil:
+		return failureDetail(ef.failure)
+	case ef.stepStatus != StepStarted:
+		return ""
+	case ef.step == StepFetch:
+		n := 0
+		for _, r := range j.set.recipes {
+			n += len(r.Artifacts)
 		}
-		return e.keep(ctx, j, f)
+		return fmt.Sprintf("%d artifacts of %d components", n, len(j.set.recipes))
+	case ef.step == StepStop:
+		return stopDetail(j.prev, j.set)
+	case ef.step == StepStart:
+		return fmt.Sprintf("waiting up to %s for %d components to be RUNNING and healthy", startDeadline(j), len(j.set.comps))
 	}
-	return e.rollback(ctx, j, f)
+	return ""
 }
 
 // settleKept, under failure_policy = "keep", lets the components that can
@@ -87,29 +135,10 @@ func (e *Engine) settleKept(ctx context.Context, j *job, f *failure) (*failure, 
 	if j.set.graph == nil {
 		return f, nil
 	}
-	var failed, blocked, rest []string
+	var failed, blocked []string
 	for {
-		sts := e.states()
-		down := map[string]bool{}
-		failed, blocked, rest = nil, nil, nil
-		for _, n := range j.set.names() {
-			if st := sts[n]; st.Failed() {
-				failed = append(failed, fmt.Sprintf("%s (%s: %s)", n, st.State, st.LastError))
-				down[n] = true
-				for _, d := range j.set.graph.HardDependents(n) {
-					down[d] = true
-				}
-			}
-		}
-		for _, n := range j.set.names() {
-			switch st := sts[n]; {
-			case st.Failed():
-			case down[n]:
-				blocked = append(blocked, n)
-			default:
-				rest = append(rest, n)
-			}
-		}
+		var rest []string
+		failed, blocked, rest = e.triage(j.set)
 		err := e.waitReady(j.ctx, rest, j.set.healthTimeout().Duration)
 		if err == nil || !errors.Is(err, supervisor.ErrComponentFailed) {
 			if ctx.Err() != nil {
@@ -128,69 +157,82 @@ func (e *Engine) settleKept(ctx context.Context, j *job, f *failure) (*failure, 
 	return &failure{code: f.code, err: fmt.Errorf("%s; first: %w", msg, f.err)}, nil
 }
 
-// load builds a recorded job's sets: its own and the one before it. A
-// job whose set cannot be built before its plan fails untouched (the
-// failure is returned); past its plan it goes back to the previous set.
-func (e *Engine) load(j *job) (*failure, error) {
-	if j.set == nil {
-		s, err := e.rebuildSet(j.id, j.stored.Manifest, j.stored.Recipes)
-		if err != nil {
-			f := fail(CodeValidation, "%v", err)
-			if j.resume == resumeFresh {
-				return f, nil
+// triage sorts s's components into those that failed (named with their
+// state and last error, for the record), those a failed hard dependency
+// keeps from starting, and the rest.
+func (e *Engine) triage(s *set) (failed, blocked, rest []string) {
+	sts := e.states()
+	down := map[string]bool{}
+	for _, n := range s.names() {
+		if st := sts[n]; st.Failed() {
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", n, st.State, st.LastError))
+			down[n] = true
+			for _, d := range s.graph.HardDependents(n) {
+				down[d] = true
 			}
-			s, j.resume, j.failed = emptySet(), resumeRollback, f
 		}
-		e.mu.Lock() // Get reads it while the job runs
-		j.set = s
-		e.mu.Unlock()
 	}
+	for _, n := range s.names() {
+		switch st := sts[n]; {
+		case st.Failed():
+		case down[n]:
+			blocked = append(blocked, n)
+		default:
+			rest = append(rest, n)
+		}
+	}
+	return failed, blocked, rest
+}
+
+// load builds a recorded job's sets: its own and the one before it. A
+// set that can no longer be built is returned as the failure; the job
+// then runs with an empty set, to be finished or rolled back.
+func (e *Engine) load(j *job) (*failure, error) {
 	j.prev = e.currentSet()
-	if j.stored != nil && j.stored.Previous != nil && j.resume != resumeFresh {
+	if j.set != nil {
+		return nil, nil
+	}
+	var broken *failure
+	s, err := e.rebuildSet(j.id, j.stored.Manifest, j.stored.Recipes, admitRecorded)
+	if err != nil {
+		broken, s = fail(CodeValidation, "%v", err), emptySet()
+	}
+	e.mu.Lock() // Get reads it while the job runs
+	j.set = s
+	e.mu.Unlock()
+	if j.stored.Previous != nil {
 		prev, err := e.decodePrevious(j.stored.Previous)
 		if err != nil {
 			return nil, fmt.Errorf("resume: %w", err)
 		}
 		j.prev = prev
 	}
-	return nil, nil
+	return broken, nil
 }
 
 // fetch downloads, verifies and places every artifact of the new set.
 func (e *Engine) fetch(ctx context.Context, j *job) (*failure, error) {
-	rs := j.set.recipeList()
-	n := 0
-	for _, r := range rs {
-		n += len(r.Artifacts)
-	}
-	if err := e.step(ctx, j, StepFetch, store.StepStarted, fmt.Sprintf("%d artifacts of %d components", n, len(rs))); err != nil {
-		return nil, err
-	}
-	err := e.cfg.Fetcher.Fetch(j.ctx, rs, func(p ota.Progress) {
+	err := e.cfg.Fetcher.Fetch(j.ctx, j.set.recipeList(), func(p ota.Progress) {
 		e.setWaiting(j, fmt.Sprintf("downloading %s (%d of %d bytes)", p.URL, p.BytesComplete, p.Size))
 	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, errAbandoned
-		}
-		f := e.canceled(j)
-		if f == nil {
-			code := CodeInternal
-			if reason, ok := ota.ReasonOf(err); ok {
-				code = string(reason)
-			}
-			f = &failure{code: code, err: fmt.Errorf("fetch: %w", err)}
-		}
-		return f, e.step(ctx, j, StepFetch, store.StepFailed, failureDetail(f))
+	switch {
+	case err == nil:
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, errAbandoned
 	}
-	return nil, e.step(ctx, j, StepFetch, store.StepDone, "")
+	code := CodeInternal
+	if reason, ok := ota.ReasonOf(err); ok {
+		code = Code(reason)
+	}
+	return &failure{code: code, err: fmt.Errorf("fetch: %w", err)}, nil
 }
 
 // recordPlan checkpoints the plan and the set before the deployment in one
 // transaction: from here on the deployment finishes or rolls back.
 func (e *Engine) recordPlan(ctx context.Context, j *job) error {
 	plan := computePlan(j.prev.comps, j.set.comps, e.states())
-	detail, err := json.Marshal(plan)
+	detail, err := encodePlan(plan)
 	if err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}
@@ -200,7 +242,7 @@ func (e *Engine) recordPlan(ctx context.Context, j *job) error {
 	}
 	now := e.clock.Now()
 	err = e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.AppendStep(ctx, j.id, store.Step{Name: StepPlan, Status: store.StepDone, Detail: string(detail), At: now}); err != nil {
+		if _, err := tx.AppendStep(ctx, j.id, store.Step{Name: string(StepPlan), Status: store.StepDone, Detail: detail, At: now}); err != nil {
 			return err
 		}
 		return tx.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{Status: store.DeploymentInProgress, At: now, Previous: prev})
@@ -208,195 +250,116 @@ func (e *Engine) recordPlan(ctx context.Context, j *job) error {
 	if err != nil {
 		return e.storeErr(ctx, fmt.Errorf("checkpoint the plan of %s: %w", j.id, err))
 	}
-	e.progress(j, StepPlan, store.StepDone, summarize(plan), now)
+	e.progress(j, StepPlan, StepDone, summarize(plan), now)
 	return nil
 }
 
-// stopAndStart hands the new set to the supervisor (the stop step) and
-// waits for it to run (the start step). A failure is returned, not
-// recorded as final: the caller rolls back or keeps.
-func (e *Engine) stopAndStart(ctx context.Context, j *job) (*failure, error) {
-	if f := e.canceled(j); f != nil {
-		return f, nil
+// applySet hands the new set (its work folders made first) or the
+// previous one to the supervisor, within the stop deadline.
+func (e *Engine) applySet(ctx context.Context, j *job, ef effect) (*failure, error) {
+	s, what := j.set, "stop: "
+	if ef.target == targetPrevious {
+		s, what = j.prev, ""
+	} else if err := prepareWorkDirs(s, e.cfg.DefaultRunAs); err != nil {
+		return &failure{code: CodeInstallFailed, err: err}, nil
 	}
-	if err := e.step(ctx, j, StepStop, store.StepStarted, stopDetail(j.prev, j.set)); err != nil {
-		return nil, err
-	}
-	var f *failure
-	if err := prepareWorkDirs(j.set, e.cfg.DefaultRunAs); err != nil {
-		f = &failure{code: CodeInstallFailed, err: err}
-	} else if err := e.apply(ctx, j.set, stopDeadline(j.prev)); err != nil {
-		if ctx.Err() != nil {
-			return nil, errAbandoned
-		}
-		f = &failure{code: CodeInternal, err: fmt.Errorf("stop: %w", err)}
-		if errors.Is(err, errStopTimeout) {
-			f.code = CodeStopTimeout
-		}
-	}
-	if f != nil {
-		return f, e.step(ctx, j, StepStop, store.StepFailed, failureDetail(f))
-	}
-	if err := e.step(ctx, j, StepStop, store.StepDone, ""); err != nil {
-		return nil, err
-	}
-	if f := e.canceled(j); f != nil {
-		return f, nil
-	}
-	timeout := j.set.healthTimeout().Duration
-	wait := timeout + installAllowance(j.prev, j.set)
-	names := j.set.names()
-	if err := e.step(ctx, j, StepStart, store.StepStarted, fmt.Sprintf(
-		"waiting up to %s for %d components to be RUNNING and healthy", wait, len(names))); err != nil {
-		return nil, err
-	}
-	err := e.waitStarted(j.ctx, names, wait)
-	if err == nil {
-		return nil, e.step(ctx, j, StepStart, store.StepDone, "")
-	}
-	if ctx.Err() != nil {
+	err := e.apply(ctx, s, ef.within)
+	switch {
+	case err == nil:
+		return nil, nil
+	case ctx.Err() != nil:
 		return nil, errAbandoned
+	case errors.Is(err, errStopTimeout):
+		return &failure{code: CodeStopTimeout, err: fmt.Errorf("%s%w", what, err)}, nil
 	}
-	f = e.classifyWait(j, names, timeout, err)
-	return f, e.step(ctx, j, StepStart, store.StepFailed, failureDetail(f))
+	return &failure{code: CodeInternal, err: fmt.Errorf("%s%w", what, err)}, nil
 }
 
-// classifyWait turns a failed wait into a failure with its code.
-func (e *Engine) classifyWait(j *job, names []string, timeout time.Duration, err error) *failure {
-	switch cause := context.Cause(j.ctx); {
+// waitSet waits for a set to run. The new set's wait ends with the job (a
+// cancel interrupts it); a rollback's does not.
+func (e *Engine) waitSet(ctx context.Context, j *job, ef effect) (*failure, error) {
+	s, wctx := j.set, j.ctx
+	if ef.target == targetPrevious {
+		s, wctx = j.prev, ctx
+	}
+	err := e.waitStarted(wctx, s.names(), ef.within)
+	switch {
+	case err == nil:
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, errAbandoned
 	case errors.Is(err, errHealthTimeout):
-		return &failure{code: CodeHealthTimeout, err: fmt.Errorf("not RUNNING and healthy within health_timeout %s: %w", timeout, err)}
-	case isCancel(cause):
-		return &failure{code: CodeCanceled, err: cause}
-	case errors.Is(err, supervisor.ErrComponentFailed):
-		code := CodeComponentFailed
-		want := map[string]bool{}
-		for _, n := range names {
-			want[n] = true
+		return &failure{code: CodeHealthTimeout, err: fmt.Errorf("not RUNNING and healthy within health_timeout %s: %w",
+			s.healthTimeout().Duration, err)}, nil
+	case !errors.Is(err, supervisor.ErrComponentFailed):
+		return &failure{code: CodeInternal, err: err}, nil
+	case e.installFailed(s.names()):
+		return &failure{code: CodeInstallFailed, err: err}, nil
+	}
+	return &failure{code: CodeComponentFailed, err: err}, nil
+}
+
+// installFailed reports whether one of names failed in its install script.
+func (e *Engine) installFailed(names []string) bool {
+	sts := e.states()
+	for _, n := range names {
+		if st := sts[n]; st.Failed() && st.Failure == supervisor.FailureInstall {
+			return true
 		}
-		for _, st := range e.cfg.Supervisor.Snapshot() {
-			if want[st.Name] && st.Failed() && strings.HasPrefix(st.LastError, "install failed") {
-				code = CodeInstallFailed
+	}
+	return false
+}
+
+// finish records a deployment's end in one transaction: its last
+// checkpoint (commit or rollback done), for a commit the new set as
+// current, and the final status. Then old versions are let go after a
+// commit.
+func (e *Engine) finish(ctx context.Context, j *job, ef effect) error {
+	f, now := ef.failure, e.clock.Now()
+	u := store.DeploymentUpdate{Status: store.DeploymentStatus(ef.status), RolledBack: ef.rolledBack, At: now}
+	var step StepName
+	detail, failed := "", ""
+	if f != nil {
+		u.Error, u.ErrorCode, failed = f.err.Error()+ef.note, string(f.code), failureDetail(f)
+	}
+	switch ef.kind {
+	case effectCommit:
+		step, detail = StepCommit, "current set: "+j.set.describe()
+	case effectKeep:
+		step, detail = StepCommit, "failure_policy keep: the new set stays; "+failed
+	case effectRollback:
+		step, detail = StepRollback, "restored "+j.prev.describe()+ef.note
+	}
+	err := e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
+		if step != "" {
+			if _, err := tx.AppendStep(ctx, j.id, store.Step{Name: string(step), Status: store.StepDone, Detail: detail, At: now}); err != nil {
+				return err
 			}
 		}
-		return &failure{code: code, err: err}
-	}
-	return &failure{code: CodeInternal, err: err}
-}
-
-// commit records the new set as current, then lets go of versions no longer
-// kept.
-func (e *Engine) commit(ctx context.Context, j *job) error {
-	if err := e.step(ctx, j, StepCommit, store.StepStarted, ""); err != nil {
-		return err
-	}
-	now := e.clock.Now()
-	detail := "current set: " + j.set.describe()
-	err := e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.AppendStep(ctx, j.id, store.Step{Name: StepCommit, Status: store.StepDone, Detail: detail, At: now}); err != nil {
-			return err
-		}
-		if err := tx.SetValue(ctx, currentKey, []byte(j.id)); err != nil {
-			return err
-		}
-		return tx.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{Status: store.DeploymentSucceeded, At: now})
-	})
-	if err != nil {
-		return e.storeErr(ctx, fmt.Errorf("commit %s: %w", j.id, err))
-	}
-	e.setCurrent(j.set)
-	e.log.Info("deployment succeeded", "deployment", j.id, "components", j.set.describe())
-	e.publish(j.id, "", store.DeploymentSucceeded.String(), "")
-	e.progress(j, StepCommit, store.StepDone, detail, now)
-	e.collect(ctx, j.set)
-	return nil
-}
-
-// keep records a failure under failure_policy = "keep": the new set stays
-// (what succeeded runs, what failed is reported) and becomes current.
-func (e *Engine) keep(ctx context.Context, j *job, f *failure) error {
-	now := e.clock.Now()
-	detail := "failure_policy keep: the new set stays; " + failureDetail(f)
-	err := e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.AppendStep(ctx, j.id, store.Step{Name: StepCommit, Status: store.StepDone, Detail: detail, At: now}); err != nil {
-			return err
-		}
-		if err := tx.SetValue(ctx, currentKey, []byte(j.id)); err != nil {
-			return err
-		}
-		return tx.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{
-			Status: store.DeploymentFailed, Error: f.err.Error(), ErrorCode: f.code, At: now})
-	})
-	if err != nil {
-		return e.storeErr(ctx, fmt.Errorf("record failure of %s: %w", j.id, err))
-	}
-	e.setCurrent(j.set)
-	e.log.Warn("deployment failed; failure_policy keep leaves the new set", "deployment", j.id, "code", f.code, "err", f.err)
-	e.publish(j.id, "", store.DeploymentFailed.String(), failureDetail(f))
-	e.progress(j, StepCommit, store.StepDone, detail, now)
-	return nil
-}
-
-// rollback restores the set before the deployment (versions and
-// configuration) and records the deployment FAILED, or CANCELED, with
-// rolled_back. Work folders are not touched.
-func (e *Engine) rollback(ctx context.Context, j *job, f *failure) error {
-	if err := e.step(ctx, j, StepRollback, store.StepStarted, failureDetail(f)); err != nil {
-		return err
-	}
-	e.log.Warn("deployment failed; rolling back", "deployment", j.id, "code", f.code, "err", f.err, "to", j.prev.describe())
-	rolledBack := true
-	note := ""
-	if err := e.apply(ctx, j.prev, stopDeadline(j.set)); err != nil {
-		if ctx.Err() != nil {
-			return errAbandoned
-		}
-		rolledBack, note = false, fmt.Sprintf("; rollback failed: %v", err)
-	} else if len(j.prev.comps) > 0 {
-		// Not the job's context: a canceled job still waits for its rollback.
-		if err := e.waitStarted(ctx, j.prev.names(), j.prev.healthTimeout().Duration); err != nil {
-			if ctx.Err() != nil {
-				return errAbandoned
+		if step == StepCommit {
+			if err := tx.SetValue(ctx, currentKey, []byte(j.id)); err != nil {
+				return err
 			}
-			note = fmt.Sprintf("; after the rollback: %v", err)
 		}
-	}
-	status := store.DeploymentFailed
-	if f.code == CodeCanceled {
-		status = store.DeploymentCanceled
-	}
-	now := e.clock.Now()
-	detail := "restored " + j.prev.describe() + note
-	err := e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.AppendStep(ctx, j.id, store.Step{Name: StepRollback, Status: store.StepDone, Detail: detail, At: now}); err != nil {
-			return err
-		}
-		return tx.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{
-			Status: status, RolledBack: rolledBack, Error: f.err.Error() + note, ErrorCode: f.code, At: now})
+		return tx.UpdateDeploymentStatus(ctx, j.id, u)
 	})
 	if err != nil {
-		return e.storeErr(ctx, fmt.Errorf("record rollback of %s: %w", j.id, err))
+		return e.storeErr(ctx, fmt.Errorf("record the end of %s: %w", j.id, err))
 	}
-	e.publish(j.id, "", status.String(), failureDetail(f))
-	e.progress(j, StepRollback, store.StepDone, detail, now)
-	return nil
-}
-
-// finishUntouched records a deployment that failed or was canceled before
-// anything running was touched.
-func (e *Engine) finishUntouched(ctx context.Context, j *job, f *failure) error {
-	status := store.DeploymentFailed
-	if f.code == CodeCanceled {
-		status = store.DeploymentCanceled
+	if step == StepCommit {
+		e.setCurrent(j.set)
 	}
-	err := e.cfg.Store.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{
-		Status: status, Error: f.err.Error(), ErrorCode: f.code, At: e.clock.Now()})
-	if err != nil {
-		return e.storeErr(ctx, fmt.Errorf("record failure of %s: %w", j.id, err))
+	e.log.Info("deployment finished", "deployment", j.id, "status", ef.status, "rolled_back", ef.rolledBack,
+		"failure", failed, "note", ef.note, "components", j.set.describe())
+	e.publish(j.id, "", string(ef.status), failed)
+	if step == "" {
+		e.broadcast()
+		return nil
 	}
-	e.log.Warn("deployment ended before changing anything", "deployment", j.id, "status", status, "code", f.code, "err", f.err)
-	e.publish(j.id, "", status.String(), failureDetail(f))
-	e.broadcast()
+	e.progress(j, step, StepDone, detail, now)
+	if ef.kind == effectCommit {
+		e.collect(ctx, j.set)
+	}
 	return nil
 }
 
@@ -456,47 +419,60 @@ func (e *Engine) waitStarted(ctx context.Context, names []string, d time.Duratio
 			st.Stop()
 			return timeout(fmt.Errorf("waiting for %v to stay up for %s: %w", names, e.stable, wctx.Err()))
 		}
-		if after := e.runs(names); after == before && !strings.Contains(after, "!") {
+		after := e.runs(names)
+		if stayedUp(before, after) {
 			return nil
 		}
-		e.log.Debug("a component restarted or left RUNNING while settling; waiting again", "ready", before, "now", e.runs(names))
+		e.log.Debug("a component restarted or left RUNNING while settling; waiting again", "ready", before, "now", after)
 	}
 }
 
-// runs describes the runs of names: each one's pid and restart count, with
-// "!" for one that is not ready.
-func (e *Engine) runs(names []string) string {
+// run is one component's process as far as stability goes: a new start
+// changes its generation, even when the pid comes round again.
+type run struct {
+	pid   int
+	gen   uint64
+	ready bool
+}
+
+// runs returns the run of each of names.
+func (e *Engine) runs(names []string) map[string]run {
 	sts := e.states()
-	var b strings.Builder
+	out := make(map[string]run, len(names))
 	for _, n := range names {
 		st := sts[n]
-		ready := st.Ready() || st.State == supervisor.StateFinished
-		fmt.Fprintf(&b, "%s:%d:%d", n, st.Pid, st.Restarts)
-		if !ready {
-			b.WriteString("!")
+		out[n] = run{pid: st.Pid, gen: st.Generation, ready: st.Ready() || st.State == supervisor.StateFinished}
+	}
+	return out
+}
+
+// stayedUp reports whether every component was ready at both looks, with
+// the same process.
+func stayedUp(before, after map[string]run) bool {
+	for n, b := range before {
+		if a := after[n]; !b.ready || a != b {
+			return false
 		}
-		b.WriteString(" ")
 	}
-	return b.String()
+	return len(before) == len(after)
 }
 
-// canceled returns the cancel failure once the job was canceled.
-func (e *Engine) canceled(j *job) *failure {
-	if cause := context.Cause(j.ctx); isCancel(cause) {
-		return &failure{code: CodeCanceled, err: cause}
-	}
-	return nil
-}
+// cancelCause is why a job was canceled: the core's cancel or preempt
+// event.
+type cancelCause struct{ event }
 
-func isCancel(err error) bool {
-	var c *cancelCause
-	return errors.As(err, &c)
+func (c *cancelCause) Error() string {
+	if c.kind == eventPreempt {
+		return "preempted by deployment " + c.by
+	}
+	return c.reason
 }
 
 // step durably appends one checkpoint, then tells FaultHook.
-func (e *Engine) step(ctx context.Context, j *job, name string, status store.StepStatus, detail string) error {
+func (e *Engine) step(ctx context.Context, j *job, name StepName, status StepStatus, detail string) error {
 	at := e.clock.Now()
-	if _, err := e.cfg.Store.AppendStep(ctx, j.id, store.Step{Name: name, Status: status, Detail: detail, At: at}); err != nil {
+	st := store.Step{Name: string(name), Status: store.StepStatus(status), Detail: detail, At: at}
+	if _, err := e.cfg.Store.AppendStep(ctx, j.id, st); err != nil {
 		return e.storeErr(ctx, fmt.Errorf("checkpoint %s %s of %s: %w", name, status, j.id, err))
 	}
 	e.progress(j, name, status, detail, at)
@@ -505,14 +481,15 @@ func (e *Engine) step(ctx context.Context, j *job, name string, status store.Ste
 
 // progress notes a durable checkpoint: the job's step, an event, waiters
 // woken, FaultHook told.
-func (e *Engine) progress(j *job, name string, status store.StepStatus, detail string, at time.Time) {
+func (e *Engine) progress(j *job, name StepName, status StepStatus, detail string, at time.Time) {
+	cp := checkpoint(name, status)
 	e.mu.Lock()
-	j.step, j.since, j.waiting = checkpoint(name, status), at, ""
+	j.step, j.since, j.waiting = cp, at, ""
 	e.mu.Unlock()
 	e.log.Debug("deployment step", "deployment", j.id, "step", name, "status", status, "detail", detail)
-	e.publish(j.id, name, string(status), detail)
+	e.publish(j.id, string(name), string(status), detail)
 	e.broadcast()
-	e.hook(checkpoint(name, status))
+	e.hook(cp)
 }
 
 func (e *Engine) setWaiting(j *job, what string) {
@@ -521,12 +498,13 @@ func (e *Engine) setWaiting(j *job, what string) {
 	e.mu.Unlock()
 }
 
-func (e *Engine) setStatus(ctx context.Context, j *job, st store.DeploymentStatus, detail string) error {
-	if err := e.cfg.Store.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{Status: st, At: e.clock.Now()}); err != nil {
+func (e *Engine) setStatus(ctx context.Context, j *job, st Status) error {
+	u := store.DeploymentUpdate{Status: store.DeploymentStatus(st), At: e.clock.Now()}
+	if err := e.cfg.Store.UpdateDeploymentStatus(ctx, j.id, u); err != nil {
 		return e.storeErr(ctx, fmt.Errorf("deployment %s: %w", j.id, err))
 	}
 	e.log.Info("deployment started", "deployment", j.id, "origin", j.origin)
-	e.publish(j.id, "", st.String(), detail)
+	e.publish(j.id, "", string(st), "")
 	e.broadcast()
 	return nil
 }

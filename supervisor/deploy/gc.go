@@ -68,7 +68,7 @@ func (e *Engine) collect(ctx context.Context, cur *set) {
 			}
 		}
 	}
-	if e.cfg.Paths.Components != "" {
+	if e.cfg.ComponentsDir != "" {
 		removed = e.removeVersions(keep)
 	}
 	res, err := e.cfg.Fetcher.GC(ctx, keepRecipes)
@@ -84,7 +84,7 @@ func (e *Engine) collect(ctx context.Context, cur *set) {
 // removeVersions deletes every placed version folder not in keep and
 // says how many it removed.
 func (e *Engine) removeVersions(keep map[string][]string) (removed int) {
-	names, err := os.ReadDir(e.cfg.Paths.Components)
+	names, err := os.ReadDir(e.cfg.ComponentsDir)
 	if err != nil {
 		if !os.IsNotExist(err) {
 			e.log.Error("version cleanup", "err", err)
@@ -95,7 +95,7 @@ func (e *Engine) removeVersions(keep map[string][]string) (removed int) {
 		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") {
 			continue
 		}
-		versions, err := os.ReadDir(filepath.Join(e.cfg.Paths.Components, n.Name()))
+		versions, err := os.ReadDir(filepath.Join(e.cfg.ComponentsDir, n.Name()))
 		if err != nil {
 			e.log.Error("version cleanup", "component", n.Name(), "err", err)
 			continue

@@ -7,19 +7,18 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/supervisor"
 )
 
-// Plan actions (api.PlanItem Action).
+// Plan actions (PlanItem.Action).
 const (
-	ActionAdd         = "add"         // not installed: install and start
-	ActionUpdate      = "update"      // another version: stop, install, start
-	ActionReconfigure = "reconfigure" // same version, different rendered recipe or config: restart
-	ActionRemove      = "remove"      // not in the deployment: stop and remove
-	ActionUnchanged   = "unchanged"   // left running as it is
-	ActionRestart     = "restart"     // unchanged, but restarted (a hard dependency is replaced, or it had failed)
+	ActionAdd         PlanAction = "add"         // not installed: install and start
+	ActionUpdate      PlanAction = "update"      // another version: stop, install, start
+	ActionReconfigure PlanAction = "reconfigure" // same version, different rendered recipe or config: restart
+	ActionRemove      PlanAction = "remove"      // not in the deployment: stop and remove
+	ActionUnchanged   PlanAction = "unchanged"   // left running as it is
+	ActionRestart     PlanAction = "restart"     // unchanged, but restarted (a hard dependency is replaced, or it had failed)
 )
 
 // computePlan says what a deployment changes, component by component: the
@@ -28,11 +27,11 @@ const (
 // means unknown); an unchanged component that had failed or was stopped by
 // hand is started again by a deployment. It is a pure function; items are
 // sorted by component name.
-func computePlan(current, desired map[string]*supervisor.Component, states map[string]supervisor.Status) []api.PlanItem {
-	byName := map[string]*api.PlanItem{}
+func computePlan(current, desired map[string]*supervisor.Component, states map[string]supervisor.Status) []PlanItem {
+	byName := map[string]*PlanItem{}
 	for name, want := range desired {
 		have, ok := current[name]
-		it := &api.PlanItem{Component: name, ToVersion: want.Version()}
+		it := &PlanItem{Component: name, ToVersion: want.Version()}
 		switch {
 		case !ok:
 			it.Action, it.Reason = ActionAdd, "not installed"
@@ -49,12 +48,31 @@ func computePlan(current, desired map[string]*supervisor.Component, states map[s
 	}
 	for name, have := range current {
 		if _, ok := desired[name]; !ok {
-			byName[name] = &api.PlanItem{Component: name, Action: ActionRemove, FromVersion: have.Version(),
+			byName[name] = &PlanItem{Component: name, Action: ActionRemove, FromVersion: have.Version(),
 				Reason: "not in the deployment"}
 		}
 	}
-	// Hard dependents of a replaced component stop while it is down and
-	// start again after it: they restart too.
+	restartDependents(byName, desired)
+	for name, it := range byName {
+		st, ok := states[name]
+		if it.Action != ActionUnchanged || !ok {
+			continue
+		}
+		if st.Failed() || st.State == supervisor.StateStopped {
+			it.Action, it.Reason = ActionRestart, fmt.Sprintf("%s: started again", st.State)
+		}
+	}
+	out := make([]PlanItem, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		out = append(out, *byName[name])
+	}
+	return out
+}
+
+// restartDependents marks the unchanged hard dependents of every replaced
+// component, transitively, as restarting: they stop while it is down and
+// start again after it.
+func restartDependents(byName map[string]*PlanItem, desired map[string]*supervisor.Component) {
 	dependents := map[string][]string{}
 	for _, name := range slices.Sorted(maps.Keys(desired)) {
 		for _, d := range desired[name].Recipe.Dependencies {
@@ -82,24 +100,10 @@ func computePlan(current, desired map[string]*supervisor.Component, states map[s
 			queue = append(queue, n)
 		}
 	}
-	for name, it := range byName {
-		st, ok := states[name]
-		if it.Action != ActionUnchanged || !ok {
-			continue
-		}
-		if st.Failed() || st.State == supervisor.StateStopped {
-			it.Action, it.Reason = ActionRestart, fmt.Sprintf("%s: started again", st.State)
-		}
-	}
-	out := make([]api.PlanItem, 0, len(byName))
-	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		out = append(out, *byName[name])
-	}
-	return out
 }
 
 // planChanges reports whether a plan changes anything at all.
-func planChanges(items []api.PlanItem) bool {
+func planChanges(items []PlanItem) bool {
 	for _, it := range items {
 		if it.Action != ActionUnchanged {
 			return true
@@ -170,13 +174,13 @@ func hasTOMLFields(t reflect.Type) bool {
 }
 
 // summarize counts a plan's actions: "1 update, 1 restart, 2 unchanged".
-func summarize(items []api.PlanItem) string {
-	counts := map[string]int{}
+func summarize(items []PlanItem) string {
+	counts := map[PlanAction]int{}
 	for _, it := range items {
 		counts[it.Action]++
 	}
 	var parts []string
-	for _, a := range []string{ActionAdd, ActionUpdate, ActionReconfigure, ActionRemove, ActionRestart, ActionUnchanged} {
+	for _, a := range []PlanAction{ActionAdd, ActionUpdate, ActionReconfigure, ActionRemove, ActionRestart, ActionUnchanged} {
 		if counts[a] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[a], a))
 		}

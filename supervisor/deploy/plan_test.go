@@ -4,7 +4,6 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/supervisor"
 )
@@ -53,13 +52,13 @@ func TestComputePlan(t *testing.T) {
 		name             string
 		current, desired map[string]*supervisor.Component
 		states           map[string]supervisor.Status
-		want             []api.PlanItem
+		want             []PlanItem
 	}{
 		{
 			name:    "first deployment adds everything",
 			current: comps(),
 			desired: comps(pc("a", "1.0.0"), pc("b", "1.0.0", hard("a"))),
-			want: []api.PlanItem{
+			want: []PlanItem{
 				{Component: "a", Action: ActionAdd, ToVersion: "1.0.0", Reason: "not installed"},
 				{Component: "b", Action: ActionAdd, ToVersion: "1.0.0", Reason: "not installed"},
 			},
@@ -68,7 +67,7 @@ func TestComputePlan(t *testing.T) {
 			name:    "same set changes nothing",
 			current: comps(pc("a", "1.0.0"), pc("b", "1.0.0", hard("a"))),
 			desired: comps(pc("a", "1.0.0"), pc("b", "1.0.0", hard("a"))),
-			want: []api.PlanItem{
+			want: []PlanItem{
 				{Component: "a", Action: ActionUnchanged, FromVersion: "1.0.0", ToVersion: "1.0.0"},
 				{Component: "b", Action: ActionUnchanged, FromVersion: "1.0.0", ToVersion: "1.0.0"},
 			},
@@ -79,7 +78,7 @@ func TestComputePlan(t *testing.T) {
 				pc("d", "1.0.0", soft("a")), pc("e", "1.0.0")),
 			desired: comps(pc("a", "1.1.0"), pc("b", "1.0.0", hard("a")), pc("c", "1.0.0", hard("b")),
 				pc("d", "1.0.0", soft("a")), pc("e", "1.0.0")),
-			want: []api.PlanItem{
+			want: []PlanItem{
 				{Component: "a", Action: ActionUpdate, FromVersion: "1.0.0", ToVersion: "1.1.0", Reason: "version 1.0.0 -> 1.1.0"},
 				{Component: "b", Action: ActionRestart, FromVersion: "1.0.0", ToVersion: "1.0.0", Reason: "hard dependency a restarts"},
 				{Component: "c", Action: ActionRestart, FromVersion: "1.0.0", ToVersion: "1.0.0", Reason: "hard dependency b restarts"},
@@ -91,7 +90,7 @@ func TestComputePlan(t *testing.T) {
 			name:    "leaf bump touches only the leaf",
 			current: comps(pc("a", "1.0.0"), pc("b", "1.0.0", hard("a"))),
 			desired: comps(pc("a", "1.0.0"), pc("b", "2.0.0", hard("a"))),
-			want: []api.PlanItem{
+			want: []PlanItem{
 				{Component: "a", Action: ActionUnchanged, FromVersion: "1.0.0", ToVersion: "1.0.0"},
 				{Component: "b", Action: ActionUpdate, FromVersion: "1.0.0", ToVersion: "2.0.0", Reason: "version 1.0.0 -> 2.0.0"},
 			},
@@ -100,7 +99,7 @@ func TestComputePlan(t *testing.T) {
 			name:    "config-only change is a reconfigure naming the fields",
 			current: comps(pc("a", "1.0.0"), pc("b", "1.0.0")),
 			desired: comps(pc("a", "1.0.0", args("--port", "81")), pc("b", "1.0.0")),
-			want: []api.PlanItem{
+			want: []PlanItem{
 				{Component: "a", Action: ActionReconfigure, FromVersion: "1.0.0", ToVersion: "1.0.0", Reason: "changed: lifecycle.run.args"},
 				{Component: "b", Action: ActionUnchanged, FromVersion: "1.0.0", ToVersion: "1.0.0"},
 			},
@@ -109,7 +108,7 @@ func TestComputePlan(t *testing.T) {
 			name:    "removed and added",
 			current: comps(pc("a", "1.0.0"), pc("old", "1.0.0")),
 			desired: comps(pc("a", "1.0.0"), pc("new", "3.0.0")),
-			want: []api.PlanItem{
+			want: []PlanItem{
 				{Component: "a", Action: ActionUnchanged, FromVersion: "1.0.0", ToVersion: "1.0.0"},
 				{Component: "new", Action: ActionAdd, ToVersion: "3.0.0", Reason: "not installed"},
 				{Component: "old", Action: ActionRemove, FromVersion: "1.0.0", Reason: "not in the deployment"},
@@ -123,7 +122,7 @@ func TestComputePlan(t *testing.T) {
 				"a": {Name: "a", State: supervisor.StateBroken},
 				"b": {Name: "b", State: supervisor.StateRunning},
 			},
-			want: []api.PlanItem{
+			want: []PlanItem{
 				{Component: "a", Action: ActionRestart, FromVersion: "1.0.0", ToVersion: "1.0.0", Reason: "BROKEN: started again"},
 				{Component: "b", Action: ActionUnchanged, FromVersion: "1.0.0", ToVersion: "1.0.0"},
 			},

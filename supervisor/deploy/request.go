@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -17,7 +16,7 @@ import (
 // Request is a deployment as it arrives: a manifest and the files it refers
 // to.
 type Request struct {
-	// Manifest is the deployment manifest's TOML text (SPEC §5). Required.
+	// Manifest is the deployment manifest's TOML text. Required.
 	Manifest []byte
 	// ManifestName names the manifest in error messages; "" means
 	// "deployment.toml".
@@ -62,29 +61,50 @@ func parseManifest(req Request) (*recipes.Manifest, error) {
 // rendered. It changes nothing; any problem makes it return a
 // *ValidationError listing all of them.
 func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, id string, current *set) (*set, error) {
-	var probs []Problem
-	files := map[string][]byte{}
-	for p, b := range req.Files {
-		clean := path.Clean(strings.TrimPrefix(p, "./"))
-		if !filepath.IsLocal(clean) {
-			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
-				"file %q: must be a relative path inside the manifest's folder", p)})
-			continue
-		}
-		files[clean] = b
+	if err := CheckFileNames(req.Files); err != nil {
+		return nil, err
 	}
-	dir, err := e.stage(files)
+	files := req.Files
+	st, err := e.stage(files)
 	if err != nil {
-		return nil, fmt.Errorf("stage the deployment's files: %w", err)
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer st.remove(e.log)
 
-	var available []*recipes.Recipe
-	labels := map[string]string{}
+	available, labels, probs := e.requestRecipes(ctx, st, m, files)
+	if len(probs) > 0 {
+		return nil, &ValidationError{Problems: probs}
+	}
+	// A dependency nobody sent may be satisfied by what is installed.
+	offered := map[string]bool{}
+	for _, r := range available {
+		offered[r.Metadata.Name+"@"+r.Metadata.Version] = true
+	}
+	for _, r := range current.recipeList() {
+		if !offered[r.Metadata.Name+"@"+r.Metadata.Version] {
+			available = append(available, r)
+		}
+	}
+	text := string(req.Manifest)
+	m.Deployment.ID = id
+	s, ps := e.buildSet(id, m, text, available, labels, admitNew)
+	if len(ps) > 0 {
+		return nil, &ValidationError{Problems: ps}
+	}
+	return s, nil
+}
+
+// requestRecipes parses the recipes a request offers: each the manifest
+// names (from the request's files, or from the repository when it names
+// none) and every other *.recipe.toml sent. labels maps a component to the
+// file its recipe came from, for messages.
+func (e *Engine) requestRecipes(ctx context.Context, st *staging, m *recipes.Manifest, files map[string][]byte) (
+	available []*recipes.Recipe, labels map[string]string, probs []Problem) {
+	labels = map[string]string{}
 	used := map[string]bool{}
 	for i, ref := range m.Components {
 		if ref.Recipe == "" {
-			r, ps := e.fromRepository(ctx, dir, ref)
+			r, ps := e.fromRepository(ctx, st.repo, ref)
 			probs = append(probs, ps...)
 			if r != nil {
 				available = append(available, r)
@@ -99,7 +119,7 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 				"%s: components[%d].recipe: %s was not sent with the manifest", m.Source, i, ref.Recipe)})
 			continue
 		}
-		r, ps := e.localRecipe(dir, rel, data, files)
+		r, ps := e.localRecipe(st.files, rel, data, files)
 		probs = append(probs, ps...)
 		if r == nil {
 			continue
@@ -117,7 +137,7 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 		if used[rel] || !strings.HasSuffix(rel, recipeSuffix) {
 			continue
 		}
-		r, ps := e.localRecipe(dir, rel, files[rel], files)
+		r, ps := e.localRecipe(st.files, rel, files[rel], files)
 		probs = append(probs, ps...)
 		if r != nil {
 			if _, ok := labels[r.Metadata.Name]; !ok {
@@ -126,57 +146,7 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 			available = append(available, r)
 		}
 	}
-	if len(probs) > 0 {
-		return nil, &ValidationError{Problems: probs}
-	}
-	// A dependency nobody sent may be satisfied by what is installed.
-	offered := map[string]bool{}
-	for _, r := range available {
-		offered[r.Metadata.Name+"@"+r.Metadata.Version] = true
-	}
-	for _, r := range current.recipeList() {
-		if !offered[r.Metadata.Name+"@"+r.Metadata.Version] {
-			available = append(available, r)
-		}
-	}
-	text := string(req.Manifest)
-	m.Deployment.ID = id
-	s, ps := e.buildSet(id, m, text, available, labels)
-	if len(ps) > 0 {
-		return nil, &ValidationError{Problems: ps}
-	}
-	return s, nil
-}
-
-// stagingPrefix starts the name of a request's staging folder.
-const stagingPrefix = ".deploy-staging-"
-
-// stage writes the request's files into a private temporary folder, so
-// that recipes find the files they import by their relative paths.
-func (e *Engine) stage(files map[string][]byte) (dir string, err error) {
-	parent := ""
-	if e.cfg.Paths.Dir != "" {
-		parent = e.cfg.Paths.Dir
-	}
-	dir, err = os.MkdirTemp(parent, stagingPrefix)
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(dir)
-		}
-	}()
-	for rel, b := range files {
-		p := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
+	return available, labels, probs
 }
 
 // localRecipe parses a recipe the request sent and checks the signatures
@@ -209,18 +179,18 @@ func (e *Engine) localRecipe(dir, rel string, data []byte, files map[string][]by
 func (e *Engine) checkSignature(rel string, data []byte, files map[string][]byte) *Problem {
 	sig, ok := files[rel+".sig"]
 	if !ok {
-		return &Problem{Code: string(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
+		return &Problem{Code: Code(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
 			"%s: not signed: %s.sig was not sent (trust.allow_unsigned = true runs unsigned recipes, for development only)", rel, rel)}
 	}
 	if _, err := e.cfg.Keyring.VerifyDetached(data, sig); err != nil {
-		return &Problem{Code: string(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
+		return &Problem{Code: Code(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
 			"%s: signature %s.sig is not valid by a trusted key: %v", rel, rel, err)}
 	}
 	return nil
 }
 
 // fromRepository resolves a component the manifest gives no recipe for.
-func (e *Engine) fromRepository(ctx context.Context, dir string, ref recipes.ComponentRef) (*recipes.Recipe, []Problem) {
+func (e *Engine) fromRepository(ctx context.Context, repoDir string, ref recipes.ComponentRef) (*recipes.Recipe, []Problem) {
 	label := ref.Name + "@" + ref.Version
 	if e.cfg.Repository == nil {
 		return nil, []Problem{{Code: CodeValidation, Message: fmt.Sprintf(
@@ -228,15 +198,14 @@ func (e *Engine) fromRepository(ctx context.Context, dir string, ref recipes.Com
 	}
 	res, err := e.cfg.Repository.Resolve(ctx, ref.Name, ref.Version)
 	if err != nil {
-		code := string(ota.ReasonDownloadFailed)
+		code := Code(ota.ReasonDownloadFailed)
 		if reason, ok := ota.ReasonOf(err); ok {
-			code = string(reason)
+			code = Code(reason)
 		}
 		return nil, []Problem{{Code: code, Message: fmt.Sprintf("%s: from the repository: %v", label, err)}}
 	}
-	// Parsed in an empty folder of its own: a repository recipe cannot
-	// import files (nothing signs them).
-	repoDir := filepath.Join(dir, ".repository")
+	// Parsed in an empty folder of its own, apart from the request's files:
+	// a repository recipe cannot import files (nothing signs them).
 	r, err := recipes.ParseRecipe(filepath.Join(repoDir, label+recipeSuffix), res.Recipe)
 	if err != nil {
 		return nil, listProblems(err, repoDir, label+recipeSuffix)

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/store"
 )
 
@@ -37,7 +36,7 @@ func (e *Engine) decodePrevious(raw json.RawMessage) (*set, error) {
 	if p.DeploymentID == "" {
 		return emptySet(), nil
 	}
-	return e.rebuildSet(p.DeploymentID, p.Manifest, p.Recipes)
+	return e.rebuildSet(p.DeploymentID, p.Manifest, p.Recipes, admitRecorded)
 }
 
 // loadCurrent rebuilds the committed set from the store: the deployment
@@ -61,7 +60,7 @@ func (e *Engine) loadCurrent(ctx context.Context) (*set, error) {
 	default:
 		return nil, fmt.Errorf("load the current deployment: %w", err)
 	}
-	s, err := e.rebuildSet(d.ID, d.Manifest, d.Recipes)
+	s, err := e.rebuildSet(d.ID, d.Manifest, d.Recipes, admitRecorded)
 	if err != nil {
 		return nil, fmt.Errorf("restore the current set: %w", err)
 	}
@@ -98,11 +97,11 @@ func (e *Engine) resumeAtStart(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("resume deployment %s: %w", d.ID, err)
 			}
-			j.resume, j.failed = resumePoint(steps, policyOf(d.Manifest) == recipes.FailureKeep)
+			j.steps = stepsOf(steps)
 		}
 		jobs = append(jobs, j)
 	}
-	if len(jobs) == 0 || jobs[0].resume == resumeFresh {
+	if len(jobs) == 0 || untouched(jobs[0]) {
 		if err := e.restore(ctx, cur); err != nil {
 			return err
 		}
@@ -119,7 +118,7 @@ func (e *Engine) resumeAtStart(ctx context.Context) error {
 	})
 	e.mu.Unlock()
 	for _, j := range jobs {
-		e.log.Info("resuming deployment", "deployment", j.id, "status", j.stored.Status, "from", j.resume)
+		e.log.Info("resuming deployment", "deployment", j.id, "status", j.stored.Status)
 	}
 	return nil
 }
@@ -138,13 +137,11 @@ func boolRank(b bool) int {
 	return 0
 }
 
-// policyOf reads a recorded manifest's failure_policy.
-func policyOf(manifest string) recipes.FailurePolicy {
-	m, err := recipes.ParseManifest("deployment", []byte(manifest))
-	if err != nil {
-		return recipes.DefaultFailurePolicy
-	}
-	return m.Deployment.FailurePolicy
+// untouched reports whether a job found at start had not got past its
+// plan: nothing running was changed for it.
+func untouched(j *job) bool {
+	from, _ := resumePoint(j.steps, false)
+	return from == resumeFresh
 }
 
 // restore hands the current set to the supervisor at start: version
@@ -168,10 +165,10 @@ func (e *Engine) restore(ctx context.Context, cur *set) error {
 
 // removeStaging removes the staging folders a crash left in the data folder.
 func (e *Engine) removeStaging() {
-	if e.cfg.Paths.Dir == "" {
+	if e.cfg.StagingDir == "" {
 		return
 	}
-	left, _ := filepath.Glob(filepath.Join(e.cfg.Paths.Dir, stagingPrefix+"*"))
+	left, _ := filepath.Glob(filepath.Join(e.cfg.StagingDir, stagingPrefix+"*"))
 	for _, d := range left {
 		if err := os.RemoveAll(d); err != nil {
 			e.log.Warn("remove a staging folder left by a crash", "dir", d, "err", err)

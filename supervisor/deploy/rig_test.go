@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/agent/config"
 	"github.com/keystone-edge/keystone/ota"
 	"github.com/keystone-edge/keystone/ota/sign"
@@ -59,6 +58,10 @@ type rigOptions struct {
 	repo          func(cacheDir string) *ota.Repository // nil = no component repository
 	before        func(dataDir string)                  // runs before anything is built
 	allowHTTP     bool                                  // plain http:// artifacts
+	// refuseRoot is security.allow_root = false. The rigs otherwise allow
+	// root: the tests run as root and their recipes name no run_as.
+	refuseRoot   bool
+	defaultRunAs string
 }
 
 func newRig(t testing.TB, opts ...func(*rigOptions)) *rig {
@@ -96,8 +99,9 @@ func (r *rig) build(o rigOptions, root string) {
 	r.bus = events.New(nil)
 	r.log = watch(t, r.bus)
 	sup, err := supervisor.New(supervisor.Config{
-		Launcher: &supervisor.ProcessLauncher{Runner: run, Events: r.bus},
+		Launcher: &supervisor.ProcessLauncher{Runner: run, Events: r.bus, DefaultRunAs: o.defaultRunAs, AllowRoot: !o.refuseRoot},
 		Recorder: st, Reaper: supervisor.OrphanReaper(run, 5*time.Second),
+		Shell:  supervisor.ShellUser{DefaultRunAs: o.defaultRunAs, AllowRoot: !o.refuseRoot},
 		Events: r.bus, Clock: o.clock, Logger: testLogger(),
 	})
 	if err != nil {
@@ -145,7 +149,8 @@ func (r *rig) build(o rigOptions, root string) {
 	}
 	cfg := deploy.Config{
 		Store: st, Supervisor: sup, Fetcher: f, Keyring: kr, AllowUnsigned: o.allowUnsigned,
-		DeviceID: "dev-1", Paths: r.paths, KeepVersions: o.keep, Events: r.bus, Clock: o.clock, StableFor: stable,
+		AllowRoot: !o.refuseRoot, DefaultRunAs: o.defaultRunAs,
+		DeviceID: "dev-1", WorkDir: r.paths.Work, ComponentsDir: r.paths.Components, StagingDir: r.paths.Dir, KeepVersions: o.keep, Events: r.bus, Clock: o.clock, StableFor: stable,
 		Logger: testLogger(), FaultHook: o.faultHook,
 	}
 	if repo != nil {
@@ -208,6 +213,7 @@ type spec struct {
 	health        string   // health check
 	install       string   // install script
 	restart       string   // restart_policy; default on-failure
+	runAs         string   // security.run_as; default none
 	artifact      *artifact
 }
 
@@ -267,6 +273,9 @@ func (r *rig) recipe(s spec) string {
 		}
 		fmt.Fprintf(&b, "[[dependencies]]\nname = %q\ntype = %q\n", d, typ)
 	}
+	if s.runAs != "" {
+		fmt.Fprintf(&b, "[security]\nrun_as = %q\n", s.runAs)
+	}
 	return b.String()
 }
 
@@ -318,7 +327,7 @@ func (r *rig) request(m manifest) deploy.Request {
 }
 
 // deploy submits m and waits for it to finish.
-func (r *rig) deploy(m manifest) api.Deployment {
+func (r *rig) deploy(m manifest) deploy.Deployment {
 	r.t.Helper()
 	acc, err := r.eng.Submit(context.Background(), r.request(m))
 	if err != nil {
@@ -327,7 +336,7 @@ func (r *rig) deploy(m manifest) api.Deployment {
 	return r.wait(acc.ID)
 }
 
-func (r *rig) wait(id string) api.Deployment {
+func (r *rig) wait(id string) deploy.Deployment {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -339,17 +348,17 @@ func (r *rig) wait(id string) api.Deployment {
 }
 
 // mustSucceed fails the test unless d SUCCEEDED.
-func mustSucceed(t testing.TB, d api.Deployment) {
+func mustSucceed(t testing.TB, d deploy.Deployment) {
 	t.Helper()
 	if d.Status != "SUCCEEDED" {
 		t.Fatalf("deployment %s is %s (%s: %s); steps: %s", d.ID, d.Status, d.ErrorCode, d.Error, stepsOf(d))
 	}
 }
 
-func stepsOf(d api.Deployment) string {
+func stepsOf(d deploy.Deployment) string {
 	var parts []string
 	for _, s := range d.Steps {
-		parts = append(parts, s.Name+":"+s.Status)
+		parts = append(parts, string(s.Name)+":"+string(s.Status))
 	}
 	return strings.Join(parts, " ")
 }

@@ -89,7 +89,7 @@ func (s *set) describe() string {
 // labels names each recipe in problems (the path the manifest used); a
 // missing label is "<name>.recipe.toml".
 func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, available []*recipes.Recipe,
-	labels map[string]string) (*set, []Problem) {
+	labels map[string]string, check admission) (*set, []Problem) {
 	g, err := graph.Resolve(m.Components, available)
 	if err != nil {
 		return nil, graphProblems(err)
@@ -120,7 +120,7 @@ func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, a
 			probs = append(probs, listProblems(err, "", label)...)
 			continue
 		}
-		comp, ps := e.render(r, overrides[name], label)
+		comp, ps := e.render(r, overrides[name], label, check)
 		if len(ps) > 0 {
 			probs = append(probs, ps...)
 			continue
@@ -136,7 +136,7 @@ func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, a
 }
 
 // rebuildSet rebuilds a recorded deployment's set from the store's text.
-func (e *Engine) rebuildSet(id, manifestText string, recipeText map[string]string) (*set, error) {
+func (e *Engine) rebuildSet(id, manifestText string, recipeText map[string]string, check admission) (*set, error) {
 	m, err := recipes.ParseManifest("deployment "+id, []byte(manifestText))
 	if err != nil {
 		return nil, fmt.Errorf("rebuild deployment %s: manifest: %w", id, err)
@@ -150,7 +150,7 @@ func (e *Engine) rebuildSet(id, manifestText string, recipeText map[string]strin
 		}
 		available = append(available, r)
 	}
-	s, probs := e.buildSet(id, m, manifestText, available, nil)
+	s, probs := e.buildSet(id, m, manifestText, available, nil, check)
 	if len(probs) > 0 {
 		return nil, fmt.Errorf("rebuild deployment %s: %w", id, &ValidationError{Problems: probs})
 	}
@@ -171,19 +171,30 @@ func graphProblems(err error) []Problem {
 }
 
 // listProblems turns a parser's ErrorList into problems, naming the file
-// by label when it was read from the staging folder dir.
+// by label when it was read from the staging folder dir. Messages name
+// staged files too (a missing import, an import cycle); they lose the
+// staging folder's path, which is the device's business, not the sender's.
 func listProblems(err error, dir, label string) []Problem {
 	var list recipes.ErrorList
 	if !errors.As(err, &list) {
-		return []Problem{{Code: CodeValidation, Message: fmt.Sprintf("%s: %v", label, err)}}
+		return []Problem{{Code: CodeValidation, Message: unstaged(fmt.Sprintf("%s: %v", label, err), dir)}}
 	}
 	out := make([]Problem, 0, len(list))
 	for _, fe := range list {
 		c := *fe
 		c.File = relabel(c.File, dir, label)
+		c.Message = unstaged(c.Message, dir)
 		out = append(out, Problem{Code: CodeValidation, Message: c.Error()})
 	}
 	return out
+}
+
+// unstaged drops the staging folder dir from paths in msg.
+func unstaged(msg, dir string) string {
+	if dir == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, dir+"/", "")
 }
 
 // relabel shows a staged file by the path the request used.

@@ -1,13 +1,9 @@
 package deploy
 
-import (
-	"testing"
+import "testing"
 
-	"github.com/keystone-edge/keystone/store"
-)
-
-func st(name string, status store.StepStatus, detail ...string) store.Step {
-	s := store.Step{Name: name, Status: status}
+func st(name StepName, status StepStatus, detail ...string) Step {
+	s := Step{Name: name, Status: status}
 	if len(detail) > 0 {
 		s.Detail = detail[0]
 	}
@@ -15,23 +11,23 @@ func st(name string, status store.StepStatus, detail ...string) store.Step {
 }
 
 func TestResumePoint(t *testing.T) {
-	queued := []store.Step{st(StepValidate, store.StepDone)}
-	fetching := append(queued, st(StepFetch, store.StepStarted))
-	fetchFailed := append(fetching[:len(fetching):len(fetching)], st(StepFetch, store.StepFailed, "HASH_MISMATCH: fetch: bad"))
-	planned := append(fetching[:len(fetching):len(fetching)], st(StepFetch, store.StepDone), st(StepPlan, store.StepDone, "[]"))
-	stopping := append(planned[:len(planned):len(planned)], st(StepStop, store.StepStarted))
-	starting := append(stopping[:len(stopping):len(stopping)], st(StepStop, store.StepDone), st(StepStart, store.StepStarted))
-	startFailed := append(starting[:len(starting):len(starting)], st(StepStart, store.StepFailed, "COMPONENT_FAILED: a is BROKEN"))
-	rollingBack := append(startFailed[:len(startFailed):len(startFailed)], st(StepRollback, store.StepStarted, "COMPONENT_FAILED: a is BROKEN"))
-	canceled := append(starting[:len(starting):len(starting)], st(StepStart, store.StepFailed, "CANCELED: canceled by request"))
-	committing := append(starting[:len(starting):len(starting)], st(StepStart, store.StepDone), st(StepCommit, store.StepStarted))
+	queued := []Step{st(StepValidate, StepDone)}
+	fetching := append(queued, st(StepFetch, StepStarted))
+	fetchFailed := append(fetching[:len(fetching):len(fetching)], st(StepFetch, StepFailed, "HASH_MISMATCH: fetch: bad"))
+	planned := append(fetching[:len(fetching):len(fetching)], st(StepFetch, StepDone), st(StepPlan, StepDone, "[]"))
+	stopping := append(planned[:len(planned):len(planned)], st(StepStop, StepStarted))
+	starting := append(stopping[:len(stopping):len(stopping)], st(StepStop, StepDone), st(StepStart, StepStarted))
+	startFailed := append(starting[:len(starting):len(starting)], st(StepStart, StepFailed, "COMPONENT_FAILED: a is BROKEN"))
+	rollingBack := append(startFailed[:len(startFailed):len(startFailed)], st(StepRollback, StepStarted, "COMPONENT_FAILED: a is BROKEN"))
+	canceled := append(starting[:len(starting):len(starting)], st(StepStart, StepFailed, "CANCELED: canceled by request"))
+	committing := append(starting[:len(starting):len(starting)], st(StepStart, StepDone), st(StepCommit, StepStarted))
 
 	tests := []struct {
 		name     string
-		steps    []store.Step
+		steps    []Step
 		keep     bool
 		want     resumeFrom
-		wantCode string
+		wantCode Code
 	}{
 		{"queued", queued, false, resumeFresh, ""},
 		{"while fetching", fetching, false, resumeFresh, ""},
@@ -52,7 +48,7 @@ func TestResumePoint(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("resumePoint = %v, want %v", got, tt.want)
 			}
-			code := ""
+			var code Code
 			if f != nil {
 				code = f.code
 			}

@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzParseRecipe$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzInterpolate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./agent -run '^$$' -fuzz '^FuzzDecodeDeploymentRequest$$' -fuzztime $(FUZZTIME) -parallel 1
 
 demo: build examples
 	./scripts/demo.sh

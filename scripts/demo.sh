@@ -58,6 +58,16 @@ say "signing the example recipes with a demo key"
 cp recipes/examples/common.toml recipes/examples/hello-http.recipe.toml recipes/examples/worker.recipe.toml "$demo/recipes/"
 "$ctl" recipe sign --key "$demo/trust/demo.key" "$demo"/recipes/*.toml
 
+# The example recipes name no run_as, so they run as the agent. An agent
+# running as root (as in a container) would refuse them, since no
+# component may run as root unless agent.toml allows it; the demo allows
+# it then, and only then. Run as another user, the agent and its
+# components are that user and nothing needs allowing.
+security=""
+if [ "$(id -u)" -eq 0 ]; then
+	security=$'\n# The demo runs as root and its recipes name no run_as.\n[security]\nallow_root = true\n'
+fi
+
 cat >"$demo/agent.toml" <<EOF
 # Written by scripts/demo.sh: a local-only agent trusting the demo key.
 device_id = "demo-device"
@@ -71,6 +81,7 @@ http_listen = "127.0.0.1:$metrics_port"
 
 [trust]
 keys = ["$demo/trust/demo.pub"]
+$security
 
 # The example programs were built into $bin/examples.
 [components."com.example.hello-http".config]

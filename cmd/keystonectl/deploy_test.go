@@ -392,3 +392,23 @@ func TestDeployUsageErrors(t *testing.T) {
 		cli.run(t, tc.args...).expect(t, exitUsage, none, []string{tc.stderr, "try 'keystonectl deploy "})
 	}
 }
+
+// The agent takes only clean file names; a manifest may still write
+// "./x.recipe.toml" or "sub/../x.recipe.toml" for the file beside it.
+func TestDeployApplySendsCleanFileNames(t *testing.T) {
+	dir := writeTree(t, t.TempDir(), map[string]string{
+		"deployment.toml": "format = 1\n[[components]]\nname = \"com.example.b\"\nversion = \"1.0.0\"\nrecipe = \"./sub/../b.recipe.toml\"\n",
+		"b.recipe.toml":   "format = 1\nimports = [\"./common.toml\"]\n",
+		"common.toml":     "[resources]\npids_limit = 64\n",
+	})
+	f := newFakeAgent(t)
+	f.handle("POST /v1/deployments", 202, api.DeploymentAccepted{ID: "d1"})
+	cliRun{sock: f.sock}.run(t, "deploy", "apply", "-f", filepath.Join(dir, "deployment.toml")).expect(t, exitOK, nil, none)
+	var req api.DeploymentRequest
+	if err := json.Unmarshal(f.sent("POST", "/v1/deployments")[0].body, &req); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := slices.Sorted(maps.Keys(req.Files)), []string{"b.recipe.toml", "common.toml"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("files sent as %q, want %q", got, want)
+	}
+}

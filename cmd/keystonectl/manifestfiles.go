@@ -63,13 +63,15 @@ type fileCollector struct {
 }
 
 // recipe adds the recipe at key, its signature and its imports. key is
-// kept exactly as the manifest (or the importing recipe, joined to its
-// folder) writes it, since that is how the agent looks it up. field names
-// where key came from, for problems.
+// the path the manifest (or the importing recipe, joined to its folder)
+// writes, cleaned: the agent lays the files out as a folder beside the
+// manifest, so "./a.toml" and "a.toml" are one file, and it accepts only
+// clean names. field names where key came from, for problems.
 func (c *fileCollector) recipe(field, key string) {
 	if !c.inside(key) {
 		return
 	}
+	key = path.Clean(filepath.ToSlash(key))
 	if _, seen := c.files[key]; seen {
 		return
 	}

@@ -85,6 +85,10 @@ http_listen = ""
 
 [trust]
 %s
+
+# The tests run as root and their recipes name no run_as.
+[security]
+allow_root = true
 `, tag, d.dataDir, filepath.Join(dir, "root"), d.sock, trust)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,6 @@ import (
 	"github.com/keystone-edge/keystone/supervisor"
 	"github.com/keystone-edge/keystone/supervisor/deploy"
 	"github.com/keystone-edge/keystone/supervisor/events"
-	"github.com/keystone-edge/keystone/supervisor/plugins"
 )
 
 // Defaults for the zero values of Options.
@@ -32,7 +31,12 @@ const (
 	orphanStopTimeout = 10 * time.Second
 )
 
-// Options are what Run takes besides the configuration.
+// FaultProcessStarted is the point Options.FaultHook is called at between
+// a component process starting and its record in the store: a crash there
+// leaves a process no record names.
+const FaultProcessStarted = "process:started"
+
+// Options are what Run and New take besides the configuration.
 type Options struct {
 	// Version is the agent's version, for logs and keystone_agent_info.
 	// "" = "dev".
@@ -55,10 +59,12 @@ type Options struct {
 	// Clock gives time and timers to the supervisor, the engine and the
 	// watch folder. nil = the real clock.
 	Clock supervisor.Clock
-	// FaultHook is called by the deployment engine right after each
-	// checkpoint is durable, with "<step>:<status>" ("stop:started"); tests
-	// crash the agent there. nil = none.
-	FaultHook func(step string)
+	// FaultHook is for tests, which crash the agent there. The deployment
+	// engine calls it right after each checkpoint is durable, with
+	// "<step>:<status>" ("stop:started"); the supervisor calls it with
+	// FaultProcessStarted right before it records a component process it
+	// has started. nil = none.
+	FaultHook func(point string)
 	// Ready is called once, when the API answers on every address. nil =
 	// not called.
 	Ready func(Addresses)
@@ -75,251 +81,170 @@ type Addresses struct {
 	HTTP   string // host:port of /metrics and /healthz; "" when disabled
 }
 
-// Run is the agent: it starts everything in order — lock the data folder,
-// open the store, start the supervisor (stopping what a crashed agent left
-// running), start the deployment engine (restoring the current set and
-// resuming an unfinished deployment), serve the local API on the Unix
-// socket and /metrics and /healthz on http_listen, apply the watch folder,
-// tell systemd it is ready — and runs until ctx ends. Then it shuts down in
-// reverse: it stops accepting requests, stops the engine at a safe point,
-// stops every component dependents first, records the last events and
-// closes the store. It returns nil after a clean shutdown.
+// Run is the agent: New, Start, Wait and Shutdown in order. It starts
+// everything — lock the data folder, open the store, start the supervisor
+// (stopping what a crashed agent left running), start the deployment engine
+// (restoring the current set and resuming an unfinished deployment), serve
+// the local API on the Unix socket and /metrics and /healthz on
+// http_listen, apply the watch folder, tell systemd it is ready — and runs
+// until ctx ends. Then it shuts down in reverse: it stops accepting
+// requests, stops the engine at a safe point, stops every component
+// dependents first, records the last events and closes the store. It
+// returns nil after a clean shutdown.
 //
 // cfg is a loaded configuration (config.Load) with overrides applied; Run
 // does not change it. A second agent on the same data folder fails at once
 // with a *LockedError.
 func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
-	log := opts.Logger
-	if log == nil {
-		w := opts.Stderr
-		if w == nil {
-			w = os.Stderr
-		}
-		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	a, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
 	}
-	clock := opts.Clock
-	if clock == nil {
-		clock = supervisor.SystemClock{}
+	defer func() { err = errors.Join(err, a.Shutdown(ctx)) }()
+	if err := a.Start(ctx); err != nil {
+		return err
 	}
-	version := opts.Version
-	if version == "" {
-		version = "dev"
-	}
-	shutdownTimeout := opts.ShutdownTimeout
-	if shutdownTimeout <= 0 {
-		shutdownTimeout = DefaultShutdownTimeout
-	}
+	return a.Wait(ctx)
+}
 
-	// Everything started is undone in reverse order by stack, on the way
-	// out, within the shutdown timeout.
-	var stack closers
+// Agent is one agent over one data folder, in the phases Run goes through
+// and tests call one by one: New wires it, Start starts it, Wait runs it
+// until the end, Shutdown undoes it all. Its methods are for one goroutine.
+type Agent struct {
+	cfg             *config.Config
+	opts            Options
+	log             *slog.Logger
+	clock           supervisor.Clock
+	version         string
+	shutdownTimeout time.Duration
+
+	// stack undoes everything started, in reverse order, within the
+	// shutdown timeout.
+	stack closers
+	// fatal receives the failure of a part running in its own goroutine.
+	fatal chan error
+
+	store     *store.Store
+	logs      *logs.Manager
+	bus       *events.Bus
+	sup       *supervisor.Supervisor
+	runEngine func(context.Context) error // the deployment engine's Run
+	health    *healthCheck
+	api       *apiServer
+	watch     *watcher // nil without a watch folder
+	addrs     Addresses
+}
+
+// New wires an agent on cfg: it locks the data folder, opens the store and
+// the component logs, starts recording events, and builds the process
+// runner, the supervisor, the metrics, the deployment engine and the API
+// server. It starts no component, runs no deployment and listens nowhere;
+// Start does. A second agent on the same data folder fails at once with a
+// *LockedError.
+//
+// When New fails, what it opened is closed again. When it succeeds, the
+// caller must call Shutdown, whatever Start returns. cfg is a loaded
+// configuration (config.Load) with overrides applied; the agent does not
+// change it.
+func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, retErr error) {
+	a := newAgent(cfg, opts)
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-		defer cancel()
-		err = errors.Join(err, stack.close(sctx, log))
+		if retErr != nil {
+			retErr = errors.Join(retErr, a.Shutdown(ctx))
+		}
 	}()
-
-	paths := cfg.DataPaths()
-	if err := makeDataDirs(paths); err != nil {
-		return err
+	if err := a.openDataDir(ctx); err != nil {
+		return nil, err
 	}
-	lock, err := lockDataDir(paths.Dir)
+	rec, err := a.recordEvents(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	stack.push("release the data folder lock", func(context.Context) error { return lock.release() })
-	log.Info("agent starting", "version", version, "device_id", cfg.DeviceID,
-		"config", cfg.Source, "data_dir", paths.Dir, "pid", os.Getpid())
-
-	st, err := store.Open(ctx, paths.DB, store.WithLogger(log), store.WithClock(clock.Now))
+	pp, err := a.newSupervisor()
 	if err != nil {
-		return fmt.Errorf("open store %s: %w", paths.DB, err)
+		return nil, err
 	}
-	stack.push("close the store", func(context.Context) error { return st.Close() })
-
-	logMgr, err := logs.Open(logs.Config{Dir: paths.Logs, Now: clock.Now})
+	m, err := a.newMetrics(ctx, pp)
 	if err != nil {
-		return fmt.Errorf("open component logs %s: %w", paths.Logs, err)
+		return nil, err
 	}
-	stack.push("close the component logs", func(context.Context) error { return logMgr.Close() })
-
-	// The bus and its recorders come first, so that nothing published from
-	// here on is lost; they are stopped last (after the components), so
-	// that the shutdown transitions are recorded too.
-	bus := events.New(clock.Now)
-	rec, err := newRecorder(ctx, st, log)
+	engine, err := newEngine(ctx, cfg, a.store, retainingSupervisor{a.sup, pp.launcher, a.log}, a.bus, a.clock, opts.FaultHook, a.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
-	recSub := bus.Subscribe(recCtx, recorderBuffer)
-	recDone := goOwned(func() { rec.run(recCtx, recSub) })
-	stack.push("stop recording events", func(context.Context) error {
-		stopRec()
-		recDone()
-		return nil
-	})
-	warnWeakTrust(cfg, log, bus)
-
-	cgroups := cgroupsFor(opts.Cgroups, paths.Dir)
-	run, err := runner.New(runner.Config{ShimPath: opts.ShimPath, Logs: logMgr, Cgroups: cgroups, Logger: log})
-	if err != nil {
-		return fmt.Errorf("process runner: %w", err)
+	a.runEngine = engine.Run
+	a.health = &healthCheck{sup: a.sup, store: a.store, now: a.clock.Now}
+	a.api = &apiServer{
+		sup: a.sup, deploys: engine, history: rec, logs: a.logs, bus: a.bus, plugins: pp.launcher,
+		metrics: m.handler, health: a.health.check, log: a.log.With("part", "api"),
 	}
-	log.Info("component cgroups", "mode", run.CgroupMode().String(), "root", cgroups.Root)
-	stack.push("remove the empty cgroup root", func(context.Context) error {
-		pruneCgroupRoot(cgroups, log)
-		return nil
-	})
-	pp, err := newPluginParts(cfg, run, st, logMgr, bus, clock, log.With("part", "plugins"))
-	if err != nil {
-		return err
-	}
-	stack.push("release the WASM engine", func(ctx context.Context) error { return pp.wasm.Close(ctx) })
-	sup, err := supervisor.New(supervisor.Config{
-		Launcher: plugins.Dispatcher{
-			Process: &supervisor.ProcessLauncher{Runner: run, DefaultRunAs: cfg.DefaultRunAs,
-				AllowRoot: cfg.Security.AllowRoot, Events: bus},
-			Plugins: pp.launcher,
-		},
-		Recorder: st,
-		Reaper:   supervisor.OrphanReaper(run, orphanStopTimeout),
-		Sampler:  supervisor.NewProcSampler(sampleInterval),
-		Events:   bus,
-		Clock:    clock,
-		Shell:    supervisor.ShellUser{DefaultRunAs: cfg.DefaultRunAs, AllowRoot: cfg.Security.AllowRoot},
-		Logger:   log.With("part", "supervisor"),
-	})
-	if err != nil {
-		return fmt.Errorf("supervisor: %w", err)
-	}
-
-	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
-	m, err := newMetrics(metricsConfig{
-		Context:       metricsCtx,
-		Version:       version,
-		Components:    sup,
-		CPUSeconds:    processCPUSeconds,
-		OutboxPending: st.OutboxLen,
-		CacheBytes:    func(ctx context.Context) (int64, error) { return cacheBytes(ctx, st) },
-		Logger:        log,
-		Plugins:       pp.exporter,
-	})
-	if err != nil {
-		stopMetrics()
-		return err
-	}
-	metricsSub := bus.Subscribe(metricsCtx, recorderBuffer)
-	metricsDone := goOwned(func() { m.count(metricsSub) })
-	stack.push("stop counting deployments", func(context.Context) error {
-		stopMetrics()
-		metricsDone()
-		return nil
-	})
-
-	// Start stops what a crashed agent left: the processes it recorded,
-	// then whatever else is in the component cgroups.
-	if err := sup.Start(ctx); err != nil {
-		return err
-	}
-	stack.push("stop every component", func(ctx context.Context) error {
-		log.Info("stopping components")
-		return sup.Stop(ctx)
-	})
-
-	engine, err := newEngine(ctx, cfg, st, retainingSupervisor{sup, pp.launcher, log}, bus, clock, opts.FaultHook, log)
-	if err != nil {
-		return err
-	}
-	fatal := make(chan error, 4)
-	engCtx, stopEngine := context.WithCancel(ctx)
-	engDone := goOwned(func() {
-		if err := engine.Run(engCtx); err != nil && engCtx.Err() == nil {
-			select {
-			case fatal <- fmt.Errorf("deployment engine: %w", err):
-			default:
-			}
-		}
-	})
-	stack.push("stop the deployment engine", func(context.Context) error {
-		stopEngine()
-		engDone()
-		return nil
-	})
-
-	health := &healthCheck{sup: sup, store: st, now: clock.Now}
-	streamsCtx, closeStreams := context.WithCancel(context.WithoutCancel(ctx))
-	srv := &apiServer{
-		sup: sup, deploys: engine, history: rec, logs: logMgr, bus: bus, plugins: pp.launcher,
-		metrics: m.handler, health: health.check, streams: streamsCtx,
-		log: log.With("part", "api"),
-	}
-	addrs := Addresses{Socket: cfg.API.Socket}
-	sock, err := listenSocket(ctx, cfg.API.Socket, cfg.API.SocketGroup)
-	if err != nil {
-		closeStreams()
-		return err
-	}
-	stack.push("remove the API socket", func(context.Context) error {
-		if err := os.Remove(cfg.API.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
-	})
-	serve(&stack, "local API", newHTTPServer(srv.socketHandler(), log, context.WithoutCancel(ctx)), sock, closeStreams, fatal)
-	if cfg.API.HTTPListen != "" {
-		var lc net.ListenConfig
-		tcp, err := lc.Listen(ctx, "tcp", cfg.API.HTTPListen)
-		if err != nil {
-			return fmt.Errorf("http_listen %s: %w", cfg.API.HTTPListen, err)
-		}
-		addrs.HTTP = tcp.Addr().String()
-		serve(&stack, "metrics listener", newHTTPServer(srv.tcpHandler(), log, context.WithoutCancel(ctx)), tcp, closeStreams, fatal)
-	}
-
 	if cfg.Dev.WatchDir != "" {
-		w := &watcher{
-			dir: cfg.Dev.WatchDir, stageIn: paths.Dir, deploys: engine, events: bus, clock: clock,
-			debounce: watchDebounce, log: log.With("part", "watch"),
+		a.watch = &watcher{
+			dir: cfg.Dev.WatchDir, stageIn: cfg.DataPaths().Dir, deploys: engine, events: a.bus, clock: a.clock,
+			debounce: watchDebounce, log: a.log.With("part", "watch"),
 		}
-		wctx, stopWatch := context.WithCancel(ctx)
-		watchDone := goOwned(func() {
-			if err := w.run(wctx); err != nil {
-				log.Error("watch folder stopped", "err", err)
-				bus.Publish(events.Event{Kind: events.KindWarning, Reason: "watch folder stopped: " + err.Error()})
-			}
-		})
-		stack.push("stop watching the recipe folder", func(context.Context) error {
-			stopWatch()
-			watchDone()
-			return nil
-		})
 	}
+	return a, nil
+}
 
-	sd := systemd{log: log}
-	wdCtx, stopWatchdog := context.WithCancel(ctx)
-	wdDone := goOwned(func() { sd.watchdog(wdCtx, health.check) })
-	stack.push("stop the systemd watchdog", func(context.Context) error {
-		sd.stopping()
-		stopWatchdog()
-		wdDone()
-		return nil
+// Start starts the agent New wired, in order: the supervisor (which first
+// stops what a crashed agent left: the processes it recorded, then whatever
+// else is in the component cgroups), the deployment engine (which restores
+// the current set and resumes an unfinished deployment), the local API on
+// the Unix socket and /metrics and /healthz on http_listen, the watch
+// folder and the systemd notifications; then it calls Options.Ready. The
+// engine, the watch folder and the watchdog run until ctx ends. Start may
+// be called once; whatever it returns, Shutdown undoes what it started.
+func (a *Agent) Start(ctx context.Context) error {
+	if err := a.sup.Start(ctx); err != nil {
+		return err
+	}
+	a.stack.push("stop every component", func(ctx context.Context) error {
+		a.log.Info("stopping components")
+		return a.sup.Stop(ctx)
 	})
-	sd.ready()
-	log.Info("agent ready", "socket", addrs.Socket, "http_listen", addrs.HTTP)
-	if opts.Ready != nil {
-		opts.Ready(addrs)
+	a.startEngine(ctx)
+	if err := a.serveAPI(ctx); err != nil {
+		return err
 	}
+	a.startWatch(ctx)
+	a.startSystemd(ctx)
+	a.log.Info("agent ready", "socket", a.addrs.Socket, "http_listen", a.addrs.HTTP)
+	if a.opts.Ready != nil {
+		a.opts.Ready(a.addrs)
+	}
+	return nil
+}
 
+// Wait runs the started agent until ctx ends, and then returns nil, or
+// until a part running on its own fails (the deployment engine, a
+// listener), and then returns why. Shutdown comes next either way.
+func (a *Agent) Wait(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx).Error())
+		a.log.Info("shutting down", "reason", context.Cause(ctx).Error())
 		return nil
-	case err := <-fatal:
-		log.Error("shutting down after a failure", "err", err)
+	case err := <-a.fatal:
+		a.log.Error("shutting down after a failure", "err", err)
 		return err
 	}
 }
+
+// Shutdown undoes what New and Start did, in reverse order: it stops
+// accepting requests, stops the engine at a safe point, stops every
+// component dependents first, records the last events, closes the store
+// and releases the lock. It is bounded by Options.ShutdownTimeout plus
+// ShutdownGrace whatever a step does (see closers.close); ctx gives only
+// values, its end does not cut the shutdown short. It returns the steps'
+// failures joined; a second call does nothing.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.shutdownTimeout)
+	defer cancel()
+	return a.stack.close(sctx, a.log)
+}
+
+// Addresses are where the agent answers, once Start has returned nil.
+func (a *Agent) Addresses() Addresses { return a.addrs }
 
 // serve runs srv on l in its own goroutine until the agent shuts down;
 // Serve failing for any other reason is fatal.

@@ -26,14 +26,21 @@ import (
 )
 
 // The test binary doubles as the runner's shim (components started by an
-// in-process agent re-execute it) and as a client run as another user (see
-// dialHelper).
+// in-process agent re-execute it), as a client run as another user (see
+// dialHelper), and as an agent in a process of its own, maybe under a
+// reaper host (see procAgent).
 func TestMain(m *testing.M) {
 	if runner.IsShim(os.Args) {
 		runner.ShimMain()
 	}
 	if os.Getenv(dialHelperEnv) != "" {
 		os.Exit(dialHelper())
+	}
+	if os.Getenv(reaperHostEnv) != "" {
+		os.Exit(reaperHost())
+	}
+	if os.Getenv(procAgentEnv) != "" {
+		os.Exit(procAgent())
 	}
 	os.Exit(m.Run())
 }

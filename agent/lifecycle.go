@@ -15,8 +15,9 @@ import (
 // shutdown timeout plus ShutdownGrace, whatever any step does.
 const ShutdownGrace = 10 * time.Second
 
-// closers undoes what Run started, in reverse order of starting. Each step
-// runs even when an earlier one failed or overran; the failures are joined.
+// closers undoes what New and Start started, in reverse order of
+// starting. Each step runs even when an earlier one failed or overran; the
+// failures are joined.
 type closers struct {
 	steps []closer
 	// grace replaces ShutdownGrace when set (tests).

@@ -29,8 +29,9 @@ var version = "dev"
 
 // faultEnv names the test hook that makes the agent kill itself with
 // SIGKILL right after the deployment checkpoint it names ("<step>:<status>",
-// e.g. "stop:started"; see docs/deployments.md) is durable, to prove that a
-// crash at that point resumes cleanly. Never set in production.
+// e.g. "stop:started"; see docs/deployments.md) is durable, or at
+// agent.FaultProcessStarted, to prove that a crash at that point resumes
+// cleanly. Never set in production.
 const faultEnv = "KEYSTONE_FAULT_CRASH_AFTER_STEP"
 
 // Exit codes.

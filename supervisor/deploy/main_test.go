@@ -11,8 +11,5 @@ func TestMain(m *testing.M) {
 	if runner.IsShim(os.Args) {
 		runner.ShimMain()
 	}
-	if os.Getenv(miniAgentEnv) != "" {
-		os.Exit(miniAgent())
-	}
 	os.Exit(m.Run())
 }

@@ -129,7 +129,7 @@ func TestDeploymentThroughTheAPI(t *testing.T) {
 		t.Fatalf("deployment = %+v\nlogs:\n%s", d, a.logs)
 	}
 
-	// GET /v1/components: exactly the SPEC §7 fields.
+	// GET /v1/components: exactly the documented fields.
 	status, body = a.do("GET", api.PathComponents, nil)
 	if status != 200 {
 		t.Fatalf("components: %d %s", status, body)

@@ -43,7 +43,7 @@ type metricsConfig struct {
 	Plugins prometheus.Collector
 }
 
-// metrics is the agent's private Prometheus registry (SPEC §11): a collector
+// metrics is the agent's private Prometheus registry: a collector
 // that reads the supervisor and the store at scrape time, the deployment
 // counters fed from the event bus, and the Go and process collectors.
 type metrics struct {

@@ -20,7 +20,7 @@ import (
 	"github.com/keystone-edge/keystone/supervisor/events"
 )
 
-// specMetrics are the SPEC §11 names the agent serves without plugins.
+// specMetrics are the documented metric names the agent serves without plugins.
 var specMetrics = []string{
 	"keystone_agent_info",
 	"keystone_component_state",
@@ -90,7 +90,7 @@ next:
 // The metrics read real components at scrape time: a state gauge per state
 // (1 only for the current one), restarts, CPU seconds that grow and RSS; the
 // deployment counters follow the bus; the output parses as valid Prometheus
-// text and carries every SPEC §11 name.
+// text and carries every documented metric name.
 func TestMetricsFromRealComponents(t *testing.T) {
 	sup := newSupervisor(t)
 	done := filepath.Join(t.TempDir(), "burned")

@@ -28,7 +28,7 @@ import (
 // own timeout (waiting for a scheduled run in progress, then this run).
 const pluginRunTimeout = time.Minute
 
-// pluginParts are the agent's metrics plugin machinery (SPEC §4): the WASM
+// pluginParts are the agent's metrics plugin machinery: the WASM
 // engine, the exporter on /metrics (and in textfile_dir), and the
 // launcher the supervisor uses for kind = plugin.
 type pluginParts struct {

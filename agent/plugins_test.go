@@ -193,7 +193,7 @@ func TestPluginEndToEnd(t *testing.T) {
 		t.Errorf("run now of an unknown plugin: %d %+v", status, e)
 	}
 
-	// The whole /metrics passes promtool's checks (SPEC §11 names, the
+	// The whole /metrics passes promtool's checks (metric names, the
 	// plugins' series, Go and process metrics).
 	checkWithPromtool(t, "http://"+a.addrs.HTTP+"/metrics")
 

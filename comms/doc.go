@@ -1,4 +1,4 @@
-// Package comms speaks MQTT v5 (SPEC §9): on the device, jobs in and status,
+// Package comms speaks MQTT v5: on the device, jobs in and status,
 // state and events out through the store's outbox; on the operator side,
 // fleet rollouts in rings with a failure budget.
 package comms

@@ -6,7 +6,7 @@ import (
 )
 
 // Reason is why fetching or verifying an artifact failed. Its values are the
-// error codes a deployment job reports (SPEC §9 error_code).
+// error codes a deployment job reports.
 type Reason string
 
 // The reasons a Fetcher or Repository fails with.

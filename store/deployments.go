@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// DeploymentStatus is where a deployment stands (SPEC §9 status values).
+// DeploymentStatus is where a deployment stands (the status values jobs and the API report).
 type DeploymentStatus string
 
 // Deployment statuses.

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// JobStatus is where a job stands (SPEC §9 status values).
+// JobStatus is where a job stands (the status values jobs and the API report).
 type JobStatus string
 
 // Job statuses.

@@ -1,6 +1,6 @@
 package api
 
-// The local API's endpoints (SPEC §7), as net/http patterns. Every answer
+// The local API's endpoints, as net/http patterns. Every answer
 // that is not a stream is one JSON document; every error is an Error.
 //
 //	GET  /healthz                           200 {"status":"ok"}, or 503 with an Error

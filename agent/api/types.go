@@ -1,4 +1,4 @@
-// Package api holds the local API's wire types (SPEC §7) and a client for
+// Package api holds the local API's wire types and a client for
 // them, shared by the agent's HTTP server and keystonectl.
 //
 // It owns the JSON shapes and the transport over the Unix socket. It makes no

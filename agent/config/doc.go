@@ -1,4 +1,4 @@
-// Package config reads the agent's configuration file, agent.toml (SPEC §2):
+// Package config reads the agent's configuration file, agent.toml:
 // it decodes it strictly (an unknown key is an error naming its path),
 // applies defaults, resolves relative paths against the file's folder,
 // validates every value and reports every problem found, each with its

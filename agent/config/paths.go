@@ -2,7 +2,7 @@ package config
 
 import "path/filepath"
 
-// DataPaths is the layout of data_dir (SPEC §12). Component names,
+// DataPaths is the layout of data_dir. Component names,
 // versions and digests given to its methods must already be validated
 // (recipe names, semver, 64 hex digits): they become path elements as is.
 type DataPaths struct {
@@ -43,7 +43,7 @@ func (p DataPaths) Artifact(sha256 string) string { return filepath.Join(p.Artif
 // LogFile is logs/<name>.log, the component's current log.
 func (p DataPaths) LogFile(name string) string { return filepath.Join(p.Logs, name+".log") }
 
-// ReleasePaths is the layout of root_dir (SPEC §10).
+// ReleasePaths is the layout of root_dir.
 type ReleasePaths struct {
 	Dir      string // root_dir itself
 	Releases string // releases/<version>/keystone-agent

@@ -39,8 +39,8 @@ func newComponentListCmd(opts *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List the components and their state",
-		Long: `List every component the agent knows, with its version, kind, state (SPEC
-§6: NEW INSTALLED STARTING RUNNING DEGRADED STOPPING STOPPED FINISHED
+		Long: `List every component the agent knows, with its version, kind, state (one
+of NEW INSTALLED STARTING RUNNING DEGRADED STOPPING STOPPED FINISHED
 ERRORED BROKEN), health, process ID, restarts, how long it has been in its
 state, CPU and resident memory.
 

@@ -73,7 +73,7 @@ func TestComponentList(t *testing.T) {
 	slices.Sort(keys)
 	want := []string{"cpu_percent", "health", "kind", "last_error", "name", "pid", "restarts", "rss_bytes", "since", "state", "version"}
 	if !slices.Equal(keys, want) {
-		t.Errorf("JSON fields %v, want exactly SPEC §7's %v", keys, want)
+		t.Errorf("JSON fields %v, want exactly the documented %v", keys, want)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 
 func newDeployCmd(opts *options) *cobra.Command {
 	cmd := newGroupCmd("deploy", "Apply deployments to this device and follow them",
-		`Apply a deployment manifest (SPEC §5) to the local agent, see what it would
+		`Apply a deployment manifest to the local agent, see what it would
 change, follow its progress, and cancel or roll it back. A deployment is
 the complete desired set of components: what it does not list (or need as
 a dependency) is stopped and removed.`,

@@ -11,8 +11,8 @@ import (
 type fileKind string
 
 const (
-	kindRecipe   fileKind = "recipe"   // a component recipe (SPEC §3)
-	kindManifest fileKind = "manifest" // a deployment manifest (SPEC §5)
+	kindRecipe   fileKind = "recipe"   // a component recipe
+	kindManifest fileKind = "manifest" // a deployment manifest
 )
 
 // detectKind decides whether the file named path with content data is a

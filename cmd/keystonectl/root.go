@@ -11,7 +11,7 @@ import (
 const rootName = "keystonectl"
 
 // defaultSocket is the agent's local API socket when neither --socket nor
-// KEYSTONE_SOCKET says otherwise (SPEC §2 api.socket).
+// KEYSTONE_SOCKET says otherwise.
 const defaultSocket = "/run/keystone/agent.sock"
 
 // options is what every command shares: the global flags and the streams.

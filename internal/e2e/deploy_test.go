@@ -109,7 +109,7 @@ func pidsOf(ps []proc) []int {
 
 // Acceptance 1: a three-component deployment with a hard and a soft
 // dependency comes up in order, and component list -o json has exactly the
-// fields of SPEC §7.
+// documented fields of the API.
 func TestDeployThreeComponentsInOrder(t *testing.T) {
 	d := newDevice(t, deviceOptions{})
 	d.start()

@@ -1,7 +1,7 @@
 // Package sign owns KeyStone's ed25519 keys and signatures: key files,
 // detached signatures over the exact bytes of a recipe (`<file>.sig`), a
-// Keyring of trusted public keys (SPEC §2 trust.keys) and signatures over
-// canonical JSON job documents (SPEC §9).
+// Keyring of trusted public keys and signatures over
+// canonical JSON job documents.
 //
 // It reads and writes only key and signature files. It never parses recipes
 // or manifests, never fetches anything from the network and knows nothing of

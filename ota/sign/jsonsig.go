@@ -8,8 +8,8 @@ import (
 	"fmt"
 )
 
-// JSONSignature is the "signature" member of a signed job document (SPEC
-// §9): the signing key's ID and the base64 ed25519 signature of the
+// JSONSignature is the "signature" member of a signed job document: the
+// signing key's ID and the base64 ed25519 signature of the
 // document's canonical JSON.
 type JSONSignature struct {
 	KeyID string `json:"key_id"`

@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// Keyring is a set of trusted ed25519 public keys, the agent's trust.keys
-// (SPEC §2). It is not changed after it is made, so one Keyring may be used
+// Keyring is a set of trusted ed25519 public keys, the agent's
+// trust.keys. It is not changed after it is made, so one Keyring may be used
 // from many goroutines. The zero value and a nil *Keyring trust no key:
 // every check fails with ErrUnknownKey.
 type Keyring struct {

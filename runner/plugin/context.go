@@ -8,7 +8,7 @@ import (
 	"slices"
 )
 
-// Context is the document a plugin run reads on stdin (SPEC §4). Its
+// Context is the document a plugin run reads on stdin. Its
 // String, GoString and LogValue never show secret values or config, so a
 // Context can be logged.
 type Context struct {

@@ -1,4 +1,4 @@
-// Package plugin runs metrics plugins (SPEC §4): one run hands a program the
+// Package plugin runs metrics plugins: one run hands a program the
 // JSON context on stdin and reads one JSON document of metrics from its
 // stdout, within a timeout and an output size cap. The program is a child
 // process started through package runner, with the same confinement as a

@@ -9,8 +9,8 @@ import (
 	"github.com/keystone-edge/keystone/recipes"
 )
 
-// Mapping turns a plugin's metric names into exported ones ([plugin.mapping]
-// of SPEC §3): a renamed metric takes its new name, then every name gets
+// Mapping turns a plugin's metric names into exported ones (a recipe's
+// [plugin.mapping]): a renamed metric takes its new name, then every name gets
 // the prefix, and every series the constant labels. The zero value maps
 // nothing. Build one with NewMapping, which checks it.
 type Mapping struct {

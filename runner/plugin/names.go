@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// reservedPrefix starts the agent's own metric names (SPEC §11); a plugin
+// reservedPrefix starts the agent's own metric names; a plugin
 // may not export under it.
 const reservedPrefix = "keystone_"
 

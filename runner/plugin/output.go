@@ -90,7 +90,7 @@ func (e *OutputError) Error() string {
 // Unwrap returns ErrInvalidOutput.
 func (e *OutputError) Unwrap() error { return ErrInvalidOutput }
 
-// wireOutput and wireMetric are the document as printed (SPEC §4).
+// wireOutput and wireMetric are the document as printed.
 type wireOutput struct {
 	Metrics []wireMetric    `json:"metrics"`
 	State   json.RawMessage `json:"state"`
@@ -127,7 +127,7 @@ func (n *number) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseOutput reads and validates a plugin's output document (SPEC §4):
+// ParseOutput reads and validates a plugin's output document:
 // exactly one JSON object with a "metrics" array and an optional "state";
 // unknown fields are refused (a misspelt "vaule" must not pass for a
 // metric without a value). Every metric needs a name and a type; counters

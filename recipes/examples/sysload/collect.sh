@@ -1,5 +1,5 @@
 #!/bin/sh
-# sysload: a KeyStone metrics plugin (SPEC §4) in POSIX sh, using only shell
+# sysload: a KeyStone metrics plugin in POSIX sh, using only shell
 # built-ins. It reads the run's JSON document on stdin, keeps a run counter
 # in the returned state, and reports the load average, uptime and available
 # memory read from /proc.

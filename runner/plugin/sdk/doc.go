@@ -1,4 +1,4 @@
-// Package sdk helps write KeyStone metrics plugins in Go (SPEC §4), for
+// Package sdk helps write KeyStone metrics plugins in Go, for
 // either runtime: a native program (runtime = "exec") or a WASI module
 // built with GOOS=wasip1 GOARCH=wasm (runtime = "wasm").
 //

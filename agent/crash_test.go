@@ -6,13 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/keystone-edge/keystone/agent/api"
+	"github.com/keystone-edge/keystone/internal/proctest"
 	"github.com/keystone-edge/keystone/ota/sign"
 )
 
@@ -100,48 +99,14 @@ func (d *crashDevice) request(m manifest) api.DeploymentRequest {
 	return api.DeploymentRequest{Manifest: b.String(), Files: files}
 }
 
-// markedProcs maps each component to the live pids that are its own:
-// their environment carries KS_MARK=<token>:<component>, or they are in the
-// component's cgroup under root (which also covers the instant of an exec,
-// when the environment cannot be read).
+// markedProcs maps each component to the live pids that are its own.
 func (d *crashDevice) markedProcs(t testing.TB) map[string][]int {
 	t.Helper()
-	out := map[string][]int{}
-	ents, err := os.ReadDir("/proc")
+	out, err := proctest.Marked(d.token, d.root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := "KS_MARK=" + d.token + ":"
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !pidAlive(pid) {
-			continue
-		}
-		if name := procMark(pid, prefix, d.root); name != "" {
-			out[name] = append(out[name], pid)
-		}
-	}
 	return out
-}
-
-func procMark(pid int, prefix, root string) string {
-	dir := filepath.Join("/proc", strconv.Itoa(pid))
-	if b, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
-		for _, kv := range strings.Split(string(b), "\x00") {
-			if name, ok := strings.CutPrefix(kv, prefix); ok {
-				return name
-			}
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			_, path, _ := strings.Cut(line, "::")
-			if name, ok := strings.CutPrefix(path, root+"/"); ok && !strings.Contains(name, "/") {
-				return name
-			}
-		}
-	}
-	return ""
 }
 
 func versions(comps []spec) map[string]string {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keystone-edge/keystone/internal/proctest"
 )
 
 // benchSleepBase is the first `sleep` argument of the programs supervisord
@@ -44,10 +46,10 @@ func BenchmarkIdle50(b *testing.B) {
 
 		tree := func(root int) []int { return append([]int{root}, children(root, "s6-supervise")...) }
 		b.ResetTimer()
-		cpu0 := [3]float64{cpuSeconds(ks.cmd.Process.Pid), cpuSeconds(sd.Process.Pid), cpuSeconds(tree(s6.Process.Pid)...)}
+		cpu0 := [3]float64{proctest.CPUSeconds(ks.cmd.Process.Pid), proctest.CPUSeconds(sd.Process.Pid), proctest.CPUSeconds(tree(s6.Process.Pid)...)}
 		timer := time.NewTimer(idle)
 		<-timer.C
-		cpu1 := [3]float64{cpuSeconds(ks.cmd.Process.Pid), cpuSeconds(sd.Process.Pid), cpuSeconds(tree(s6.Process.Pid)...)}
+		cpu1 := [3]float64{proctest.CPUSeconds(ks.cmd.Process.Pid), proctest.CPUSeconds(sd.Process.Pid), proctest.CPUSeconds(tree(s6.Process.Pid)...)}
 		b.StopTimer()
 		rss := [3]float64{rssMiB(ks.cmd.Process.Pid), rssMiB(sd.Process.Pid), rssMiB(tree(s6.Process.Pid)...)}
 		cpu := [3]float64{cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2]}
@@ -189,7 +191,7 @@ func children(pid int, comm string) []int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
-		if err != nil || !pidAlive(p) || ppid(p) != pid {
+		if err != nil || !proctest.Alive(p) || ppid(p) != pid {
 			continue
 		}
 		c, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
@@ -198,23 +200,6 @@ func children(pid int, comm string) []int {
 		}
 	}
 	return out
-}
-
-// cpuSeconds sums utime+stime of pids from /proc (clock ticks of 10 ms).
-func cpuSeconds(pids ...int) float64 {
-	var ticks uint64
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += u + st
-	}
-	return float64(ticks) / 100
 }
 
 // rssMiB sums VmRSS of pids.

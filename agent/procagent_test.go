@@ -18,6 +18,7 @@ import (
 
 	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/agent/config"
+	"github.com/keystone-edge/keystone/internal/proctest"
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"golang.org/x/sys/unix"
 )
@@ -410,17 +411,6 @@ func stepsOf(d api.Deployment) string {
 	return strings.Join(parts, " ")
 }
 
-// pidAlive reports whether pid is a live (not zombie) process.
-func pidAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
-}
-
 // procStat is field n (1-based, as in proc(5)) of /proc/pid/stat, "" when
 // pid is gone.
 func procStat(pid, n int) string {
@@ -458,7 +448,7 @@ func waitGone(t testing.TB, pid int) {
 	}
 	defer unix.Close(fd)
 	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(waitFor/time.Millisecond))
-	if (err != nil || n == 0) && pidAlive(pid) {
+	if (err != nil || n == 0) && proctest.Alive(pid) {
 		t.Fatalf("pid %d still alive after %s (%v)", pid, waitFor, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/keystone-edge/keystone/agent/api"
+	"github.com/keystone-edge/keystone/internal/proctest"
 	"github.com/keystone-edge/keystone/store"
 )
 
@@ -68,7 +69,7 @@ func componentProcs(t testing.TB, root string, n int) map[int][]int {
 	}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !pidAlive(pid) {
+		if err != nil || !proctest.Alive(pid) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
@@ -137,7 +138,7 @@ func TestAgentKilledAndRestartedRunsEachComponentOnce(t *testing.T) {
 	first.line("agent gone")
 	// The components outlive the agent: this is what must be cleaned up.
 	for i := range n {
-		if !pidAlive(before[i][0]) {
+		if !proctest.Alive(before[i][0]) {
 			t.Fatalf("component %d died with the agent; the test proves nothing", i)
 		}
 	}

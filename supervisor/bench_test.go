@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -196,21 +194,4 @@ func BenchmarkStart100In10Layers(b *testing.B) {
 	}
 	b.ReportMetric(ms(quantile(took, 0.5)), "ms/start-100")
 	b.ReportMetric(0, "ns/op")
-}
-
-// cpuSeconds sums utime+stime of pids from /proc (clock ticks of 10 ms).
-func cpuSeconds(pids ...int) float64 {
-	var ticks uint64
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		st, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += u + st
-	}
-	return float64(ticks) / 100
 }

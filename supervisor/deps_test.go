@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keystone-edge/keystone/internal/fakeclock"
+	"github.com/keystone-edge/keystone/internal/proctest"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
@@ -144,7 +145,7 @@ func TestShutdownStopsInReverseOrder(t *testing.T) {
 		}
 	}
 	for _, pid := range pids {
-		if pidAlive(pid) {
+		if proctest.Alive(pid) {
 			t.Fatalf("pid %d survived shutdown", pid)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/proctest"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/supervisor/events"
 	"golang.org/x/sys/unix"
@@ -125,17 +126,6 @@ func dependsOn(name string, typ recipes.DependencyType) func(*recipes.Recipe) {
 	}
 }
 
-// pidAlive reports whether pid is a live (not zombie) process.
-func pidAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
-}
-
 // waitGone waits until pid no longer runs, through a pidfd (which works
 // for processes that are not our children).
 func waitGone(t *testing.T, pid int) {
@@ -147,7 +137,7 @@ func waitGone(t *testing.T, pid int) {
 	defer unix.Close(fd)
 	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 30_000)
 	if err != nil || n == 0 {
-		if pidAlive(pid) {
+		if proctest.Alive(pid) {
 			t.Fatalf("pid %d still alive after 30s (%v)", pid, err)
 		}
 	}

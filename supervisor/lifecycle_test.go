@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-edge/keystone/internal/proctest"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
@@ -152,7 +153,7 @@ func TestSnapshotMeasuresProcesses(t *testing.T) {
 	pid, from := r.pid(t, busy.Name()), time.Now()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for c0 := cpuSeconds(pid); cpuSeconds(pid) < c0+0.05 || time.Since(from) < 100*time.Millisecond; <-tick.C {
+	for c0 := proctest.CPUSeconds(pid); proctest.CPUSeconds(pid) < c0+0.05 || time.Since(from) < 100*time.Millisecond; <-tick.C {
 		if time.Since(from) > 10*time.Second {
 			t.Fatal("busy loop used no CPU")
 		}

@@ -10,12 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/config"
+	"github.com/keystone-edge/keystone/internal/proctest"
 	"github.com/keystone-edge/keystone/ota"
 	"github.com/keystone-edge/keystone/ota/sign"
 	"github.com/keystone-edge/keystone/runner"
@@ -391,7 +391,10 @@ func (r *rig) running(want map[string]string) map[string]int {
 	if len(sts) != len(want) {
 		r.t.Fatalf("supervised %d components, want %d: %v", len(sts), len(want), sts)
 	}
-	procs := markedProcs(r.t, r.token, r.root)
+	procs, err := proctest.Marked(r.token, r.root)
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	for name, pid := range pids {
 		if got := procs[name]; len(got) != 1 || got[0] != pid {
 			r.t.Fatalf("%s: processes in /proc %v, want exactly its pid %d", name, got, pid)
@@ -403,61 +406,6 @@ func (r *rig) running(want map[string]string) map[string]int {
 		}
 	}
 	return pids
-}
-
-// markedProcs maps each component to the live pids that are its own:
-// their environment carries KS_MARK=<token>:<component>, or they are in the
-// component's cgroup under root (which also covers the instant of an exec,
-// when the environment cannot be read).
-func markedProcs(t testing.TB, token, root string) map[string][]int {
-	t.Helper()
-	out := map[string][]int{}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := "KS_MARK=" + token + ":"
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !pidAlive(pid) {
-			continue
-		}
-		if name := procMark(pid, prefix, root); name != "" {
-			out[name] = append(out[name], pid)
-		}
-	}
-	return out
-}
-
-func procMark(pid int, prefix, root string) string {
-	dir := filepath.Join("/proc", strconv.Itoa(pid))
-	if b, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
-		for _, kv := range strings.Split(string(b), "\x00") {
-			if name, ok := strings.CutPrefix(kv, prefix); ok {
-				return name
-			}
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			_, path, _ := strings.Cut(line, "::")
-			if name, ok := strings.CutPrefix(path, root+"/"); ok && !strings.Contains(name, "/") {
-				return name
-			}
-		}
-	}
-	return ""
-}
-
-// pidAlive reports whether pid is a live (not zombie) process.
-func pidAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
 // watcher keeps every event the bus delivers, for order checks.

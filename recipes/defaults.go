@@ -12,6 +12,7 @@ const (
 	DefaultRestartMax              = 5 * time.Minute
 	DefaultMaxRestarts             = 5
 	DefaultMaxRestartsWindow       = 10 * time.Minute
+	DefaultBrokenRetry             = 30 * time.Minute
 	DefaultStopSignal              = "SIGTERM"
 	DefaultStopTimeout             = 10 * time.Second
 	DefaultWorkingDir              = "."
@@ -55,6 +56,7 @@ func applyRecipeDefaults(r *Recipe, tree map[string]any) {
 			run.MaxRestarts.Count = DefaultMaxRestarts
 		}
 		setDur(&run.MaxRestarts.Window, DefaultMaxRestartsWindow, at("max_restarts", "window")...)
+		setDur(&run.BrokenRetry, DefaultBrokenRetry, at("broken_retry")...)
 		if !present(tree, at("stop_signal")...) {
 			run.StopSignal = DefaultStopSignal
 		}

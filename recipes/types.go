@@ -113,6 +113,7 @@ type Run struct {
 	RestartPolicy  RestartPolicy     `toml:"restart_policy"` // default on-failure
 	RestartBackoff Backoff           `toml:"restart_backoff"`
 	MaxRestarts    MaxRestarts       `toml:"max_restarts"`
+	BrokenRetry    Duration          `toml:"broken_retry"` // default 30m; 0: only by hand
 	StopSignal     string            `toml:"stop_signal"`  // default SIGTERM
 	StopTimeout    Duration          `toml:"stop_timeout"` // default 10s
 	Health         *Health           `toml:"health"`       // nil: no health check

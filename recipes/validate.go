@@ -188,6 +188,9 @@ func (v *recipeValidator) run(run *Run) {
 	if run.MaxRestarts.Window.Duration <= 0 {
 		v.c.add(p+".max_restarts.window", "must be more than 0s")
 	}
+	if run.BrokenRetry.Duration < 0 {
+		v.c.add(p+".broken_retry", `must not be negative; "0s" leaves a BROKEN component until it is restarted by hand`)
+	}
 	v.check(p+".stop_signal", checkSignal(run.StopSignal))
 	if h := run.Health; h != nil {
 		v.health(p+".health", h)

@@ -53,6 +53,8 @@ const (
 	TimerRestart TimerKind = iota
 	// TimerProbe fires when the next health check is due.
 	TimerProbe
+	// TimerBrokenRetry fires when a BROKEN component is to be tried again.
+	TimerBrokenRetry
 	numTimers
 )
 
@@ -63,6 +65,8 @@ func (t TimerKind) String() string {
 		return "restart"
 	case TimerProbe:
 		return "probe"
+	case TimerBrokenRetry:
+		return "broken-retry"
 	}
 	return fmt.Sprintf("TimerKind(%d)", int(t))
 }
@@ -358,6 +362,7 @@ func (c *Core) start(ctx context.Context, at time.Time, reason string) error {
 		return err
 	}
 	c.disarm(TimerRestart)
+	c.disarm(TimerBrokenRetry)
 	c.run++
 	c.emit(Effect{Kind: EffectLaunch, Gen: c.run})
 	return nil
@@ -396,6 +401,7 @@ func (c *Core) stop(ctx context.Context, at time.Time, reason string, thenStart,
 		return nil // stopping a stopped component is not an error
 	case StateInstalled, StateFinished, StateErrored, StateBroken:
 		c.disarm(TimerRestart)
+		c.disarm(TimerBrokenRetry)
 		if thenStart {
 			return c.start(ctx, at, reason)
 		}
@@ -442,7 +448,7 @@ func (c *Core) exited(ctx context.Context, in Input) error {
 			o.Kind, o.Detail = OutcomeUnhealthy, intent.reason
 			return c.ended(ctx, in.At, o, evFailed)
 		}
-		if err := c.fire(ctx, in.At, evStopped, intent.reason+"; "+in.Exit.String()); err != nil {
+		if err := c.fire(ctx, in.At, evStopped, intent.reason+"; "+in.Exit.stopString()); err != nil {
 			return err
 		}
 		if intent.thenStart {
@@ -474,7 +480,13 @@ func (c *Core) ended(ctx context.Context, at time.Time, o Outcome, failEvent str
 		if err := c.failWith(ctx, kind, at, failEvent, o.describe()); err != nil {
 			return err
 		}
-		return c.failWith(ctx, kind, at, evBreak, reason)
+		if err := c.failWith(ctx, kind, at, evBreak, reason); err != nil {
+			return err
+		}
+		if wait > 0 {
+			c.arm(TimerBrokenRetry, wait)
+		}
+		return nil
 	default: // DecisionGiveUp; DecisionStop does not reach here
 		return c.failWith(ctx, kind, at, failEvent, reason)
 	}
@@ -502,6 +514,11 @@ func (c *Core) timer(ctx context.Context, in Input) error {
 			return nil
 		}
 		return c.start(ctx, in.At, "restarting after backoff")
+	case TimerBrokenRetry:
+		if c.State() != StateBroken {
+			return nil
+		}
+		return c.start(ctx, in.At, "trying again after broken_retry")
 	case TimerProbe:
 		if s := c.State(); s != StateRunning && s != StateDegraded {
 			return nil

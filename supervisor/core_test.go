@@ -64,6 +64,7 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 		cfg := CoreConfig{Policy: RestartPolicy{
 			Mode: recipes.RestartPolicy(a["policy"]), Initial: dur(t, a["initial"]), Max: dur(t, a["max"]),
 			Count: count, Window: dur(t, a["window"]), StableRun: dur(t, a["stable"]),
+			BrokenRetry: dur(t, a["broken_retry"]),
 		}}
 		if a["health"] != "" {
 			th, _ := strconv.Atoi(a["threshold"])
@@ -108,7 +109,7 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 			in.Exit.Code = -1
 		}
 	case "fire":
-		tk := map[string]TimerKind{"restart": TimerRestart, "probe": TimerProbe}[rest]
+		tk := map[string]TimerKind{"restart": TimerRestart, "probe": TimerProbe, "broken-retry": TimerBrokenRetry}[rest]
 		in.Kind, in.Timer, in.Gen = InputTimer, tk, e.gens[tk]
 	case "health":
 		ok, detail, _ := strings.Cut(rest, " ")

@@ -87,6 +87,13 @@ func TestDependencies(t *testing.T) {
 	r.w.waitFor(db.Name(), StateStopped, "stop requested")
 	before(t, r.w, web.Name(), StateStopped, app.Name(), StateStopping)
 	before(t, r.w, app.Name(), StateStopped, db.Name(), StateStopping)
+	// A start of app waits for db, and its status says so.
+	if state, err := r.sup.StartComponent(context.Background(), app.Name()); err != nil || state != StateStopped {
+		t.Fatalf("start of app while db is stopped: %s, %v", state, err)
+	}
+	if st, _ := r.sup.Component(app.Name()); st.WaitingFor != "hard dependency com.example.db is STOPPED" {
+		t.Fatalf("app's status does not say what it waits for: %+v", st)
+	}
 	if _, err := r.sup.StartComponent(context.Background(), db.Name()); err != nil {
 		t.Fatal(err)
 	}

@@ -37,3 +37,12 @@ func (e ExitStatus) String() string {
 	}
 	return s
 }
+
+// stopString describes the end of a process the supervisor asked to stop:
+// dying of the signal it was sent is the normal end, not a kill.
+func (e ExitStatus) stopString() string {
+	if e.Err == nil && !e.OOM && e.Signal != "" && e.Signal != "SIGKILL" {
+		return "stopped by " + e.Signal
+	}
+	return e.String()
+}

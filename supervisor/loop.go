@@ -41,6 +41,9 @@ type entry struct {
 	busy       bool
 	// stopWaiters are stops by hand, answered once the component is down.
 	stopWaiters []chan<- commandResult
+	// startWaiters are starts by hand that must wait for dependencies,
+	// answered at the end of the next converge.
+	startWaiters []chan<- commandResult
 	// restarting: a restart by hand is taking the component down (its
 	// dependents first); restartWaiters are answered once it started again.
 	restarting     bool
@@ -114,7 +117,8 @@ func (s *Supervisor) handle(ls *loopState, m mgrMsg) {
 
 // byHand carries out a command by hand. A stop goes through reconcile, so
 // that hard dependents stop first, and is answered once the component is
-// down. A start is sent at once when its hard dependencies are ready, and
+// down; a stop of a failed component (BROKEN, or ERRORED for good) is sent
+// at once and leaves it STOPPED. A start is sent at once when its hard dependencies are ready, and
 // otherwise answered with the current state: it starts when they are. A
 // restart of a running component first takes it down like a stop, then
 // restarts it; of one that runs nothing, it is sent at once.
@@ -123,12 +127,22 @@ func (s *Supervisor) byHand(ls *loopState, e *entry, m mgrMsg) {
 	switch m.input.Kind {
 	case InputStop:
 		e.wanted, e.stopReason = false, m.input.Reason
-		e.stopWaiters = append(e.stopWaiters, m.result)
-		return
+		if !st.Failed() || e.busy {
+			e.stopWaiters = append(e.stopWaiters, m.result)
+			return
+		}
+		// Nothing runs and nothing depends on it running: settle it in
+		// STOPPED at once, which also cancels a pending broken_retry.
 	case InputStart:
 		e.wanted = true
-		if st.State.Active() || st.State == StateNew || !s.hardDepsReady(ls, e) {
+		if st.State.Active() || st.State == StateNew {
 			m.result <- commandResult{state: st.State}
+			return
+		}
+		if !s.hardDepsReady(ls, e) {
+			// Answered after converge, so that the status the caller reads
+			// next already says what it waits for.
+			e.startWaiters = append(e.startWaiters, m.result)
 			return
 		}
 	case InputRestart:
@@ -277,7 +291,9 @@ func (s *Supervisor) converge(ls *loopState) {
 		}
 		nodes[name] = nd
 	}
-	for _, act := range reconcile(nodes) {
+	actions, waiting := reconcile(nodes)
+	s.waiting.Store(&waiting)
+	for _, act := range actions {
 		e := ls.entries[act.Name]
 		e.busy = true
 		kind := InputStop
@@ -287,9 +303,14 @@ func (s *Supervisor) converge(ls *loopState) {
 		s.askLoop(e, Input{Kind: kind, Reason: act.Reason, Dependency: act.Dependency})
 	}
 	for _, e := range ls.entries {
-		if st := e.actor.settledStatus(); len(e.stopWaiters) > 0 && !e.busy && isDown(st) {
+		st := e.actor.settledStatus()
+		if len(e.stopWaiters) > 0 && !e.busy && isDown(st) {
 			e.answerStops(commandResult{state: st.State})
 		}
+		for _, w := range e.startWaiters {
+			w <- commandResult{state: st.State}
+		}
+		e.startWaiters = nil
 	}
 	if ls.applying != nil && !anyRemoving(ls) {
 		ls.applying <- nil
@@ -329,11 +350,11 @@ func (e *entry) answerStops(r commandResult) {
 		w <- r
 	}
 	e.stopWaiters = nil
-	if r.err != nil { // the component is gone: pending restarts fail too
-		for _, w := range e.restartWaiters {
+	if r.err != nil { // the component is gone: pending starts and restarts fail too
+		for _, w := range append(e.restartWaiters, e.startWaiters...) {
 			w <- r
 		}
-		e.restartWaiters, e.restarting = nil, false
+		e.restartWaiters, e.startWaiters, e.restarting = nil, nil, false
 	}
 }
 

@@ -37,7 +37,10 @@ type action struct {
 // going down too. Starting follows the dependency layers, with independent
 // components in parallel; stopping follows them in reverse. It is pure and
 // deterministic (names are visited sorted).
-func reconcile(nodes map[string]*node) []action {
+//
+// It also returns, for each wanted component that is down and may not start
+// yet, what it waits for ("hard dependency com.example.db is STOPPED").
+func reconcile(nodes map[string]*node) ([]action, map[string]string) {
 	names := sortedNames(nodes)
 	dependents := dependentsOf(nodes, names)
 	k := newKeeper(nodes)
@@ -46,8 +49,16 @@ func reconcile(nodes map[string]*node) []action {
 	}
 	w := &willRun{nodes: nodes, memo: map[string]bool{}}
 	var out []action
+	waiting := map[string]string{}
 	for _, n := range names {
 		nd := nodes[n]
+		if nd.Wanted && !nd.Status.State.Active() && !nd.Status.Failed() {
+			if why := k.why[n]; why != "" {
+				waiting[n] = why
+			} else if d := softPending(n, nodes, w); d != "" {
+				waiting[n] = "soft dependency " + d + " has not started yet"
+			}
+		}
 		if nd.Busy {
 			continue
 		}
@@ -62,7 +73,7 @@ func reconcile(nodes map[string]*node) []action {
 			out = append(out, act)
 		}
 	}
-	return out
+	return out, waiting
 }
 
 // sortedNames returns the names of nodes, sorted.
@@ -163,17 +174,26 @@ func startAction(n string, nodes map[string]*node, w *willRun) (action, bool) {
 	if st := nd.Status.State; st != StateInstalled && st != StateStopped {
 		return action{}, false
 	}
-	for _, d := range nd.Soft {
-		ds := nodes[d].Status.State
-		if w.of(d, map[string]bool{}) && (ds == StateNew || ds == StateInstalled || ds == StateStarting || ds == StateStopped) {
-			return action{}, false
-		}
+	if softPending(n, nodes, w) != "" {
+		return action{}, false
 	}
 	reason := "start requested"
 	if len(nd.Hard)+len(nd.Soft) > 0 {
 		reason = "dependencies ready"
 	}
 	return action{Name: n, Start: true, Reason: reason}, true
+}
+
+// softPending names a soft dependency of n that will run but has not
+// started yet, or returns "".
+func softPending(n string, nodes map[string]*node, w *willRun) string {
+	for _, d := range nodes[n].Soft {
+		ds := nodes[d].Status.State
+		if w.of(d, map[string]bool{}) && (ds == StateNew || ds == StateInstalled || ds == StateStarting || ds == StateStopped) {
+			return d
+		}
+	}
+	return ""
 }
 
 // stopAction is the stop of component n that is not kept, if something of

@@ -81,7 +81,7 @@ func TestReconcile(t *testing.T) {
 		{"failed ones are left alone", set("db RUNNING", "app BROKEN hard=db", "x FINISHED", "y ERRORED"), ""},
 		{"busy is left alone", set("db INSTALLED busy"), ""},
 	} {
-		if got := render(reconcile(tc.nodes)); got != tc.want {
+		if got := render(actionsOf(tc.nodes)); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
 		}
 	}
@@ -90,7 +90,7 @@ func TestReconcile(t *testing.T) {
 // A stop for a hard dependency is marked so, for the core to record as
 // FailureDependency; a stop of an unwanted component is not.
 func TestReconcileMarksDependencyStops(t *testing.T) {
-	acts := reconcile(set("db ERRORED+retrying", "app RUNNING hard=db", "x RUNNING unwanted"))
+	acts, _ := reconcile(set("db ERRORED+retrying", "app RUNNING hard=db", "x RUNNING unwanted"))
 	got := map[string]bool{}
 	for _, a := range acts {
 		if !a.Start {
@@ -103,4 +103,9 @@ func TestReconcileMarksDependencyStops(t *testing.T) {
 	if dep, ok := got["x"]; !ok || dep {
 		t.Errorf("x's stop by hand: %+v", acts)
 	}
+}
+
+func actionsOf(nodes map[string]*node) []action {
+	acts, _ := reconcile(nodes)
+	return acts
 }

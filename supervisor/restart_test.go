@@ -3,6 +3,8 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -207,4 +209,71 @@ func TestFailedStartsBackOffWithZeroBackoff(t *testing.T) {
 		clock.Advance(time.Millisecond)
 		r.w.waitFor(c.Name(), StateStarting, "restarting after backoff")
 	}
+}
+
+// broken_retry with real processes: a BROKEN component is started again
+// once it has passed (not before), with a fresh restart count.
+func TestBrokenComponentIsTriedAgainAfterBrokenRetry(t *testing.T) {
+	clock := fakeclock.New(time.Time{})
+	r := newRig(t, clock, Config{})
+	dir := t.TempDir()
+	// Fails until the device is "repaired" (the file appears), then runs.
+	c := proc("com.example.flaky", "test -f repaired && exec sleep 1000; echo 'cannot open /dev/ttyUSB0' >&2; exit 1", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 0, Window: d("10m")}
+		rc.Lifecycle.Run.BrokenRetry = d("30m")
+	})
+	c.WorkDir = dir
+	if err := r.sup.Apply(context.Background(), []*Component{c}); err != nil {
+		t.Fatal(err)
+	}
+	r.w.waitFor(c.Name(), StateBroken, "tried again in 30m0s (broken_retry)")
+	clock.WaitArmed(t, 1)
+	if err := os.WriteFile(filepath.Join(dir, "repaired"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(30*time.Minute - time.Second)
+	if st, _ := r.sup.Component(c.Name()); st.State != StateBroken {
+		t.Fatalf("tried again before broken_retry: %+v", st)
+	}
+	clock.Advance(time.Second)
+	r.w.waitFor(c.Name(), StateStarting, "trying again after broken_retry")
+	r.w.waitFor(c.Name(), StateRunning, "started")
+	if st, _ := r.sup.Component(c.Name()); st.Restarts != 0 {
+		t.Fatalf("the restart history was not fresh: %+v", st)
+	}
+}
+
+// A stop by hand of a failed component (ERRORED for good, or BROKEN) leaves
+// it STOPPED, and cancels its broken_retry; a start by hand starts it.
+func TestStopAndStartOfFailedComponents(t *testing.T) {
+	clock := fakeclock.New(time.Time{})
+	r := newRig(t, clock, Config{})
+	never := proc("com.example.never", "exit 3", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.RestartPolicy = recipes.RestartNever
+	})
+	broken := proc("com.example.broken", "exit 1", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 0, Window: d("10m")}
+		rc.Lifecycle.Run.BrokenRetry = d("30m")
+	})
+	if err := r.sup.Apply(context.Background(), []*Component{never, broken}); err != nil {
+		t.Fatal(err)
+	}
+	r.w.waitFor(never.Name(), StateErrored, "restart_policy is never")
+	r.w.waitFor(broken.Name(), StateBroken, "max_restarts")
+	clock.WaitArmed(t, 1)
+	for _, c := range []*Component{never, broken} {
+		state, err := r.sup.StopComponent(context.Background(), c.Name())
+		if err != nil || state != StateStopped {
+			t.Fatalf("stop of %s: %s, %v; want STOPPED", c.Name(), state, err)
+		}
+		r.w.waitFor(c.Name(), StateStopped, "stop requested")
+	}
+	if n := clock.Pending(); n != 0 {
+		t.Fatalf("%d timers pending after the stops: broken_retry not cancelled", n)
+	}
+	state, err := r.sup.StartComponent(context.Background(), never.Name())
+	if err != nil || state != StateStarting && state != StateRunning {
+		t.Fatalf("start of a stopped component: %s, %v", state, err)
+	}
+	r.w.waitFor(never.Name(), StateStarting, "start requested")
 }

@@ -29,6 +29,10 @@ type RestartPolicy struct {
 	// Jitter is the fraction by which a delay is randomly spread either way
 	// (0.2 = ±20%); 0 means no jitter.
 	Jitter float64
+	// BrokenRetry is how long a BROKEN component waits before it is tried
+	// again with a fresh history; 0 leaves it BROKEN until a command or a
+	// redeployment.
+	BrokenRetry time.Duration
 }
 
 // DefaultStableRun is the run length after which the restart delay resets.
@@ -57,13 +61,14 @@ func PolicyFor(run *recipes.Run) RestartPolicy {
 		return RestartPolicy{Mode: recipes.RestartOnFailure, Count: 1 << 30, StableRun: DefaultStableRun}
 	}
 	return RestartPolicy{
-		Mode:      run.RestartPolicy,
-		Initial:   run.RestartBackoff.Initial.Duration,
-		Max:       run.RestartBackoff.Max.Duration,
-		Count:     run.MaxRestarts.Count,
-		Window:    run.MaxRestarts.Window.Duration,
-		StableRun: DefaultStableRun,
-		Jitter:    DefaultJitter,
+		Mode:        run.RestartPolicy,
+		Initial:     run.RestartBackoff.Initial.Duration,
+		Max:         run.RestartBackoff.Max.Duration,
+		Count:       run.MaxRestarts.Count,
+		Window:      run.MaxRestarts.Window.Duration,
+		StableRun:   DefaultStableRun,
+		Jitter:      DefaultJitter,
+		BrokenRetry: run.BrokenRetry.Duration,
 	}
 }
 
@@ -131,7 +136,9 @@ const (
 	DecisionFinish
 	// DecisionGiveUp: failed and the policy says never (ERRORED, stays).
 	DecisionGiveUp
-	// DecisionBreak: more restarts than allowed within the window (BROKEN).
+	// DecisionBreak: more restarts than allowed within the window (BROKEN);
+	// the delay, when not 0, is the broken_retry after which it is tried
+	// again.
 	DecisionBreak
 	// DecisionStop: stopped on purpose (STOPPED).
 	DecisionStop
@@ -252,12 +259,31 @@ func (r *Restarts) Decide(now time.Time, o Outcome) (Decision, time.Duration, st
 		if r.policy.Window > 0 {
 			within = " within " + r.policy.Window.String()
 		}
-		return DecisionBreak, 0, fmt.Sprintf("%s; more than %d restarts%s (max_restarts)", what, r.policy.Count, within)
+		reason := fmt.Sprintf("%s; more than %d restarts%s (max_restarts)", what, r.policy.Count, within)
+		if r.policy.BrokenRetry > 0 {
+			reason += fmt.Sprintf("; tried again in %s (broken_retry)", r.policy.BrokenRetry)
+		}
+		return DecisionBreak, r.policy.BrokenRetry, reason
 	}
 	r.recent = append(r.recent, now)
 	r.total++
 	wait := max(r.jitter(r.backoff.NextBackOff()), r.startRetryFloor())
+	if rounded := readable(wait); rounded <= wait || r.policy.Max <= 0 || rounded <= r.policy.Max {
+		wait = rounded
+	}
 	return DecisionRestart, wait, fmt.Sprintf("%s; restart %d in %s", what, r.total, wait)
+}
+
+// readable rounds a jittered delay so that it prints as "1.2s", not
+// "1.183726352s"; the jitter's precision beyond that is of no use.
+func readable(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
 }
 
 // startRetryFloor is the least delay after the failed starts in a row so

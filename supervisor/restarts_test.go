@@ -18,7 +18,8 @@ func TestRestartsJitterStaysWithinBoundsAndMax(t *testing.T) {
 	}{
 		{0, []time.Duration{800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond, 6400 * time.Millisecond}},
 		{0.5, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second}},
-		{0.999999, []time.Duration{1199999600, 2399999200, 4799998400, 8 * time.Second, 8 * time.Second}},
+		// Delays are rounded to read well: 1.2s, not 1.1999996s.
+		{0.999999, []time.Duration{1200 * time.Millisecond, 2400 * time.Millisecond, 4800 * time.Millisecond, 8 * time.Second, 8 * time.Second}},
 	} {
 		r := NewRestarts(p, func() float64 { return tc.rand })
 		now := t0

@@ -35,6 +35,9 @@ type Status struct {
 	// process (0 before the first), so the same Pid and Generation at two
 	// looks mean the same process stayed up.
 	Generation uint64 `json:"-"`
+	// WaitingFor says why a component that is wanted but down does not
+	// start yet ("hard dependency com.example.db is STOPPED"); "" otherwise.
+	WaitingFor string `json:"waiting_for,omitempty"`
 }
 
 // FailureKind is why a component last failed. The zero value is

@@ -61,9 +61,10 @@ type Supervisor struct {
 	deps  actorDeps
 	inbox *mailbox[mgrMsg]
 
-	actors  atomic.Pointer[[]*Actor] // immutable, sorted by name; for Snapshot
-	life    sync.Mutex               // serialises Start and Stop
-	running atomic.Bool              // Start finished and Stop not called
+	actors  atomic.Pointer[[]*Actor]          // immutable, sorted by name; for Snapshot
+	waiting atomic.Pointer[map[string]string] // immutable; what a down component waits for
+	life    sync.Mutex                        // serialises Start and Stop
+	running atomic.Bool                       // Start finished and Stop not called
 
 	changeMu sync.Mutex
 	changeCh chan struct{} // closed and replaced on every status change
@@ -302,8 +303,15 @@ func (s *Supervisor) Snapshot() []Status {
 	actors := *s.actors.Load()
 	out := make([]Status, 0, len(actors))
 	var pids []int
+	var waiting map[string]string
+	if w := s.waiting.Load(); w != nil {
+		waiting = *w
+	}
 	for _, a := range actors {
 		st := a.Status()
+		if !st.State.Active() && !st.Failed() {
+			st.WaitingFor = waiting[st.Name]
+		}
 		if st.Pid > 0 {
 			pids = append(pids, st.Pid)
 		}

@@ -25,6 +25,9 @@ type ExitStatus struct {
 	Forced bool
 	// Err is set when waiting for the process failed; Code is then -1.
 	Err error
+	// StderrTail is the end of what the process wrote to stderr (up to
+	// StderrTailBytes, whole lines), the evidence of why it failed.
+	StderrTail string
 }
 
 // Success reports an exit with code 0 and nothing else wrong.

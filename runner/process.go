@@ -39,6 +39,7 @@ type Process struct {
 	log    *logs.Log
 
 	outR, errR *os.File
+	errTail    *Tail // the end of stderr, for the exit status
 	readers    sync.WaitGroup
 	done       chan struct{}
 
@@ -199,6 +200,7 @@ func (p *Process) wait() {
 	}
 	p.mu.Lock()
 	status.Stopped, status.Forced = p.stopping, p.forced
+	status.StderrTail = p.errTail.String()
 	p.status = status
 	p.mu.Unlock()
 }

@@ -40,6 +40,9 @@ exit 3`,
 	if st.Reason() != "exited with code 3" {
 		t.Errorf("reason = %q", st.Reason())
 	}
+	if st.StderrTail != "oops" { // only stderr: the evidence of the failure
+		t.Errorf("stderr tail = %q, want %q", st.StderrTail, "oops")
+	}
 	out := e.tail(t, "com.example.script")
 	for _, want := range []string{
 		"args:com.example.script:a:b c\n", "pwd:" + dir + "\n", "env:bar:s3cr3t-value\n", "\n0\n",

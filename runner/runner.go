@@ -248,7 +248,7 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *Account, lg *
 
 	p := &Process{
 		r: r, spec: spec, acct: acct, cmd: sp.cmd, pid: pid, ticks: sp.ticks, group: group, cgPath: group.Path(), log: lg,
-		outR: sp.outR, errR: sp.errR, done: make(chan struct{}),
+		outR: sp.outR, errR: sp.errR, errTail: NewTail(StderrTailBytes), done: make(chan struct{}),
 	}
 	p.readers.Add(2)
 	if spec.Stdout != nil {
@@ -256,11 +256,11 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *Account, lg *
 	} else {
 		go p.capture(logs.Stdout, sp.outR)
 	}
+	var stderr io.Writer = p.errTail
 	if spec.Stderr != nil {
-		go p.capture(logs.Stderr, io.TeeReader(sp.errR, &keepWriting{w: spec.Stderr}))
-	} else {
-		go p.capture(logs.Stderr, sp.errR)
+		stderr = io.MultiWriter(p.errTail, &keepWriting{w: spec.Stderr})
 	}
+	go p.capture(logs.Stderr, io.TeeReader(sp.errR, stderr))
 	go p.wait()
 	return p, nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/supervisor/events"
 )
 
@@ -68,7 +69,7 @@ type Actor struct {
 
 // newActor builds the actor of c; run starts it.
 func newActor(parent context.Context, c *Component, deps actorDeps) *Actor {
-	cfg := CoreConfig{Rand: deps.rand}
+	cfg := CoreConfig{Rand: deps.rand, Runs: c.Recipe.Metadata.Kind == recipes.KindPlugin}
 	if run := c.Recipe.Lifecycle.Run; run != nil {
 		cfg.Policy = PolicyFor(run)
 		cfg.Health = run.Health
@@ -269,6 +270,20 @@ func (a *Actor) launch(gen uint64) *Input {
 		<-h.Done()
 		a.send(Input{Kind: InputExited, Gen: gen, Exit: h.Exit()})
 	}()
+	if rr, ok := h.(RunReporter); ok {
+		a.helper.Add(1)
+		go func() {
+			defer a.helper.Done()
+			for {
+				select {
+				case r := <-rr.Runs():
+					a.send(Input{Kind: InputRan, Gen: gen, Healthy: r.OK, Detail: r.Detail})
+				case <-h.Done():
+					return
+				}
+			}
+		}()
+	}
 	return &Input{Kind: InputLaunched, Gen: gen, Pid: h.Pid()}
 }
 

@@ -32,10 +32,13 @@ const (
 	InputHealth
 	// InputTimer: the timer Timer armed as Gen fired.
 	InputTimer
+	// InputRan: a run of run Gen's instance (a plugin's) ended; Healthy
+	// and Detail say how.
+	InputRan
 )
 
 var inputNames = [...]string{"install", "installed", "start", "stop", "restart",
-	"launched", "launch-failed", "exited", "health", "timer"}
+	"launched", "launch-failed", "exited", "health", "timer", "ran"}
 
 // String names the input kind.
 func (k InputKind) String() string {
@@ -81,7 +84,7 @@ type Input struct {
 	Exit    ExitStatus // InputExited
 	Pid     int        // InputLaunched
 	Healthy bool       // InputHealth
-	Detail  string     // InputHealth: what the check saw
+	Detail  string     // InputHealth, InputRan: what the check or run saw
 	Timer   TimerKind  // InputTimer
 	Gen     uint64     // InputLaunched/LaunchFailed/Exited: run; InputHealth/InputTimer: arming
 	// Dependency (InputStop): the stop is because a hard dependency is not
@@ -150,6 +153,9 @@ type CoreConfig struct {
 	Policy RestartPolicy
 	// Health is the health check; nil means none.
 	Health *recipes.Health
+	// Runs: the component works in runs (a plugin) whose results come as
+	// InputRan; its health is that of its last run.
+	Runs bool
 	// Rand returns jitter values in [0, 1); nil means no jitter.
 	Rand func() float64
 }
@@ -168,6 +174,7 @@ type Core struct {
 	m        *machine
 	restarts *Restarts
 	health   *recipes.Health
+	runs     bool
 
 	installed bool
 	run       uint64            // generation of the current run
@@ -192,6 +199,7 @@ func NewCore(cfg CoreConfig) *Core {
 		m:        newMachine(StateNew),
 		restarts: NewRestarts(cfg.Policy, cfg.Rand),
 		health:   cfg.Health,
+		runs:     cfg.Runs,
 	}
 }
 
@@ -215,7 +223,7 @@ type CoreStatus struct {
 // Status returns the component's current status.
 func (c *Core) Status() CoreStatus {
 	h := HealthNone
-	if c.health != nil && c.live {
+	if (c.health != nil || c.runs) && c.live {
 		h = c.hstate
 	}
 	return CoreStatus{
@@ -334,6 +342,8 @@ func (c *Core) step(ctx context.Context, in Input) error {
 		return c.probed(ctx, in)
 	case InputTimer:
 		return c.timer(ctx, in)
+	case InputRan:
+		return c.ran(ctx, in)
 	}
 	return fmt.Errorf("unknown input %v", in.Kind)
 }
@@ -426,10 +436,37 @@ func (c *Core) launched(ctx context.Context, in Input) error {
 	if err := c.fire(ctx, in.At, evStarted, reason); err != nil {
 		return err
 	}
-	if c.health != nil {
+	if c.health != nil || c.runs {
 		c.hstate = HealthStarting
 		c.fails = 0
+	}
+	if c.health != nil {
 		c.arm(TimerProbe, c.health.Interval.Duration)
+	}
+	return nil
+}
+
+// ran takes the result of a plugin's run: it is ready after a good run,
+// DEGRADED while its last run failed. It stays scheduled either way: runs
+// are cheap to retry, and a restart would not make the next one better.
+func (c *Core) ran(ctx context.Context, in Input) error {
+	if !c.runs || in.Gen != c.run || !c.live {
+		return nil
+	}
+	s := c.State()
+	if s != StateRunning && s != StateDegraded {
+		return nil
+	}
+	if in.Healthy {
+		c.hstate = HealthHealthy
+		if s == StateDegraded {
+			return c.fire(ctx, in.At, evHealthy, "plugin run succeeded")
+		}
+		return nil
+	}
+	c.hstate = HealthUnhealthy
+	if s == StateRunning {
+		return c.fire(ctx, in.At, evUnhealthy, "plugin run failed: "+in.Detail)
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 			Mode: recipes.RestartPolicy(a["policy"]), Initial: dur(t, a["initial"]), Max: dur(t, a["max"]),
 			Count: count, Window: dur(t, a["window"]), StableRun: dur(t, a["stable"]),
 			BrokenRetry: dur(t, a["broken_retry"]),
-		}}
+		}, Runs: a["runs"] == "true"}
 		if a["health"] != "" {
 			th, _ := strconv.Atoi(a["threshold"])
 			cfg.Health = &recipes.Health{Check: "cmd:true", Interval: recipes.Duration{Duration: dur(t, a["health"])},
@@ -111,6 +111,9 @@ func (e *scenarioEnv) do(t *testing.T, cmdline string) string {
 	case "fire":
 		tk := map[string]TimerKind{"restart": TimerRestart, "probe": TimerProbe, "broken-retry": TimerBrokenRetry}[rest]
 		in.Kind, in.Timer, in.Gen = InputTimer, tk, e.gens[tk]
+	case "ran": // a plugin's run ended: ran ok | ran fail DETAIL
+		ok, detail, _ := strings.Cut(rest, " ")
+		in.Kind, in.Healthy, in.Detail, in.Gen = InputRan, ok == "ok", detail, e.run
 	case "health":
 		ok, detail, _ := strings.Cut(rest, " ")
 		in.Kind, in.Healthy, in.Detail, in.Gen = InputHealth, ok == "ok", detail, e.gens[TimerProbe]

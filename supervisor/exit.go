@@ -15,14 +15,25 @@ type ExitStatus struct {
 	OOM bool
 	// Err is set when waiting for the process failed; Code is then -1.
 	Err error
+	// Stderr is the end of what the process wrote to stderr: the evidence a
+	// failure quotes ("exited with status 1: panic: cannot open …").
+	Stderr string
 }
 
 // Success reports a clean exit with status 0.
 func (e ExitStatus) Success() bool { return e.Err == nil && e.Signal == "" && e.Code == 0 }
 
-// String describes the exit for a state reason: "exited with status 1",
+// String describes the exit for a state reason, with the end of its
+// stderr: "exited with status 1: cannot open /dev/ttyUSB0",
 // "killed by SIGKILL (out of memory)".
 func (e ExitStatus) String() string {
+	if e.Stderr != "" {
+		return e.what() + ": " + e.Stderr
+	}
+	return e.what()
+}
+
+func (e ExitStatus) what() string {
 	var s string
 	switch {
 	case e.Err != nil:
@@ -44,5 +55,5 @@ func (e ExitStatus) stopString() string {
 	if e.Err == nil && !e.OOM && e.Signal != "" && e.Signal != "SIGKILL" {
 		return "stopped by " + e.Signal
 	}
-	return e.String()
+	return e.what()
 }

@@ -68,7 +68,7 @@ func (h *processHandle) Process() store.Process {
 
 func (h *processHandle) Exit() ExitStatus {
 	st := h.p.Wait()
-	return ExitStatus{Code: st.Code, Signal: st.Signal, OOM: st.OOMKilled, Err: st.Err}
+	return ExitStatus{Code: st.Code, Signal: st.Signal, OOM: st.OOMKilled, Err: st.Err, Stderr: st.StderrTail}
 }
 
 func (h *processHandle) Stop(ctx context.Context) error {

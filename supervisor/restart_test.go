@@ -173,7 +173,7 @@ func TestRestartPoliciesWithRealExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.w.waitFor(once.Name(), StateFinished, "exited with status 0")
-	r.w.waitFor(never.Name(), StateErrored, "exited with status 3; restart_policy is never")
+	r.w.waitFor(never.Name(), StateErrored, "exited with status 3: boom; restart_policy is never") // the evidence travels with the failure
 	r.w.waitFor(quick.Name(), StateBroken, "more than 3 restarts")
 	if err := r.sup.WaitReady(context.Background(), []string{once.Name()}); err != nil {
 		t.Fatalf("a FINISHED component is done: %v", err)

@@ -1,14 +1,12 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -50,32 +48,6 @@ func (u ShellUser) credential(c *Component) (*syscall.Credential, error) {
 		return nil, err
 	}
 	return &syscall.Credential{Uid: acct.UID, Gid: acct.GID, Groups: []uint32{}}, nil
-}
-
-// tailBytes is how much of a script's stderr a failure reason quotes.
-const tailBytes = 1024
-
-// tailWriter keeps the last max bytes written to it.
-type tailWriter struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if over := len(w.buf) - w.max; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tailWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.TrimSpace(string(bytes.ToValidUTF8(w.buf, nil)))
 }
 
 // ScriptError is a shell script that failed, with the tail of its stderr.
@@ -124,7 +96,7 @@ func runShell(ctx context.Context, u ShellUser, c *Component, what, dir string, 
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	tail := &tailWriter{max: tailBytes}
+	tail := runner.NewTail(runner.StderrTailBytes)
 	cmd.Stderr = tail
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -62,6 +62,20 @@ type Handle interface {
 	Stop(ctx context.Context) error
 }
 
+// RunResult is how one run of an instance that works in runs ended (a
+// plugin's schedule): OK, or Detail says why not.
+type RunResult struct {
+	OK     bool
+	Detail string
+}
+
+// RunReporter is a Handle whose instance works in runs. Runs delivers the
+// latest result, holding at most one not yet received. The component is
+// ready after a good run and DEGRADED while its last run failed.
+type RunReporter interface {
+	Runs() <-chan RunResult
+}
+
 // Installer runs a component's install script.
 type Installer interface {
 	// Install runs the recipe's install script, if any, in the version

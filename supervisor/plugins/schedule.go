@@ -34,6 +34,7 @@ type schedule struct {
 	lastErr     string // of the previous failed run, to log a repeat quietly
 
 	status atomic.Pointer[Status]
+	runs   chan supervisor.RunResult // the latest result, for the supervisor
 
 	wake   chan uint64     // a timer fired, for the slot armed with this generation
 	now    chan nowRequest // RunNow
@@ -61,6 +62,7 @@ func newSchedule(ctx context.Context, l *Launcher, name string, p *plugin.Plugin
 		wake: make(chan uint64),
 		now:  make(chan nowRequest),
 		done: make(chan struct{}),
+		runs: make(chan supervisor.RunResult, 1),
 	}
 	// The schedule lives like a process: past the launch call, until Stop.
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -161,7 +163,27 @@ func (s *schedule) runOnce(ctx context.Context) ([]plugin.Metric, error) {
 	if s.l.cfg.OnRun != nil {
 		s.l.cfg.OnRun(Report{Component: s.name, Metrics: metrics, Err: err, Status: st})
 	}
+	s.report(supervisor.RunResult{OK: err == nil, Detail: st.LastError})
 	return metrics, err
+}
+
+// report hands the supervisor the latest result, replacing one it has not
+// taken yet: only the last run's outcome matters.
+func (s *schedule) report(r supervisor.RunResult) {
+	if r.OK {
+		r.Detail = ""
+	}
+	for {
+		select {
+		case s.runs <- r:
+			return
+		default:
+			select {
+			case <-s.runs:
+			default:
+			}
+		}
+	}
 }
 
 // attempt is one run with the state handed over and kept: the state is
@@ -264,6 +286,9 @@ func (s *schedule) Pid() int { return 0 }
 
 // Process is empty: there is nothing to find again after an agent restart.
 func (s *schedule) Process() store.Process { return store.Process{} }
+
+// Runs delivers the outcome of the latest run.
+func (s *schedule) Runs() <-chan supervisor.RunResult { return s.runs }
 
 // Done is closed once the schedule has ended (after Stop).
 func (s *schedule) Done() <-chan struct{} { return s.done }

@@ -302,24 +302,41 @@ func TestPluginsRunUnderTheSupervisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = sup.Stop(context.Background()) }()
-	c := component(t, "com.example.supervised", `exit 1`, recipes.Plugin{})
+	moves := e.bus.Subscribe(t.Context(), 256)
+	// It fails until "fixed" exists, then prints a valid (empty) document.
+	c := component(t, "com.example.supervised", `test -f fixed && { echo '{"metrics":[]}'; exit 0; }; echo 'no sensor on /dev/i2c-1' >&2; exit 1`, recipes.Plugin{})
 	if err := sup.Apply(context.Background(), []*supervisor.Component{c}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := sup.WaitReady(ctx, []string{"com.example.supervised"}); err != nil {
+	// Scheduled but not ready before its first run: a deployment waits.
+	waitTransition(t, moves, "com.example.supervised", supervisor.StateRunning)
+	if st, _ := sup.Component("com.example.supervised"); st.Ready() || st.Health != supervisor.HealthStarting {
+		t.Fatalf("ready before its first run: %+v", st)
+	}
+	// A failed run makes it DEGRADED, with the plugin's own words, and it
+	// stays scheduled.
+	if rep := e.tick(t); rep.Err == nil {
+		t.Fatal("run succeeded")
+	}
+	ev := waitTransition(t, moves, "com.example.supervised", supervisor.StateDegraded)
+	if !strings.Contains(ev.Reason, "plugin run failed") || !strings.Contains(ev.Reason, "no sensor on /dev/i2c-1") {
+		t.Fatalf("DEGRADED without the plugin's stderr: %q", ev.Reason)
+	}
+	st, _ := sup.Component("com.example.supervised")
+	if st.Health != supervisor.HealthUnhealthy || st.Kind != recipes.KindPlugin || st.Pid != 0 {
+		t.Fatalf("status after a failed run: %+v", st)
+	}
+	// A good run makes it RUNNING and ready again.
+	if err := os.WriteFile(filepath.Join(c.VersionDir, "fixed"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Failing runs leave it RUNNING: it stays scheduled.
-	for range 2 {
-		if rep := e.tick(t); rep.Err == nil {
-			t.Fatal("run succeeded")
-		}
+	if rep := e.tick(t); rep.Err != nil {
+		t.Fatalf("run failed: %v", rep.Err)
 	}
-	st, err := sup.Component("com.example.supervised")
-	if err != nil || st.State != supervisor.StateRunning || st.Kind != recipes.KindPlugin || st.Pid != 0 {
-		t.Fatalf("status %+v, %v", st, err)
+	if err := sup.WaitReady(ctx, []string{"com.example.supervised"}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := sup.StopComponent(ctx, "com.example.supervised"); err != nil {
 		t.Fatal(err)
@@ -332,5 +349,22 @@ func TestPluginsRunUnderTheSupervisor(t *testing.T) {
 	}
 	if !strings.Contains(st.Name, "supervised") {
 		t.Fatal(st)
+	}
+}
+
+// waitTransition waits (up to 30 s) for the component's next move to
+// state on the bus subscription ch.
+func waitTransition(t *testing.T, ch <-chan events.Event, name string, state supervisor.State) events.Event {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case e := <-ch:
+			if e.Kind == events.KindTransition && e.Component == name && e.To == state.String() {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("%s never reached %s", name, state)
+		}
 	}
 }

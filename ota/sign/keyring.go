@@ -120,7 +120,11 @@ func (k *Keyring) VerifyDetached(data, sigFileContent []byte) (keyID string, err
 			return key.id, nil
 		}
 	}
-	return "", fmt.Errorf("%w: matches none of the trusted keys (%s)", ErrBadSignature, strings.Join(k.KeyIDs(), ", "))
+	// An ed25519 signature does not say which key made it, so a file
+	// changed after signing and a signature by an untrusted key look the
+	// same: say both.
+	return "", fmt.Errorf("%w: the signature does not match the file's content under any trusted key (%s): the file was changed after it was signed, or it was signed with a key that is not trusted",
+		ErrBadSignature, strings.Join(k.KeyIDs(), ", "))
 }
 
 // VerifyFile checks the file at path against its detached signature

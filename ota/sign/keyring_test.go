@@ -74,8 +74,14 @@ func TestKeyringVerifyFile(t *testing.T) {
 		if err := os.WriteFile(tampered+".sig", sig, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ring.VerifyFile(tampered); !errors.Is(err, sign.ErrBadSignature) {
+		_, err := ring.VerifyFile(tampered)
+		if !errors.Is(err, sign.ErrBadSignature) {
 			t.Fatalf("err = %v, want ErrBadSignature", err)
+		}
+		// It cannot tell an edit from a stranger's key, so it names both
+		// rather than reading as "wrong key".
+		if msg := err.Error(); !strings.Contains(msg, "changed after it was signed") || !strings.Contains(msg, "not trusted") {
+			t.Errorf("message %q does not say the file may have been edited", msg)
 		}
 	})
 	t.Run("missing or empty signature file", func(t *testing.T) {

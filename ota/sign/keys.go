@@ -122,6 +122,10 @@ func decodePEM(data []byte, wantType string) (*pem.Block, error) {
 	return block, nil
 }
 
+// maxKeyFileBytes bounds what is read of a key file: a PEM ed25519 key
+// is about 120 bytes.
+const maxKeyFileBytes = 16 << 10
+
 // LoadPrivateKey reads a private key file. It refuses, with
 // ErrInsecureKeyFile, a file whose mode gives group or others any access.
 func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
@@ -134,13 +138,18 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load private key: %w", err)
 	}
+	// Read a little before judging the mode: a public key given by mistake
+	// deserves that answer, not advice to chmod it.
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes))
+	if err != nil {
+		return nil, fmt.Errorf("load private key %s: %w", path, err)
+	}
+	if block, _ := pem.Decode(data); block != nil && block.Type == publicKeyBlock {
+		return nil, fmt.Errorf("load private key %s: this is a public key; sign with the private key (the .key file made by keystonectl keys generate)", path)
+	}
 	if perm := info.Mode().Perm(); perm&insecureKeyBits != 0 {
 		return nil, fmt.Errorf("load private key %s: %w: mode is %04o, must be 0600 or stricter (run: chmod 600 %s)",
 			path, ErrInsecureKeyFile, perm, path)
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("load private key %s: %w", path, err)
 	}
 	priv, err := ParsePrivateKey(data)
 	if err != nil {

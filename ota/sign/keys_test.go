@@ -131,6 +131,20 @@ func TestWriteKeyPairNeverReplacesFiles(t *testing.T) {
 	}
 }
 
+// A public key given where the private key belongs (keystonectl recipe
+// sign --key ops.pub) is named for what it is, not refused for its mode.
+func TestLoadPrivateKeySaysAPublicKeyIsOne(t *testing.T) {
+	pub, _ := newKey(t)
+	path := filepath.Join(t.TempDir(), "ops.pub")
+	if err := sign.WritePublicKey(path, pub); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sign.LoadPrivateKey(path)
+	if err == nil || errors.Is(err, sign.ErrInsecureKeyFile) || !strings.Contains(err.Error(), "this is a public key") {
+		t.Fatalf("err = %v, want a message saying it is a public key", err)
+	}
+}
+
 func TestLoadPrivateKeyRefusesLooseModes(t *testing.T) {
 	_, priv := newKey(t)
 	path := filepath.Join(t.TempDir(), "ops.key")

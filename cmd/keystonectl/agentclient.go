@@ -36,7 +36,11 @@ func (o *options) interactive() bool {
 	if o.Terminal != nil {
 		return o.Terminal()
 	}
-	f, ok := o.Out.(*os.File)
+	out := o.Out
+	if c, ok := out.(*countingWriter); ok {
+		out = c.w
+	}
+	f, ok := out.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 

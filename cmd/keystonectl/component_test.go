@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -159,4 +160,44 @@ func TestAgentUnreachable(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	r := cliRun{sock: sock}.run(t, "component", "list")
 	r.expect(t, exitError, none, []string{"Error: list components: cannot reach the agent", sock, "is keystone-agent running? --socket or KEYSTONE_SOCKET"})
+}
+
+// With -o json a failure is a JSON document on stdout too, with the
+// agent's code, or a code of its own when the agent said nothing.
+func TestJSONErrorsAreDocumentsOnStdout(t *testing.T) {
+	f := newFakeAgent(t)
+	f.handle("GET /v1/components/com.example.nope", 404, api.Error{Message: "component com.example.nope: not found", Code: api.CodeNotFound})
+	decode := func(r result) errorDocument {
+		t.Helper()
+		var doc errorDocument
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatalf("stdout is not one JSON document (%v):\n%s", err, r.stdout)
+		}
+		return doc
+	}
+	r := cliRun{sock: f.sock}.run(t, "-o", "json", "component", "get", "com.example.nope")
+	if doc := decode(r); r.code != exitError || doc.Code != api.CodeNotFound || doc.Error != "component com.example.nope: not found" {
+		t.Errorf("refused: exit %d, %+v", r.code, doc)
+	}
+	if !strings.Contains(r.stderr, "[NOT_FOUND]") {
+		t.Errorf("the error left stderr: %q", r.stderr)
+	}
+	r = cliRun{sock: filepath.Join(t.TempDir(), "none.sock")}.run(t, "-o", "json", "component", "list")
+	if doc := decode(r); r.code != exitError || doc.Code != codeUnavailable {
+		t.Errorf("unreachable: exit %d, %+v", r.code, doc)
+	}
+	r = cliRun{sock: f.sock}.run(t, "-o", "json", "component", "restart")
+	if doc := decode(r); r.code != exitUsage || doc.Code != codeUsage {
+		t.Errorf("usage: exit %d, %+v", r.code, doc)
+	}
+	// A command that printed its result (the problems) adds no second document.
+	bad := filepath.Join(t.TempDir(), "bad.recipe.toml")
+	if err := os.WriteFile(bad, []byte("format = 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = cliRun{sock: f.sock}.run(t, "-o", "json", "recipe", "validate", bad)
+	var problems []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &problems); err != nil || len(problems) == 0 || r.code != exitError {
+		t.Errorf("recipe validate: exit %d, %v:\n%s", r.code, err, r.stdout)
+	}
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keystone-edge/keystone/agent/api"
 )
 
 // Exit codes shared by every command.
@@ -112,4 +115,48 @@ func missingSubcommand(cmd *cobra.Command, _ []string) error {
 		}
 	}
 	return flagErrorf(cmd, "%s needs a command: %s", cmd.CommandPath(), strings.Join(names, ", "))
+}
+
+// errorDocument is an error as -o json prints it on stdout.
+type errorDocument struct {
+	Error   string   `json:"error"`
+	Code    string   `json:"code"`
+	Details []string `json:"details,omitempty"`
+}
+
+// Codes of failures that are not an answer of the agent.
+const (
+	codeUsage       = "USAGE"       // the command line was wrong
+	codeUnavailable = "UNAVAILABLE" // the agent could not be reached
+	codeCanceled    = "CANCELED"    // the user interrupted the command
+	codeFailed      = "FAILED"      // anything else
+)
+
+// errorDocumentOf is err as a program reads it: the agent's message, code
+// and details when the agent refused, else the message and a code for the
+// kind of failure.
+func errorDocumentOf(err error) errorDocument {
+	var apiErr *api.Error
+	var flagErr *FlagError
+	switch {
+	case errors.As(err, &apiErr):
+		return errorDocument{Error: apiErr.Message, Code: apiErr.Code, Details: apiErr.Details}
+	case errors.As(err, &flagErr):
+		return errorDocument{Error: flagErr.Err.Error(), Code: codeUsage}
+	case errors.Is(err, api.ErrUnavailable):
+		return errorDocument{Error: err.Error(), Code: codeUnavailable}
+	case errors.Is(err, context.Canceled):
+		return errorDocument{Error: err.Error(), Code: codeCanceled}
+	}
+	return errorDocument{Error: err.Error(), Code: codeFailed}
+}
+
+// writeErrorJSON prints err's document on w; a SilentError has told the
+// user everything already and prints nothing.
+func writeErrorJSON(w io.Writer, err error) {
+	var silent *SilentError
+	if errors.As(err, &silent) {
+		return
+	}
+	_ = writeJSON(w, errorDocumentOf(err))
 }

@@ -114,7 +114,6 @@ func (c cliRun) run(t *testing.T, args ...string) result {
 		Now:      fixedNow,
 		Terminal: func() bool { return c.terminal },
 	}
-	root := newRootCmd(opts)
-	root.SetArgs(args)
-	return result{code: exitCode(root.ExecuteContext(t.Context()), &stderr), stdout: stdout.String(), stderr: stderr.String()}
+	code := execute(t.Context(), opts, args)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }

@@ -27,8 +27,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // runContext is run under ctx; canceling ctx cancels the command.
 func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	opts := &options{In: stdin, Out: stdout, ErrOut: stderr, Getenv: os.Getenv}
+	return execute(ctx, &options{In: stdin, Out: stdout, ErrOut: stderr, Getenv: os.Getenv}, args)
+}
+
+// execute runs the command line args with opts and returns the exit code.
+func execute(ctx context.Context, opts *options, args []string) int {
+	stdout := opts.Out
+	out := &countingWriter{w: stdout}
+	opts.Out = out
 	root := newRootCmd(opts)
 	root.SetArgs(args)
-	return exitCode(root.ExecuteContext(ctx), stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil && opts.Output == formatJSON && out.n == 0 {
+		// A program reading -o json gets a document for a failure too,
+		// unless the command already printed its result (problems
+		// included).
+		writeErrorJSON(stdout, err)
+	}
+	return exitCode(err, opts.ErrOut)
 }

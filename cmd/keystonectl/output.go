@@ -79,3 +79,16 @@ func writeTable(w io.Writer, t table) error {
 	}
 	return nil
 }
+
+// countingWriter counts what was written through it: whether a command
+// printed its result before it failed.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -82,7 +82,7 @@ func seriesText(m api.Metric) string {
 // sum and cumulative buckets in bound order.
 func metricValueText(m api.Metric) string {
 	if m.Type != "histogram" {
-		return strconv.FormatFloat(m.Value, 'g', -1, 64)
+		return plainNumber(m.Value)
 	}
 	type bucket struct {
 		key   string
@@ -107,7 +107,16 @@ func metricValueText(m api.Metric) string {
 	})
 	parts := make([]string, 0, len(bs))
 	for _, b := range bs {
-		parts = append(parts, fmt.Sprintf("le %s: %s", b.key, strconv.FormatFloat(m.Buckets[b.key], 'g', -1, 64)))
+		parts = append(parts, fmt.Sprintf("le %s: %s", b.key, plainNumber(m.Buckets[b.key])))
 	}
-	return fmt.Sprintf("count %d, sum %s (%s)", m.Count, strconv.FormatFloat(m.Sum, 'g', -1, 64), strings.Join(parts, ", "))
+	return fmt.Sprintf("count %d, sum %s (%s)", m.Count, plainNumber(m.Sum), strings.Join(parts, ", "))
+}
+
+// plainNumber writes v as people read it, 1234000 rather than 1.234e+06;
+// only very large or very small values keep the exponent.
+func plainNumber(v float64) string {
+	if a := math.Abs(v); a == 0 || (a >= 1e-6 && a < 1e21) {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
 }

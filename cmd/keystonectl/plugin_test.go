@@ -61,3 +61,14 @@ func TestPluginRunFailures(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 }
+
+func TestPlainNumbers(t *testing.T) {
+	for v, want := range map[float64]string{
+		1234000: "1234000", 3: "3", 0.1: "0.1", 1.5e9: "1500000000", 0: "0", -2.5: "-2.5",
+		1e-9: "1e-09", 3e21: "3e+21",
+	} {
+		if got := plainNumber(v); got != want {
+			t.Errorf("plainNumber(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package recipes
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
 
 // EffectiveConfig merges a component's configuration layers: the recipe's
 // config.defaults, then the device's config from agent.toml, then the
@@ -100,30 +104,74 @@ func present(tree map[string]any, keys ...any) bool {
 // config for this component) that the recipe's config.defaults does not
 // have: config may override a default but not add a key, since nothing
 // could refer to it. Keys are followed into tables that are tables in the
-// defaults too; a table may not replace a single value, nor the reverse.
-// The error is an ErrorList whose paths are the override's key paths
-// (such as "db.user"); nil when every key is known.
+// defaults too; a table may not replace a single value, nor the reverse,
+// and a value must have its default's type (a number for a number: an
+// integer may stand for a float; any array for an array), since the
+// component was written for it. The error is an ErrorList whose paths are
+// the override's key paths (such as "db.user"); nil when all is well.
 func (r *Recipe) CheckConfig(overrides map[string]any) error {
 	c := newCollector()
-	checkOverrideKeys(c, r.Metadata.Name, "", r.Config.Defaults, overrides)
+	checkOverrides(c, r.Metadata.Name, "", r.Config.Defaults, overrides, func(p string) (string, int, int) { return "", 0, 0 })
 	return c.result()
 }
 
-func checkOverrideKeys(c *collector, component, path string, defaults, overrides map[string]any) {
+// CheckConfig checks the config of the manifest's component i against r,
+// the recipe that runs it, as Recipe.CheckConfig does; each problem names
+// this manifest's file, the line and column of the key, and the path
+// components[i].config.KEY.
+func (m *Manifest) CheckConfig(i int, r *Recipe) error {
+	if i < 0 || i >= len(m.Components) {
+		return fmt.Errorf("manifest %s has no components[%d]", m.Source, i)
+	}
+	base := indexPath("components", i) + ".config"
+	c := newCollector()
+	checkOverrides(c, r.Metadata.Name, "", r.Config.Defaults, m.Components[i].Config, func(p string) (string, int, int) {
+		line, col := m.Locate(base + "." + p)
+		return m.Source, line, col
+	})
+	for _, fe := range c.list {
+		fe.Path = base + "." + fe.Path
+	}
+	slices.SortStableFunc(c.list, func(a, b *FieldError) int { return cmp.Compare(a.Line, b.Line) }) // file order
+	return c.result()
+}
+
+// where locates an override's key path for an error.
+type where = func(path string) (file string, line, col int)
+
+func checkOverrides(c *collector, component, path string, defaults, overrides map[string]any, at where) {
 	for _, k := range sortedKeys(overrides) {
 		p := joinKey(path, k)
+		file, line, col := at(p)
 		def, ok := defaults[k]
 		if !ok {
-			c.addAt("", 0, 0, p, fmt.Sprintf("not in the config.defaults of %s; config may override a default, not add one", component))
+			c.addAt(file, line, col, p, fmt.Sprintf("not in the config.defaults of %s; config may override a default, not add one", component))
 			continue
 		}
 		dt, defIsTable := def.(map[string]any)
 		ot, overIsTable := overrides[k].(map[string]any)
 		switch {
 		case defIsTable && overIsTable:
-			checkOverrideKeys(c, component, p, dt, ot)
-		case defIsTable != overIsTable:
-			c.addAt("", 0, 0, p, fmt.Sprintf("is %s, but its default is %s", describe(overrides[k]), describe(def)))
+			checkOverrides(c, component, p, dt, ot, at)
+		case defIsTable != overIsTable || !sameType(def, overrides[k]):
+			c.addAt(file, line, col, p, fmt.Sprintf("is %s, but its default is %s", describe(overrides[k]), describe(def)))
 		}
 	}
+}
+
+// sameType reports whether override may replace def: the same TOML type,
+// an integer for a float, or any array for an array.
+func sameType(def, override any) bool {
+	switch def.(type) {
+	case float64:
+		switch override.(type) {
+		case float64, int64:
+			return true
+		}
+		return false
+	case []any:
+		_, ok := override.([]any)
+		return ok
+	}
+	return fmt.Sprintf("%T", def) == fmt.Sprintf("%T", override)
 }

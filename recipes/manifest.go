@@ -35,7 +35,7 @@ func ParseManifest(name string, data []byte) (*Manifest, error) {
 	if err := c.result(); err != nil {
 		return nil, err
 	}
-	m.Source = name
+	m.Source, m.positions = name, doc.pos
 	return m, nil
 }
 
@@ -85,4 +85,15 @@ func validateManifest(c *collector, m *Manifest, tree map[string]any) {
 			}
 		}
 	}
+}
+
+// Locate returns the line and column of a field of the manifest's file
+// ("components[1].recipe"), or of its nearest ancestor written there;
+// 0, 0 when unknown.
+func (m *Manifest) Locate(path string) (line, col int) {
+	if m.positions == nil {
+		return 0, 0
+	}
+	at, _, _ := m.positions.find(path)
+	return int(at.line), int(at.col)
 }

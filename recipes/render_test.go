@@ -201,3 +201,28 @@ func TestCheckConfigRefusesInventedKeys(t *testing.T) {
 		t.Errorf("CheckConfig errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// An override must have its default's type: the component was written for
+// it (interval_seconds = "fast" would reach it as a string). An integer may
+// stand for a float, and any array for an array.
+func TestCheckConfigRefusesOtherTypes(t *testing.T) {
+	r, err := recipes.ParseRecipe("render.recipe.toml", []byte(renderRecipe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CheckConfig(map[string]any{"port": int64(9), "ratio": int64(1)}); err != nil {
+		t.Errorf("an integer for a float refused: %v", err)
+	}
+	err = r.CheckConfig(map[string]any{"port": "fast", "ratio": "half", "db": map[string]any{"host": int64(5)}})
+	want := []string{
+		`db.host: is an integer (5), but its default is a string ("localhost")`,
+		`port: is a string ("fast"), but its default is an integer (8080)`,
+		`ratio: is a string ("half"), but its default is a float (0.5)`,
+	}
+	if err == nil {
+		t.Fatal("wrong types accepted")
+	}
+	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("CheckConfig errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

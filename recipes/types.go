@@ -196,6 +196,8 @@ type Manifest struct {
 	Deployment DeploymentSpec `toml:"deployment"`
 	Components []ComponentRef `toml:"components"`
 	Source     string         `toml:"-"` // the file it was read from, if any
+
+	positions *posIndex // where each key is in Source, for later errors
 }
 
 // DeploymentSpec is the [deployment] table.

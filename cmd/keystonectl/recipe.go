@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -48,8 +49,12 @@ When every FILE is valid, the table lists each one's kind and what it holds.
 A FILE named *.recipe.toml is a recipe; one named deployment.toml or
 *.deployment.toml is a deployment manifest; any other FILE is a manifest if
 it has a [deployment] table, and a recipe otherwise. A recipe's imports are
-read relative to it and checked with it. Signatures are not checked here
-(see recipe verify).
+read relative to it and checked with it. A manifest is checked with every
+local recipe it names (components[].recipe, relative to the manifest): each
+recipe as above, that it is the component and version listed, and that each
+[components.config] override is a key of the recipe's config.defaults with
+the default's type. Components from the repository, the device's own config
+and signatures are left to the agent (see recipe verify for signatures).
 
 Exit codes:
   0  every FILE is valid
@@ -105,6 +110,9 @@ func validateFile(path string) (row []string, problems []validateError) {
 		if err != nil {
 			return nil, fieldErrors(path, err)
 		}
+		if problems := validateManifestRecipes(m); len(problems) > 0 {
+			return nil, problems
+		}
 		summary := fmt.Sprintf("%d component(s)", len(m.Components))
 		if m.Deployment.ID != "" {
 			summary = "id " + m.Deployment.ID + ", " + summary
@@ -117,6 +125,37 @@ func validateFile(path string) (row []string, problems []validateError) {
 		}
 		return []string{path, string(kind), fmt.Sprintf("%s %s (%s)", r.Metadata.Name, r.Metadata.Version, r.Metadata.Kind)}, nil
 	}
+}
+
+// validateManifestRecipes checks what a manifest brings along, as the
+// agent would: each local recipe it names (with its imports), that the
+// recipe is the component and version listed, and each component's config
+// overrides against that recipe's defaults. Components from the repository
+// are left to the agent.
+func validateManifestRecipes(m *recipes.Manifest) []validateError {
+	var problems []validateError
+	for i, ref := range m.Components {
+		if ref.Recipe == "" {
+			continue
+		}
+		path := filepath.Join(filepath.Dir(m.Source), filepath.FromSlash(ref.Recipe))
+		r, err := recipes.ParseRecipeFile(path)
+		if err != nil {
+			problems = append(problems, fieldErrors(path, err)...)
+			continue
+		}
+		if r.Metadata.Name != ref.Name || r.Metadata.Version != ref.Version {
+			field := fmt.Sprintf("components[%d].recipe", i)
+			line, col := m.Locate(field)
+			problems = append(problems, validateError{File: m.Source, Line: line, Col: col, Path: field,
+				Message: fmt.Sprintf("%s is %s %s, but the manifest lists %s %s", ref.Recipe, r.Metadata.Name, r.Metadata.Version, ref.Name, ref.Version)})
+			continue
+		}
+		if err := m.CheckConfig(i, r); err != nil {
+			problems = append(problems, fieldErrors(m.Source, err)...)
+		}
+	}
+	return problems
 }
 
 // fieldErrors turns a parser error into problems: each entry of a

@@ -114,3 +114,71 @@ func TestRecipeValidateReportsEveryProblem(t *testing.T) {
 func TestRecipeValidateUsage(t *testing.T) {
 	runCLI(t, "recipe", "validate").expect(t, exitUsage, none, []string{"takes at least 1 argument(s): FILE...", "try 'keystonectl recipe validate --help'"})
 }
+
+// A manifest is checked with what it brings along, as the agent would:
+// the problems of its local recipes, a recipe that is not the listed
+// version, and config overrides with unknown keys or the wrong type, each
+// with its file and line.
+func TestRecipeValidateChecksAManifestsRecipesAndOverrides(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "broken.recipe.toml"), brokenRecipe)
+	writeFile(t, filepath.Join(dir, "sensor.recipe.toml"), `format = 1
+[metadata]
+name    = "com.example.sensor"
+version = "2.0.0"
+kind    = "process"
+[config.defaults]
+interval_seconds = 30
+scale = 1.5
+[config.defaults.db]
+user = "app"
+[lifecycle.run]
+command = "./sensor"
+args = ["${config.interval_seconds}"]
+`)
+	writeFile(t, filepath.Join(dir, "hello.recipe.toml"), helloRecipe)
+	manifest := writeFile(t, filepath.Join(dir, "deployment.toml"), `format = 1
+[[components]]
+name    = "com.example.broken"
+version = "1.0.0"
+recipe  = "broken.recipe.toml"
+
+[[components]]
+name    = "com.example.sensor"
+version = "2.0.0"
+recipe  = "sensor.recipe.toml"
+[components.config]
+interval_seconds = "fast"
+scale = 2
+colour = "blue"
+db = "app:secret"
+
+[[components]]
+name    = "com.example.hello"
+version = "1.3.0"
+recipe  = "hello.recipe.toml"
+`)
+	r := runCLI(t, "recipe", "validate", manifest)
+	r.expect(t, exitError, nil, []string{"Error: "})
+	broken := filepath.Join(dir, "broken.recipe.toml")
+	want := []string{
+		broken + ":8:1: lifecycle.run.restart_policy: ",
+		broken + ":9:1: lifecycle.run.colour: ",
+		manifest + `:12:1: components[1].config.interval_seconds: is a string ("fast"), but its default is an integer (30)`,
+		manifest + ":14:1: components[1].config.colour: not in the config.defaults of com.example.sensor",
+		manifest + `:15:1: components[1].config.db: is a string ("app:secret"), but its default is a table`,
+		manifest + ":20:1: components[2].recipe: hello.recipe.toml is com.example.hello 1.2.0, but the manifest lists com.example.hello 1.3.0",
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("want %d problems, got:\n%s", len(want), r.stdout)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d = %q, want prefix %q", i+1, lines[i], w)
+		}
+	}
+	if strings.Contains(r.stdout, "scale") {
+		t.Errorf("an integer for a float default is fine:\n%s", r.stdout)
+	}
+}

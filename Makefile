@@ -45,7 +45,7 @@ fuzz:
 	$(GO) test ./recipes -run '^$$' -fuzz '^FuzzInterpolate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./agent -run '^$$' -fuzz '^FuzzDecodeDeploymentRequest$$' -fuzztime $(FUZZTIME) -parallel 1
 
-demo: build examples
+demo:
 	./scripts/demo.sh
 
 clean:

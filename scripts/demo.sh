@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The KeyStone demo (`make demo`): builds the agent, keystonectl and the
-# example programs, writes a demo agent.toml and a signing key under ./demo,
-# signs the example recipes, starts the agent, deploys the examples, shows
-# `keystonectl component list` and a few lines of /metrics, then runs until
-# Ctrl-C and stops the agent cleanly. It needs bash and Go, nothing else.
+# example programs, sets up ./demo (an agent.toml, a signing key, the
+# example recipes and a deployment), signs the recipes, starts the agent,
+# deploys, shows `keystonectl component list` and a few lines of /metrics,
+# then runs until Ctrl-C and stops the agent cleanly. It needs bash and Go,
+# nothing else.
+#
+# The demo folder is kept between runs: a file that exists is never
+# replaced, so edits to demo/deployment.toml and demo/recipes/ are what the
+# next run deploys (the recipes are signed again with the demo key on every
+# run). DEMO_FRESH=1, or `make clean`, starts over.
 #
 # Environment:
-#   DEMO_DIR      where the demo lives (default ./demo; replaced on every run)
+#   DEMO_DIR      where the demo lives (default ./demo)
+#   DEMO_FRESH    1: delete the demo folder first
 #   DEMO_SECONDS  stop by itself after this many seconds (default 0: wait for Ctrl-C)
 #   BIN           where binaries are built (default ./bin)
 #   GO            the go command (default go)
@@ -26,22 +33,29 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 # --- build ------------------------------------------------------------------
 say "building keystone-agent, keystone-shim, keystonectl and the example programs into $bin"
+echo "    (the first build downloads and compiles the dependencies: a minute or two)"
+started=$SECONDS
 mkdir -p "$bin/examples"
 bin=$(cd "$bin" && pwd)
 CGO_ENABLED=0 "$GO" build -o "$bin/" ./cmd/keystone-agent ./cmd/keystonectl ./cmd/keystone-shim
 CGO_ENABLED=0 "$GO" build -o "$bin/examples/" ./recipes/examples/hello-http
 install -m 0755 recipes/examples/sysload/collect.sh "$bin/examples/sysload-collect.sh"
+echo "    built in $((SECONDS - started)) s"
 ctl="$bin/keystonectl"
 
-# --- a fresh demo folder ----------------------------------------------------
+# --- the demo folder ----------------------------------------------------------
 if [ -f "$demo/agent.pid" ] && kill -0 "$(cat "$demo/agent.pid")" 2>/dev/null; then
 	die "a demo agent still runs (pid $(cat "$demo/agent.pid")); stop it (Ctrl-C in its terminal) first"
 fi
-rm -rf "$demo"
+if [ "${DEMO_FRESH:-0}" = 1 ]; then
+	say "DEMO_FRESH=1: deleting $demo"
+	rm -rf "$demo"
+fi
 mkdir -p "$demo/recipes" "$demo/trust"
 demo=$(cd "$demo" && pwd)
 sock="$demo/agent.sock"
 [ ${#sock} -lt 100 ] || die "the socket path $sock is too long for a Unix socket; set DEMO_DIR to a shorter folder"
+kept=()
 
 # A port is free when nothing accepts a connection on it.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -50,13 +64,21 @@ free_port() {
 	while ! port_free "$p"; do p=$((p + 1)); done
 	echo "$p"
 }
-metrics_port=$(free_port 9455)
-app_port=$(free_port 8080)
 
-say "signing the example recipes with a demo key"
-"$ctl" keys generate --out "$demo/trust/demo" >/dev/null
-cp recipes/examples/common.toml recipes/examples/hello-http.recipe.toml recipes/examples/worker.recipe.toml "$demo/recipes/"
-"$ctl" recipe sign --key "$demo/trust/demo.key" "$demo"/recipes/*.toml
+if [ -f "$demo/trust/demo.key" ]; then
+	kept+=(trust/demo.key)
+else
+	"$ctl" keys generate --out "$demo/trust/demo" >/dev/null
+fi
+for f in common.toml hello-http.recipe.toml worker.recipe.toml; do
+	if [ -f "$demo/recipes/$f" ]; then
+		kept+=("recipes/$f")
+	else
+		cp "recipes/examples/$f" "$demo/recipes/"
+	fi
+done
+say "signing $demo/recipes/*.toml with the demo key"
+"$ctl" recipe sign --key "$demo/trust/demo.key" "$demo"/recipes/*.toml >/dev/null
 
 # The example recipes name no run_as, so they run as the agent. An agent
 # running as root (as in a container) would refuse them, since no
@@ -68,7 +90,10 @@ if [ "$(id -u)" -eq 0 ]; then
 	security=$'\n# The demo runs as root and its recipes name no run_as.\n[security]\nallow_root = true\n'
 fi
 
-cat >"$demo/agent.toml" <<EOF
+if [ -f "$demo/agent.toml" ]; then
+	kept+=(agent.toml)
+else
+	cat >"$demo/agent.toml" <<EOF
 # Written by scripts/demo.sh: a local-only agent trusting the demo key.
 device_id = "demo-device"
 data_dir  = "$demo/data"
@@ -77,7 +102,7 @@ log_level = "info"
 
 [api]
 socket      = "$sock"
-http_listen = "127.0.0.1:$metrics_port"
+http_listen = "127.0.0.1:$(free_port 9455)"
 
 [trust]
 keys = ["$demo/trust/demo.pub"]
@@ -87,10 +112,18 @@ $security
 [components."com.example.hello-http".config]
 bin_dir = "$bin/examples"
 EOF
+fi
+metrics_port=$(sed -n 's/^http_listen *= *"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$demo/agent.toml")
 
-cat >"$demo/deployment.toml" <<EOF
+if [ -f "$demo/deployment.toml" ]; then
+	kept+=(deployment.toml)
+else
+	app_port=$(free_port 8080)
+	cat >"$demo/deployment.toml" <<EOF
 # The demo deployment: an HTTP service with a health check and a worker
-# with a hard dependency on it.
+# with a hard dependency on it. Edit it, then apply it to the running demo
+# (keystonectl deploy apply -f demo/deployment.toml --wait) or run make demo
+# again: the demo folder is kept.
 format = 1
 
 [deployment]
@@ -113,6 +146,11 @@ recipe  = "recipes/worker.recipe.toml"
 service_port     = $app_port
 interval_seconds = 2
 EOF
+fi
+app_port=$(sed -n 's/^port *= *\([0-9]*\).*/\1/p' "$demo/deployment.toml" | head -n 1)
+if [ ${#kept[@]} -gt 0 ]; then
+	say "kept from an earlier run in $demo: ${kept[*]} (DEMO_FRESH=1 make demo starts over)"
+fi
 
 # --- run ----------------------------------------------------------------------
 say "starting the agent (logs in $demo/agent.log)"

@@ -44,7 +44,7 @@ func (c *Checker) Probe(ctx context.Context, comp *Component, check string) (boo
 		if comp != nil {
 			dir, env = comp.VersionDir, comp.Secrets
 		}
-		if err := runShell(ctx, c.ShellUser, comp, "health check", dir, env, strings.TrimPrefix(check, "cmd:"), 0); err != nil {
+		if err := runShell(ctx, c.ShellUser, comp, "health check", dir, env, strings.TrimPrefix(check, "cmd:"), 0, nil); err != nil {
 			return false, err.Error()
 		}
 		return true, "exit 0"

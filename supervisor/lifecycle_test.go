@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,35 @@ func TestInstallScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.w.waitFor(bad.Name(), StateRunning, "started")
+}
+
+// What an install script writes is in the component's log, where
+// keystonectl component logs shows it, with the agent's note of how it
+// ended.
+func TestInstallScriptOutputGoesToTheComponentLog(t *testing.T) {
+	run, lm := newRunnerWithLogs(t, t.TempDir(), newCgroupRoot(t))
+	r := newRig(t, nil, Config{Launcher: &ProcessLauncher{Runner: run, AllowRoot: true}, Logs: lm})
+	bad := proc("com.example.setup", "exec sleep 1000", func(rc *recipes.Recipe) {
+		rc.Lifecycle.Install = &recipes.Script{Script: "echo fetching firmware; echo 'E: no network' >&2; exit 4", Timeout: d("10s")}
+	})
+	bad.VersionDir = t.TempDir()
+	if err := r.sup.Apply(context.Background(), []*Component{bad}); err != nil {
+		t.Fatal(err)
+	}
+	r.w.waitFor(bad.Name(), StateErrored, "install failed: install script exited with status 4: E: no network")
+	lg, err := lm.Log(bad.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range lg.Tail(0) {
+		got = append(got, l.String())
+	}
+	// stdout and stderr are two pipes: their lines may interleave either way.
+	if len(got) != 4 || got[0] != "[keystone] install script started" || got[3] != "[keystone] install script exited with status 4" ||
+		!slices.Contains(got, "fetching firmware") || !slices.Contains(got, "[stderr] E: no network") {
+		t.Errorf("component log:\n%s", strings.Join(got, "\n"))
+	}
 }
 
 func TestShutdownScriptRunsBeforeTheStopSignal(t *testing.T) {

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/keystone-edge/keystone/runner"
+	"github.com/keystone-edge/keystone/runner/logs"
 )
 
 // The supervisor runs two kinds of short shell commands itself: install
@@ -79,8 +82,9 @@ func (e *ScriptError) Unwrap() error { return e.Err }
 
 // runShell runs the script of c with /bin/sh -c in dir, as u says, with
 // env added to the agent's environment, within timeout (0: only ctx limits
-// it). The whole process group is killed on timeout or cancellation.
-func runShell(ctx context.Context, u ShellUser, c *Component, what, dir string, env map[string]string, script string, timeout time.Duration) error {
+// it). The whole process group is killed on timeout or cancellation. What
+// it writes goes to lg when not nil.
+func runShell(ctx context.Context, u ShellUser, c *Component, what, dir string, env map[string]string, script string, timeout time.Duration, lg *logs.Log) error {
 	cred, err := u.credential(c)
 	if err != nil {
 		return &ScriptError{What: what, ExitCode: -1, Err: err}
@@ -98,11 +102,20 @@ func runShell(ctx context.Context, u ShellUser, c *Component, what, dir string, 
 	}
 	tail := runner.NewTail(runner.StderrTailBytes)
 	cmd.Stderr = tail
+	if lg != nil {
+		stdout, stderr, wait := logPipes(lg)
+		defer wait()
+		cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(tail, stderr)
+		_ = lg.Write(logs.Agent, what+" started")
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	err = cmd.Run()
 	if err == nil {
+		if lg != nil {
+			_ = lg.Write(logs.Agent, what+" succeeded")
+		}
 		return nil
 	}
 	se := &ScriptError{What: what, ExitCode: -1, Stderr: tail.String(), Err: err}
@@ -113,7 +126,36 @@ func runShell(ctx context.Context, u ShellUser, c *Component, what, dir string, 
 	if ctx.Err() != nil {
 		se.TimedOut = true
 	}
+	if lg != nil {
+		msg := se.Error()
+		if se.Stderr != "" {
+			msg = strings.TrimSuffix(msg, ": "+se.Stderr) // its lines are just above
+		}
+		_ = lg.Write(logs.Agent, msg)
+	}
 	return se
+}
+
+// logPipes returns writers whose lines go to lg as stdout and stderr, and
+// a function that closes them and waits until every line is in.
+func logPipes(lg *logs.Log) (stdout, stderr io.Writer, wait func()) {
+	var wg sync.WaitGroup
+	pipe := func(stream logs.Stream) *io.PipeWriter {
+		r, w := io.Pipe()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = lg.Capture(stream, r)
+			_, _ = io.Copy(io.Discard, r) // never block the script
+		}()
+		return w
+	}
+	out, errw := pipe(logs.Stdout), pipe(logs.Stderr)
+	return out, errw, func() {
+		out.Close()
+		errw.Close()
+		wg.Wait()
+	}
 }
 
 // ShellInstaller runs install scripts with /bin/sh -c in the component's
@@ -121,6 +163,9 @@ func runShell(ctx context.Context, u ShellUser, c *Component, what, dir string, 
 // the component's secrets.
 type ShellInstaller struct {
 	ShellUser
+	// Logs receives what the scripts write, in the component's log, where
+	// `keystonectl component logs` shows it; nil drops it.
+	Logs *logs.Manager
 }
 
 // DefaultInstallTimeout bounds an install script with no timeout.
@@ -132,7 +177,11 @@ func (i ShellInstaller) Install(ctx context.Context, c *Component) error {
 	if s == nil || strings.TrimSpace(s.Script) == "" {
 		return nil
 	}
-	return runShell(ctx, i.ShellUser, c, "install script", c.VersionDir, c.Secrets, s.Script, orDuration(s.Timeout.Duration, DefaultInstallTimeout))
+	var lg *logs.Log
+	if i.Logs != nil {
+		lg, _ = i.Logs.Log(c.Name()) // without a log the script still runs
+	}
+	return runShell(ctx, i.ShellUser, c, "install script", c.VersionDir, c.Secrets, s.Script, orDuration(s.Timeout.Duration, DefaultInstallTimeout), lg)
 }
 
 func orDuration(d, def time.Duration) time.Duration {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/supervisor/events"
 )
 
@@ -23,6 +24,10 @@ type Config struct {
 	Installer Installer
 	// Prober runs health checks; nil means NewChecker() with Shell.
 	Prober Prober
+	// Logs receives what the default Installer's scripts write, in each
+	// component's log; nil drops it (a failure still quotes the end of
+	// stderr).
+	Logs *logs.Manager
 	// Shell says who the default Installer and Prober run scripts as
 	// (agent.toml's default_run_as and security.allow_root); the zero
 	// value never runs them as root.
@@ -80,7 +85,7 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, errors.New("supervisor: Config.Launcher is required")
 	}
 	if cfg.Installer == nil {
-		cfg.Installer = ShellInstaller{ShellUser: cfg.Shell}
+		cfg.Installer = ShellInstaller{ShellUser: cfg.Shell, Logs: cfg.Logs}
 	}
 	if cfg.Prober == nil {
 		c := NewChecker()

@@ -6,15 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/config"
-	"github.com/keystone-edge/keystone/ota"
-	"github.com/keystone-edge/keystone/ota/sign"
-	"github.com/keystone-edge/keystone/runner"
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/store"
@@ -81,20 +75,11 @@ type Addresses struct {
 	HTTP   string // host:port of /metrics and /healthz; "" when disabled
 }
 
-// Run is the agent: New, Start, Wait and Shutdown in order. It starts
-// everything — lock the data folder, open the store, start the supervisor
-// (stopping what a crashed agent left running), start the deployment engine
-// (restoring the current set and resuming an unfinished deployment), serve
-// the local API on the Unix socket and /metrics and /healthz on
-// http_listen, apply the watch folder, tell systemd it is ready — and runs
-// until ctx ends. Then it shuts down in reverse: it stops accepting
-// requests, stops the engine at a safe point, stops every component
-// dependents first, records the last events and closes the store. It
-// returns nil after a clean shutdown.
-//
-// cfg is a loaded configuration (config.Load) with overrides applied; Run
-// does not change it. A second agent on the same data folder fails at once
-// with a *LockedError.
+// Run is the agent: New, Start, Wait and Shutdown in order. It runs until
+// ctx ends and returns nil after a clean shutdown. cfg is a loaded
+// configuration (config.Load) with overrides applied; Run does not change
+// it. A second agent on the same data folder fails at once with a
+// *LockedError.
 func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	a, err := New(ctx, cfg, opts)
 	if err != nil {
@@ -111,12 +96,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 // and tests call one by one: New wires it, Start starts it, Wait runs it
 // until the end, Shutdown undoes it all. Its methods are for one goroutine.
 type Agent struct {
-	cfg             *config.Config
-	opts            Options
-	log             *slog.Logger
-	clock           supervisor.Clock
-	version         string
-	shutdownTimeout time.Duration
+	cfg   *config.Config
+	opts  Options // Version and ShutdownTimeout with their defaults applied
+	log   *slog.Logger
+	clock supervisor.Clock
 
 	// stack undoes everything started, in reverse order, within the
 	// shutdown timeout.
@@ -124,15 +107,15 @@ type Agent struct {
 	// fatal receives the failure of a part running in its own goroutine.
 	fatal chan error
 
-	store     *store.Store
-	logs      *logs.Manager
-	bus       *events.Bus
-	sup       *supervisor.Supervisor
-	runEngine func(context.Context) error // the deployment engine's Run
-	health    *healthCheck
-	api       *apiServer
-	watch     *watcher // nil without a watch folder
-	addrs     Addresses
+	store  *store.Store
+	logs   *logs.Manager
+	bus    *events.Bus
+	sup    *supervisor.Supervisor
+	engine *deploy.Engine
+	health *healthCheck
+	api    *apiServer
+	watch  *watcher // nil without a watch folder
+	addrs  Addresses
 }
 
 // New wires an agent on cfg: it locks the data folder, opens the store and
@@ -140,17 +123,13 @@ type Agent struct {
 // runner, the supervisor, the metrics, the deployment engine and the API
 // server. It starts no component, runs no deployment and listens nowhere;
 // Start does. A second agent on the same data folder fails at once with a
-// *LockedError.
-//
-// When New fails, what it opened is closed again. When it succeeds, the
-// caller must call Shutdown, whatever Start returns. cfg is a loaded
-// configuration (config.Load) with overrides applied; the agent does not
-// change it.
-func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, retErr error) {
+// *LockedError. When New fails, what it opened is closed again; when it
+// succeeds, the caller must call Shutdown, whatever Start returns.
+func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err error) {
 	a := newAgent(cfg, opts)
 	defer func() {
-		if retErr != nil {
-			retErr = errors.Join(retErr, a.Shutdown(ctx))
+		if err != nil {
+			err = errors.Join(err, a.Shutdown(ctx))
 		}
 	}()
 	if err := a.openDataDir(ctx); err != nil {
@@ -168,19 +147,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, retEr
 	if err != nil {
 		return nil, err
 	}
-	engine, err := newEngine(ctx, cfg, a.store, retainingSupervisor{a.sup, pp.launcher, a.log}, a.bus, a.clock, opts.FaultHook, a.log)
-	if err != nil {
+	if a.engine, err = a.newEngine(ctx, retainingSupervisor{a.sup, pp.launcher, a.log}); err != nil {
 		return nil, err
 	}
-	a.runEngine = engine.Run
 	a.health = &healthCheck{sup: a.sup, store: a.store, now: a.clock.Now}
 	a.api = &apiServer{
-		sup: a.sup, deploys: engine, history: rec, logs: a.logs, bus: a.bus, plugins: pp.launcher,
+		sup: a.sup, deploys: a.engine, history: rec, logs: a.logs, bus: a.bus, plugins: pp.launcher,
 		metrics: m.handler, health: a.health.check, log: a.log.With("part", "api"),
 	}
 	if cfg.Dev.WatchDir != "" {
 		a.watch = &watcher{
-			dir: cfg.Dev.WatchDir, stageIn: cfg.DataPaths().Dir, deploys: engine, events: a.bus, clock: a.clock,
+			dir: cfg.Dev.WatchDir, stageIn: cfg.DataDir, deploys: a.engine, events: a.bus, clock: a.clock,
 			debounce: watchDebounce, log: a.log.With("part", "watch"),
 		}
 	}
@@ -203,12 +180,29 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.log.Info("stopping components")
 		return a.sup.Stop(ctx)
 	})
-	a.startEngine(ctx)
+	engCtx, stopEngine := context.WithCancel(ctx)
+	a.own("stop the deployment engine", stopEngine, func() {
+		if err := a.engine.Run(engCtx); err != nil && engCtx.Err() == nil {
+			a.fail(fmt.Errorf("deployment engine: %w", err))
+		}
+	})
 	if err := a.serveAPI(ctx); err != nil {
 		return err
 	}
-	a.startWatch(ctx)
-	a.startSystemd(ctx)
+	if w := a.watch; w != nil {
+		wctx, stopWatch := context.WithCancel(ctx)
+		a.own("stop watching the recipe folder", stopWatch, func() {
+			if err := w.run(wctx); err != nil {
+				a.log.Error("watch folder stopped", "err", err)
+				a.bus.Publish(events.Event{Kind: events.KindWarning, Reason: "watch folder stopped: " + err.Error()})
+			}
+		})
+	}
+	sd := systemd{log: a.log}
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	a.own("stop the systemd watchdog", func() { sd.stopping(); stopWatchdog() },
+		func() { sd.watchdog(wdCtx, a.health.check) })
+	sd.ready()
 	a.log.Info("agent ready", "socket", a.addrs.Socket, "http_listen", a.addrs.HTTP)
 	if a.opts.Ready != nil {
 		a.opts.Ready(a.addrs)
@@ -238,7 +232,7 @@ func (a *Agent) Wait(ctx context.Context) error {
 // values, its end does not cut the shutdown short. It returns the steps'
 // failures joined; a second call does nothing.
 func (a *Agent) Shutdown(ctx context.Context) error {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.ShutdownTimeout)
 	defer cancel()
 	return a.stack.close(sctx, a.log)
 }
@@ -246,134 +240,22 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 // Addresses are where the agent answers, once Start has returned nil.
 func (a *Agent) Addresses() Addresses { return a.addrs }
 
-// serve runs srv on l in its own goroutine until the agent shuts down;
-// Serve failing for any other reason is fatal.
-func serve(stack *closers, name string, srv *http.Server, l net.Listener, closeStreams func(), fatal chan<- error) {
-	done := goOwned(func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			select {
-			case fatal <- fmt.Errorf("%s: %w", name, err):
-			default:
-			}
-		}
-	})
-	stack.push("stop the "+name, func(ctx context.Context) error {
-		closeStreams() // followers have no end of their own
-		err := srv.Shutdown(ctx)
+// own runs fn in a goroutine and pushes the step that calls stop, which
+// must make fn return, and waits for it.
+func (a *Agent) own(what string, stop, fn func()) {
+	done := goOwned(fn)
+	a.stack.push(what, func(context.Context) error {
+		stop()
 		done()
-		return err
+		return nil
 	})
 }
 
-// newEngine builds the deployment engine and what it needs: the artifact
-// fetcher, the component repository (when configured) and the keyring.
-func newEngine(ctx context.Context, cfg *config.Config, st *store.Store, sup deploy.Supervisor,
-	bus *events.Bus, clock supervisor.Clock, fault func(string), log *slog.Logger) (*deploy.Engine, error) {
-	fetcher, repo, err := ota.New(ctx, ota.Config{
-		DataDir:       cfg.DataDir,
-		Index:         st,
-		CacheLimit:    int64(cfg.Artifacts.CacheLimit),
-		AllowHTTP:     cfg.Artifacts.AllowHTTP,
-		CAFile:        cfg.Artifacts.CAFile,
-		TUFRoot:       cfg.Trust.TUFRoot,
-		RepositoryURL: cfg.Trust.Repository,
-		Unpack: ota.UnpackLimits{
-			MaxBytes: int64(cfg.Artifacts.MaxUnpackedSize),
-			MaxFiles: cfg.Artifacts.MaxEntries,
-		},
-		Logger: log.With("part", "ota"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("artifacts: %w", err)
+// fail hands Wait the failure of a part running on its own; past the first
+// few, failures are dropped: Wait only needs one.
+func (a *Agent) fail(err error) {
+	select {
+	case a.fatal <- err:
+	default:
 	}
-	keyring, err := sign.LoadKeyring(cfg.Trust.Keys...)
-	if err != nil {
-		return nil, fmt.Errorf("trust keys: %w", err)
-	}
-	paths := cfg.DataPaths()
-	dc := deploy.Config{
-		Store:         st,
-		Supervisor:    sup,
-		Fetcher:       fetcher,
-		Keyring:       keyring,
-		AllowUnsigned: cfg.Trust.AllowUnsigned,
-		AllowRoot:     cfg.Security.AllowRoot,
-		DefaultRunAs:  cfg.DefaultRunAs,
-		DeviceID:      cfg.DeviceID,
-		DeviceConfig:  cfg.Components,
-		WorkDir:       paths.Work,
-		ComponentsDir: paths.Components,
-		StagingDir:    paths.Dir,
-		KeepVersions:  cfg.Artifacts.KeepVersions,
-		Events:        bus,
-		Clock:         clock,
-		Logger:        log.With("part", "deploy"),
-		FaultHook:     fault,
-	}
-	if repo != nil { // a nil *Repository must not become a non-nil interface
-		dc.Repository = repo
-	}
-	engine, err := deploy.New(dc)
-	if err != nil {
-		return nil, fmt.Errorf("deployment engine: %w", err)
-	}
-	return engine, nil
-}
-
-// warnWeakTrust says loudly, at every start, what weakens the agent's trust.
-func warnWeakTrust(cfg *config.Config, log *slog.Logger, bus events.Publisher) {
-	if cfg.Trust.AllowUnsigned {
-		const msg = "trust.allow_unsigned = true: recipes no trusted key signed will run; development only"
-		log.Warn(msg)
-		bus.Publish(events.Event{Kind: events.KindWarning, Reason: msg})
-	}
-	if cfg.Security.AllowRoot {
-		log.Warn("security.allow_root = true: recipes may run as root")
-	}
-	// Said at start, since otherwise the first sign is a refused deployment.
-	if root, _ := runner.RunsAsRoot("", cfg.DefaultRunAs); root && !cfg.Security.AllowRoot {
-		log.Warn("security.allow_root = false and default_run_as is root (or empty, with the agent running as root): "+
-			"components that name no run_as will be refused; set default_run_as in agent.toml", "default_run_as", cfg.DefaultRunAs)
-	}
-}
-
-// pruneCgroupRoot removes the agent's cgroup root at shutdown once every
-// component group under it is gone, so that agents on temporary data
-// folders leave nothing behind; a root still in use is left alone.
-func pruneCgroupRoot(c cgroup.Config, log *slog.Logger) {
-	if c.Disabled {
-		return
-	}
-	m, err := cgroup.NewManager(c)
-	if err == nil {
-		err = m.Prune()
-	}
-	if err != nil {
-		log.Warn("remove the cgroup root", "root", c.Root, "err", err)
-	}
-}
-
-// makeDataDirs creates data_dir and its folders. They are reachable (not
-// writable) by other users: components running as their own users need to
-// reach their version and work folders.
-func makeDataDirs(p config.DataPaths) error {
-	for _, d := range []string{p.Dir, p.Components, p.Work, p.Artifacts, p.Logs} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("data folder: %w", err)
-		}
-	}
-	return nil
-}
-
-// cacheBytes is the size of the artifact cache, from its index.
-func cacheBytes(ctx context.Context, st *store.Store) (int64, error) {
-	arts, err := st.ListArtifacts(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, a := range arts {
-		n += a.Size
-	}
-	return n, nil
 }

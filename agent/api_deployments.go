@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,38 +21,23 @@ const (
 // client sends its text, not its file name.
 const localManifestName = "deployment.toml"
 
-// deployments is what the API needs of the deployment engine
-// (*deploy.Engine); its answers become wire types in deployments_wire.go.
-type deployments interface {
-	Submit(ctx context.Context, req deploy.Request) (deploy.Accepted, error)
-	Plan(ctx context.Context, req deploy.Request) ([]deploy.PlanItem, error)
-	Cancel(ctx context.Context, id string) error
-	Rollback(ctx context.Context) (deploy.Accepted, error)
-	Get(ctx context.Context, id string) (deploy.Deployment, error)
-	List(ctx context.Context, limit int) ([]deploy.Deployment, error)
-}
-
-func (s *apiServer) postDeployment(w http.ResponseWriter, r *http.Request) {
+func (s *apiServer) postDeployment(r *http.Request) (int, any, error) {
 	dr, dryRun, err := decodeDeploymentRequest(r)
 	if err != nil {
-		writeError(w, s.log, r, err)
-		return
+		return 0, nil, err
 	}
 	if dryRun {
 		plan, err := s.deploys.Plan(r.Context(), dr)
 		if err != nil {
-			writeError(w, s.log, r, fmt.Errorf("plan: %w", err))
-			return
+			return 0, nil, fmt.Errorf("plan: %w", err)
 		}
-		writeJSON(w, http.StatusOK, api.DeploymentAccepted{Plan: wirePlan(plan)})
-		return
+		return http.StatusOK, api.DeploymentAccepted{Plan: wireAll(plan, wirePlanItem)}, nil
 	}
 	acc, err := s.deploys.Submit(r.Context(), dr)
 	if err != nil {
-		writeError(w, s.log, r, err)
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusAccepted, wireAccepted(acc))
+	return http.StatusAccepted, wireAccepted(acc), nil
 }
 
 // decodeDeploymentRequest reads a POST /v1/deployments body and refuses,
@@ -81,51 +65,53 @@ func decodeDeploymentRequest(r *http.Request) (dr deploy.Request, dryRun bool, e
 	}, req.DryRun, nil
 }
 
-func (s *apiServer) listDeployments(w http.ResponseWriter, r *http.Request) {
+func (s *apiServer) listDeployments(r *http.Request) (int, any, error) {
 	limit, err := intParam(r, "limit", defaultDeploymentList, maxDeploymentList)
 	if err != nil {
-		writeError(w, s.log, r, err)
-		return
+		return 0, nil, err
 	}
 	list, err := s.deploys.List(r.Context(), limit)
 	if err != nil {
-		writeError(w, s.log, r, fmt.Errorf("list deployments: %w", err))
-		return
+		return 0, nil, fmt.Errorf("list deployments: %w", err)
 	}
-	writeJSON(w, http.StatusOK, wireDeployments(list))
+	return http.StatusOK, wireAll(list, wireDeployment), nil
 }
 
-func (s *apiServer) getDeployment(w http.ResponseWriter, r *http.Request) {
+func (s *apiServer) getDeployment(r *http.Request) (int, any, error) {
 	id := r.PathValue("id")
 	d, err := s.deploys.Get(r.Context(), id)
 	if err != nil {
-		writeError(w, s.log, r, fmt.Errorf("deployment %s: %w", id, err))
-		return
+		return 0, nil, err // it names the deployment
 	}
-	writeJSON(w, http.StatusOK, wireDeployment(d))
+	return http.StatusOK, wireDeployment(d), nil
 }
 
-func (s *apiServer) cancelDeployment(w http.ResponseWriter, r *http.Request) {
+// cancelDeployment answers the deployment as it is once the cancel is
+// requested.
+func (s *apiServer) cancelDeployment(r *http.Request) (int, any, error) {
 	id := r.PathValue("id")
 	if err := s.deploys.Cancel(r.Context(), id); err != nil {
-		writeError(w, s.log, r, fmt.Errorf("cancel %s: %w", id, err))
-		return
+		return 0, nil, err // it names the deployment
 	}
-	d, err := s.deploys.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, s.log, r, fmt.Errorf("deployment %s: %w", id, err))
-		return
-	}
-	writeJSON(w, http.StatusAccepted, wireDeployment(d))
+	_, d, err := s.getDeployment(r)
+	return http.StatusAccepted, d, err
 }
 
-func (s *apiServer) rollbackDeployment(w http.ResponseWriter, r *http.Request) {
-	acc, err := s.deploys.Rollback(r.Context())
+// rollbackDeployment queues the rollback, or with ?dry_run=1 answers
+// only its plan.
+func (s *apiServer) rollbackDeployment(r *http.Request) (int, any, error) {
+	dryRun, err := boolParam(r, "dry_run")
 	if err != nil {
-		writeError(w, s.log, r, fmt.Errorf("rollback: %w", err))
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusAccepted, wireAccepted(acc))
+	acc, err := s.deploys.Rollback(r.Context(), dryRun)
+	if err != nil {
+		return 0, nil, err // it says it is a rollback
+	}
+	if dryRun {
+		return http.StatusOK, wireAccepted(acc), nil
+	}
+	return http.StatusAccepted, wireAccepted(acc), nil
 }
 
 // decodeBody reads one JSON document into v, refusing unknown fields and

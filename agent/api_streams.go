@@ -2,12 +2,15 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/runner/logs"
+	"github.com/keystone-edge/keystone/supervisor"
+	"github.com/keystone-edge/keystone/supervisor/events"
 )
 
 // Bounds of the stream endpoints.
@@ -19,17 +22,9 @@ const (
 	followBuffer      = 256
 )
 
-// ndjson writes one JSON object a line, flushing so a follower sees each
-// line when it happens.
-type ndjson struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	enc *json.Encoder
-}
-
 // startStream answers 200 with the stream content type. A follower has no
 // end, so the server's write deadline is lifted for it alone.
-func startStream(w http.ResponseWriter, follow bool) *ndjson {
+func startStream(w http.ResponseWriter, follow bool) (*json.Encoder, *http.ResponseController) {
 	rc := http.NewResponseController(w)
 	if follow {
 		_ = rc.SetWriteDeadline(time.Time{})
@@ -39,19 +34,33 @@ func startStream(w http.ResponseWriter, follow bool) *ndjson {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush() // the follower knows it is subscribed once it has the headers
-	return &ndjson{w: w, rc: rc, enc: json.NewEncoder(w)}
+	return json.NewEncoder(w), rc
 }
 
-// send writes v; flush says whether to push it out now. An error means the
-// client went away.
-func (n *ndjson) send(v any, flush bool) error {
-	if err := n.enc.Encode(v); err != nil {
-		return err
+// sendList streams a finished list, one JSON object a line, until the
+// client goes away.
+func sendList[T, W any](w http.ResponseWriter, list []T, wire func(T) W) {
+	enc, _ := startStream(w, false)
+	for _, v := range list {
+		if enc.Encode(wire(v)) != nil {
+			return
+		}
 	}
-	if flush {
-		return n.rc.Flush()
+}
+
+// sendFollowed streams what ch carries until it closes (its subscription
+// ended) or the client goes away. A line is flushed once no other waits,
+// so that a follower sees each one when it happens.
+func sendFollowed[T, W any](w http.ResponseWriter, ch <-chan T, wire func(T) W) {
+	enc, rc := startStream(w, true)
+	for v := range ch {
+		if enc.Encode(wire(v)) != nil {
+			return
+		}
+		if len(ch) == 0 && rc.Flush() != nil {
+			return
+		}
 	}
-	return nil
 }
 
 func wireLogLine(l logs.Line) api.LogLine {
@@ -70,8 +79,11 @@ func (s *apiServer) componentLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, err)
 		return
 	}
-	// Only supervised components have logs: never create one for a typo.
-	if _, err := s.sup.Component(name); err != nil {
+	// Supervised components have logs, and removed ones keep theirs for a
+	// while; never create one for a typo.
+	_, err = s.sup.Component(name)
+	removed := errors.Is(err, supervisor.ErrNotFound) && s.logs.Known(name)
+	if err != nil && !removed {
 		writeError(w, s.log, r, fmt.Errorf("logs: %w", err))
 		return
 	}
@@ -80,24 +92,22 @@ func (s *apiServer) componentLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, fmt.Errorf("logs of %s: %w", name, err))
 		return
 	}
-	if !follow {
-		out := startStream(w, false)
-		for _, l := range lg.Tail(tail) {
-			if out.send(wireLogLine(l), false) != nil {
-				return
+	if removed || !follow {
+		lines := lg.Tail(tail)
+		if removed {
+			note := logs.Line{Time: time.Now(), Stream: logs.Agent,
+				Text: name + " is no longer deployed; these are the last lines it wrote"}
+			if len(lines) > 0 {
+				note.Time = lines[0].Time
 			}
+			lines = append([]logs.Line{note}, lines...)
 		}
+		sendList(w, lines, wireLogLine)
 		return
 	}
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
-	lines := lg.Follow(ctx, tail)
-	out := startStream(w, true)
-	for l := range lines {
-		if out.send(wireLogLine(l), len(lines) == 0) != nil {
-			return
-		}
-	}
+	sendFollowed(w, lg.Follow(ctx, tail), wireLogLine)
 }
 
 func (s *apiServer) streamEvents(w http.ResponseWriter, r *http.Request) {
@@ -109,13 +119,7 @@ func (s *apiServer) streamEvents(w http.ResponseWriter, r *http.Request) {
 	if follow {
 		ctx, cancel := s.streamContext(r)
 		defer cancel()
-		evs := s.bus.Subscribe(ctx, followBuffer)
-		out := startStream(w, true)
-		for e := range evs {
-			if out.send(e, len(evs) == 0) != nil {
-				return
-			}
-		}
+		sendFollowed(w, s.bus.Subscribe(ctx, followBuffer), func(e events.Event) events.Event { return e })
 		return
 	}
 	limit, err := intParam(r, "limit", defaultEventCount, maxEventCount)
@@ -128,10 +132,5 @@ func (s *apiServer) streamEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, r, fmt.Errorf("recent events: %w", err))
 		return
 	}
-	out := startStream(w, false)
-	for _, e := range recent {
-		if out.send(fromStoreEvent(e), false) != nil {
-			return
-		}
-	}
+	sendList(w, recent, fromStoreEvent)
 }

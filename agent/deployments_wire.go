@@ -11,38 +11,33 @@ import (
 // wire types: the engine speaks its own language, the API keeps its JSON.
 
 func wireAccepted(a deploy.Accepted) api.DeploymentAccepted {
-	return api.DeploymentAccepted{ID: a.ID, Plan: wirePlan(a.Plan)}
+	return api.DeploymentAccepted{ID: a.ID, Plan: wireAll(a.Plan, wirePlanItem),
+		Existing: a.Existing, Status: string(a.Status), RollbackTo: a.RollbackTo}
 }
 
-func wirePlan(plan []deploy.PlanItem) []api.PlanItem {
-	if plan == nil {
-		return nil
-	}
-	out := make([]api.PlanItem, len(plan))
-	for i, it := range plan {
-		out[i] = api.PlanItem{Component: it.Component, Action: string(it.Action),
-			FromVersion: it.FromVersion, ToVersion: it.ToVersion, Reason: it.Reason}
-	}
-	return out
+func wirePlanItem(it deploy.PlanItem) api.PlanItem {
+	return api.PlanItem{Component: it.Component, Action: string(it.Action),
+		FromVersion: it.FromVersion, ToVersion: it.ToVersion, Reason: it.Reason}
 }
 
 func wireDeployment(d deploy.Deployment) api.Deployment {
-	out := api.Deployment{
+	return api.Deployment{
 		ID: d.ID, Status: string(d.Status), RolledBack: d.RolledBack, Error: d.Error, ErrorCode: string(d.ErrorCode),
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, FinishedAt: optionalTime(d.FinishedAt),
-		Plan: wirePlan(d.Plan), WaitingFor: d.WaitingFor, Since: optionalTime(d.Since),
+		Plan: wireAll(d.Plan, wirePlanItem), WaitingFor: d.WaitingFor, Since: optionalTime(d.Since),
+		Steps: wireAll(d.Steps, func(st deploy.Step) api.Step {
+			return api.Step{Seq: st.Seq, Name: string(st.Name), Component: st.Component,
+				Status: string(st.Status), Detail: st.Detail, At: st.At}
+		}),
 	}
-	for _, st := range d.Steps {
-		out.Steps = append(out.Steps, api.Step{Seq: st.Seq, Name: string(st.Name), Component: st.Component,
-			Status: string(st.Status), Detail: st.Detail, At: st.At})
-	}
-	return out
 }
 
-func wireDeployments(list []deploy.Deployment) []api.Deployment {
-	out := make([]api.Deployment, len(list)) // never null on the wire
-	for i, d := range list {
-		out[i] = wireDeployment(d)
+// wireAll converts each of in. The result is never nil: a list is [] on the
+// wire, never null (and an omitempty one is left out either way).
+func wireAll[T, W any](in []T, wire func(T) W) []W {
+	out := make([]W, len(in))
+	for i, v := range in {
+		out[i] = wire(v)
 	}
 	return out
 }

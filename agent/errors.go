@@ -47,6 +47,10 @@ func classify(err error) (status int, code string) {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge
 	case errors.Is(err, deploy.ErrInvalid):
+		var ve *deploy.ValidationError
+		if errors.As(err, &ve) { // SIGNATURE_INVALID, DOWNLOAD_FAILED, … when that is why
+			return http.StatusUnprocessableEntity, string(ve.Code())
+		}
 		return http.StatusUnprocessableEntity, api.CodeInvalid
 	case errors.Is(err, supervisor.ErrNotFound), errors.Is(err, deploy.ErrNotFound),
 		errors.Is(err, store.ErrNotFound):

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keystone-edge/keystone/store"
 	"github.com/keystone-edge/keystone/supervisor"
 )
 
@@ -20,13 +21,9 @@ const storeCheckEvery = 30 * time.Second
 type healthCheck struct {
 	// sup is asked to start a component no one can name; only a running
 	// loop answers that with ErrNotFound.
-	sup interface {
-		StartComponent(ctx context.Context, name string) (supervisor.State, error)
-	}
-	store interface {
-		Check(ctx context.Context) error
-	}
-	now func() time.Time
+	sup   *supervisor.Supervisor
+	store *store.Store
+	now   func() time.Time
 
 	mu       sync.Mutex
 	storeOK  time.Time // when the store last passed
@@ -68,11 +65,9 @@ func (h *healthCheck) checkStore(ctx context.Context) error {
 	err := h.store.Check(ctx)
 
 	h.mu.Lock()
-	h.checking = nil
+	h.checking, h.storeOK = nil, time.Time{}
 	if err == nil {
 		h.storeOK = h.now()
-	} else {
-		h.storeOK = time.Time{}
 	}
 	h.mu.Unlock()
 	close(done)

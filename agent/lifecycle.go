@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,10 +41,7 @@ func (c *closers) push(what string, fn func(context.Context) error) {
 // shutdown unbounded. Once the deadline has passed, each step left gets
 // its own equal share of the grace period.
 func (c *closers) close(ctx context.Context, log *slog.Logger) error {
-	grace := c.grace
-	if grace <= 0 {
-		grace = ShutdownGrace
-	}
+	grace := cmp.Or(c.grace, ShutdownGrace)
 	var share time.Duration // set once the deadline has passed
 	var errs []error
 	for i := len(c.steps) - 1; i >= 0; i-- {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -47,7 +48,6 @@ type metricsConfig struct {
 // that reads the supervisor and the store at scrape time, the deployment
 // counters fed from the event bus, and the Go and process collectors.
 type metrics struct {
-	reg         *prometheus.Registry
 	deployments *prometheus.CounterVec
 	duration    prometheus.Histogram
 	handler     http.Handler
@@ -58,7 +58,6 @@ type metrics struct {
 
 func newMetrics(cfg metricsConfig) (*metrics, error) {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
 		deployments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keystone_deployments_total",
 			Help: "Deployments finished since the agent started, by final status.",
@@ -73,6 +72,7 @@ func newMetrics(cfg metricsConfig) (*metrics, error) {
 	for _, st := range []string{"SUCCEEDED", "FAILED", "CANCELED"} {
 		m.deployments.WithLabelValues(st) // present at 0 from the first scrape
 	}
+	reg := prometheus.NewRegistry()
 	cs := []prometheus.Collector{
 		m.deployments, m.duration, newComponentCollector(cfg),
 		collectors.NewGoCollector(),
@@ -82,11 +82,11 @@ func newMetrics(cfg metricsConfig) (*metrics, error) {
 		cs = append(cs, cfg.Plugins)
 	}
 	for _, c := range cs {
-		if err := m.reg.Register(c); err != nil {
+		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
 	})
@@ -107,10 +107,7 @@ func (m *metrics) count(sub <-chan events.Event) {
 }
 
 func (m *metrics) observe(e events.Event) {
-	status := e.Detail["status"]
-	if status == "" {
-		status = e.To
-	}
+	status := cmp.Or(e.Detail["status"], e.To)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch status {
@@ -147,24 +144,23 @@ type cpuTrack struct {
 }
 
 func newComponentCollector(cfg metricsConfig) *componentCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
 	return &componentCollector{
-		cfg: cfg,
-		info: prometheus.NewDesc("keystone_agent_info",
-			"The running agent; always 1.", []string{"version"}, nil),
-		state: prometheus.NewDesc("keystone_component_state",
-			"1 for the state each component is in, 0 for the others.", []string{"component", "state"}, nil),
-		restarts: prometheus.NewDesc("keystone_component_restarts_total",
-			"Restarts of the component since it was deployed or last restarted by hand.", []string{"component"}, nil),
-		cpu: prometheus.NewDesc("keystone_component_cpu_seconds_total",
-			"User and system CPU time of the component's main processes.", []string{"component"}, nil),
-		rss: prometheus.NewDesc("keystone_component_memory_rss_bytes",
-			"Resident memory of the component's main process; 0 when it does not run.", []string{"component"}, nil),
-		mqtt: prometheus.NewDesc("keystone_mqtt_connected",
-			"1 while the fleet MQTT connection is up.", nil, nil),
-		outbox: prometheus.NewDesc("keystone_outbox_pending",
-			"Messages waiting in the outbox for the broker.", nil, nil),
-		cache: prometheus.NewDesc("keystone_artifact_cache_bytes",
-			"Bytes held in the artifact cache.", nil, nil),
+		cfg:  cfg,
+		info: desc("keystone_agent_info", "The running agent; always 1.", "version"),
+		state: desc("keystone_component_state",
+			"1 for the state each component is in, 0 for the others.", "component", "state"),
+		restarts: desc("keystone_component_restarts_total",
+			"Restarts of the component since it was deployed or last restarted by hand.", "component"),
+		cpu: desc("keystone_component_cpu_seconds_total",
+			"User and system CPU time of the component's main processes.", "component"),
+		rss: desc("keystone_component_memory_rss_bytes",
+			"Resident memory of the component's main process; 0 when it does not run.", "component"),
+		mqtt:   desc("keystone_mqtt_connected", "1 while the fleet MQTT connection is up."),
+		outbox: desc("keystone_outbox_pending", "Messages waiting in the outbox for the broker."),
+		cache:  desc("keystone_artifact_cache_bytes", "Bytes held in the artifact cache."),
 		tracks: map[string]*cpuTrack{},
 	}
 }
@@ -178,12 +174,7 @@ func (c *componentCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the supervisor and the store once.
 func (c *componentCollector) Collect(ch chan<- prometheus.Metric) {
-	version := c.cfg.Version
-	if version == "" {
-		version = "dev"
-	}
-	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, version)
-
+	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, c.cfg.Version)
 	snap := c.cfg.Components.Snapshot()
 	c.mu.Lock()
 	seen := make(map[string]bool, len(snap))
@@ -212,27 +203,23 @@ func (c *componentCollector) Collect(ch chan<- prometheus.Metric) {
 		mqtt = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.mqtt, prometheus.GaugeValue, mqtt)
-
 	ctx, cancel := context.WithTimeout(c.cfg.Context, scrapeTimeout)
 	defer cancel()
-	if c.cfg.OutboxPending != nil {
-		if n, err := c.cfg.OutboxPending(ctx); err != nil {
-			ch <- prometheus.NewInvalidMetric(c.outbox, fmt.Errorf("outbox: %w", err))
-		} else {
-			ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, float64(n))
+	ch <- storeGauge(ctx, c.outbox, "outbox", c.cfg.OutboxPending)
+	ch <- storeGauge(ctx, c.cache, "artifact cache", c.cfg.CacheBytes)
+}
+
+// storeGauge reads one gauge from the store; a nil read reports 0.
+func storeGauge[N int | int64](ctx context.Context, d *prometheus.Desc, what string,
+	read func(context.Context) (N, error)) prometheus.Metric {
+	var n N
+	if read != nil {
+		var err error
+		if n, err = read(ctx); err != nil {
+			return prometheus.NewInvalidMetric(d, fmt.Errorf("%s: %w", what, err))
 		}
-	} else {
-		ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, 0)
 	}
-	if c.cfg.CacheBytes != nil {
-		if n, err := c.cfg.CacheBytes(ctx); err != nil {
-			ch <- prometheus.NewInvalidMetric(c.cache, fmt.Errorf("artifact cache: %w", err))
-		} else {
-			ch <- prometheus.MustNewConstMetric(c.cache, prometheus.GaugeValue, float64(n))
-		}
-	} else {
-		ch <- prometheus.MustNewConstMetric(c.cache, prometheus.GaugeValue, 0)
-	}
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n))
 }
 
 // cpuSeconds returns the component's CPU counter; c.mu is held.

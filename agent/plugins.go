@@ -12,15 +12,11 @@ import (
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/api"
-	"github.com/keystone-edge/keystone/agent/config"
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/runner"
-	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/runner/plugin"
-	"github.com/keystone-edge/keystone/store"
 	"github.com/keystone-edge/keystone/supervisor"
 	"github.com/keystone-edge/keystone/supervisor/deploy"
-	"github.com/keystone-edge/keystone/supervisor/events"
 	"github.com/keystone-edge/keystone/supervisor/plugins"
 )
 
@@ -28,25 +24,25 @@ import (
 // own timeout (waiting for a scheduled run in progress, then this run).
 const pluginRunTimeout = time.Minute
 
-// pluginParts are the agent's metrics plugin machinery: the WASM
-// engine, the exporter on /metrics (and in textfile_dir), and the
-// launcher the supervisor uses for kind = plugin.
+// pluginParts are the agent's metrics plugin machinery: the exporter on
+// /metrics (and in textfile_dir), and the launcher the supervisor uses for
+// kind = plugin. The WASM engine under them is released at shutdown.
 type pluginParts struct {
-	wasm     *plugin.WasmEngine
 	exporter *plugin.Exporter
 	launcher *plugins.Launcher
 }
 
-// newPluginParts builds them; textfile_dir is created when missing.
-func newPluginParts(cfg *config.Config, run *runner.Runner, st *store.Store, logMgr *logs.Manager,
-	bus *events.Bus, clock supervisor.Clock, log *slog.Logger) (*pluginParts, error) {
+// newPluginParts builds them over run; textfile_dir is created when
+// missing.
+func (a *Agent) newPluginParts(run *runner.Runner) (*pluginParts, error) {
+	cfg, log := a.cfg, a.log.With("part", "plugins")
 	if dir := cfg.Plugins.TextfileDir; dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("plugins.textfile_dir: %w", err)
 		}
 	}
 	exporter, err := plugin.NewExporter(plugin.ExporterConfig{
-		TextfileDir: cfg.Plugins.TextfileDir, Now: clock.Now, Logger: log,
+		TextfileDir: cfg.Plugins.TextfileDir, Now: a.clock.Now, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -55,16 +51,16 @@ func newPluginParts(cfg *config.Config, run *runner.Runner, st *store.Store, log
 	if err != nil {
 		return nil, err
 	}
+	a.stack.push("release the WASM engine", wasm.Close)
 	launcher, err := plugins.New(plugins.Config{
-		Runner: run, Wasm: wasm, Exporter: exporter, State: st, Logs: logMgr,
+		Runner: run, Wasm: wasm, Exporter: exporter, State: a.store, Logs: a.logs,
 		DeviceID: cfg.DeviceID, DefaultRunAs: cfg.DefaultRunAs, AllowRoot: cfg.Security.AllowRoot,
-		Events: bus, Clock: clock, Logger: log,
+		Events: a.bus, Clock: a.clock, Logger: log,
 	})
 	if err != nil {
-		_ = wasm.Close(context.Background())
 		return nil, err
 	}
-	return &pluginParts{wasm: wasm, exporter: exporter, launcher: launcher}, nil
+	return &pluginParts{exporter: exporter, launcher: launcher}, nil
 }
 
 // retainingSupervisor is the supervisor as the deployment engine sees it:
@@ -91,25 +87,17 @@ func (s retainingSupervisor) Apply(ctx context.Context, comps []*supervisor.Comp
 	return err
 }
 
-// pluginRunner is what the API needs of the plugin launcher.
-type pluginRunner interface {
-	RunNow(ctx context.Context, name string) ([]plugin.Metric, error)
-	Status(name string) (plugins.Status, error)
-}
-
 // runPlugin is POST /v1/plugins/{name}/run: run a scheduled plugin now and
 // answer its mapped metrics.
-func (s *apiServer) runPlugin(w http.ResponseWriter, r *http.Request) {
+func (s *apiServer) runPlugin(r *http.Request) (int, any, error) {
 	name := r.PathValue("name")
 	st, err := s.sup.Component(name)
 	if err != nil {
-		writeError(w, s.log, r, err) // it names the component
-		return
+		return 0, nil, err // it names the component
 	}
 	if st.Kind != recipes.KindPlugin {
-		writeError(w, s.log, r, &requestError{status: http.StatusConflict, code: api.CodeIllegal,
-			msg: fmt.Sprintf("%s is a %s component, not a plugin", name, st.Kind)})
-		return
+		return 0, nil, &requestError{status: http.StatusConflict, code: api.CodeIllegal,
+			msg: fmt.Sprintf("%s is a %s component, not a plugin", name, st.Kind)}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), pluginRunTimeout)
 	defer cancel()
@@ -117,50 +105,29 @@ func (s *apiServer) runPlugin(w http.ResponseWriter, r *http.Request) {
 	var re *plugin.RunError
 	switch {
 	case errors.Is(err, plugins.ErrNotScheduled):
-		writeError(w, s.log, r, &requestError{status: http.StatusConflict, code: api.CodeIllegal,
-			msg: fmt.Sprintf("plugin %s is %s, not scheduled: start it first", name, st.State)})
-		return
+		return 0, nil, &requestError{status: http.StatusConflict, code: api.CodeIllegal,
+			msg: fmt.Sprintf("plugin %s is %s, not scheduled: start it first", name, st.State)}
 	case errors.As(err, &re):
-		writeError(w, s.log, r, &requestError{status: http.StatusBadGateway, code: api.CodePluginFailed, msg: err.Error()})
-		return
+		return 0, nil, &requestError{status: http.StatusBadGateway, code: api.CodePluginFailed, msg: err.Error()}
 	case err != nil:
-		writeError(w, s.log, r, fmt.Errorf("run plugin %s: %w", name, err))
-		return
+		return 0, nil, fmt.Errorf("run plugin %s: %w", name, err)
 	}
-	writeJSON(w, http.StatusOK, wireMetrics(metrics))
+	return http.StatusOK, wireAll(metrics, wireMetric), nil
 }
 
-// wireMetrics are mapped plugin series as the API answers them.
-func wireMetrics(ms []plugin.Metric) []api.Metric {
-	out := make([]api.Metric, 0, len(ms))
-	for _, m := range ms {
-		w := api.Metric{Name: m.Name, Type: string(m.Type), Help: m.Help, Labels: m.Labels, Value: m.Value}
-		if m.Type == plugin.Histogram {
-			w.Buckets = make(map[string]float64, len(m.Buckets))
-			for _, b := range m.Buckets {
-				bound := "+Inf"
-				if !math.IsInf(b.UpperBound, 1) {
-					bound = strconv.FormatFloat(b.UpperBound, 'g', -1, 64)
-				}
-				w.Buckets[bound] = float64(b.Count)
+// wireMetric is a mapped plugin series as the API answers it.
+func wireMetric(m plugin.Metric) api.Metric {
+	w := api.Metric{Name: m.Name, Type: string(m.Type), Help: m.Help, Labels: m.Labels, Value: m.Value}
+	if m.Type == plugin.Histogram {
+		w.Buckets = make(map[string]float64, len(m.Buckets))
+		for _, b := range m.Buckets {
+			bound := "+Inf"
+			if !math.IsInf(b.UpperBound, 1) {
+				bound = strconv.FormatFloat(b.UpperBound, 'g', -1, 64)
 			}
-			w.Sum, w.Count = m.Sum, m.Count
+			w.Buckets[bound] = float64(b.Count)
 		}
-		out = append(out, w)
+		w.Sum, w.Count = m.Sum, m.Count
 	}
-	return out
-}
-
-// withPluginStatus shows a plugin's failing runs in its status: a plugin
-// stays RUNNING while scheduled, so its last_error is the last failed
-// run's while it keeps failing.
-func (s *apiServer) withPluginStatus(c api.Component, st supervisor.Status) api.Component {
-	if st.Kind != recipes.KindPlugin || s.plugins == nil {
-		return c
-	}
-	ps, err := s.plugins.Status(st.Name)
-	if err == nil && ps.Failing() {
-		c.LastError = fmt.Sprintf("%d consecutive failed runs; last: %s", ps.ConsecutiveFailures, ps.LastError)
-	}
-	return c
+	return w
 }

@@ -62,19 +62,27 @@ rename = { tx = "transactions_total" }
 }
 
 // pluginDeployment deploys the pos plugin (with a store_id override) and a
-// plugin that always fails.
-func pluginDeployment(t *testing.T, id, posCmd, failCmd string, withPos bool) api.DeploymentRequest {
+// plugin that always fails. The failing plugin never becomes ready (its
+// first run fails), so a deployment with it uses failure_policy "keep" and
+// a short health_timeout, and ends FAILED with the rest in place.
+func pluginDeployment(t *testing.T, id, posCmd, failCmd string, withPos, withBroken bool) api.DeploymentRequest {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "format = 1\n[deployment]\nid = %q\nhealth_timeout = \"30s\"\n", id)
+	policy, timeout := "rollback", "30s"
+	if withBroken {
+		policy, timeout = "keep", "3s"
+	}
+	fmt.Fprintf(&b, "format = 1\n[deployment]\nid = %q\nfailure_policy = %q\nhealth_timeout = %q\n", id, policy, timeout)
 	files := map[string][]byte{}
 	if withPos {
 		b.WriteString("[[components]]\nname = \"com.example.pos\"\nversion = \"1.0.0\"\nrecipe = \"pos.recipe.toml\"\n")
 		b.WriteString("[components.config]\nstore_id = \"odesa-7\"\n")
 		files["pos.recipe.toml"] = []byte(pluginRecipe("com.example.pos", posCmd))
 	}
-	b.WriteString("[[components]]\nname = \"com.example.broken\"\nversion = \"1.0.0\"\nrecipe = \"broken.recipe.toml\"\n")
-	files["broken.recipe.toml"] = []byte(pluginRecipe("com.example.broken", failCmd))
+	if withBroken {
+		b.WriteString("[[components]]\nname = \"com.example.broken\"\nversion = \"1.0.0\"\nrecipe = \"broken.recipe.toml\"\n")
+		files["broken.recipe.toml"] = []byte(pluginRecipe("com.example.broken", failCmd))
+	}
 	return api.DeploymentRequest{Manifest: b.String(), Files: files}
 }
 
@@ -102,8 +110,9 @@ func waitSeries(t *testing.T, a *testAgent, name string, labels map[string]strin
 // Acceptance 1 end to end: an exec plugin deployed to a real agent has its
 // metrics on /metrics with prefix, rename and labels applied (counter,
 // gauge, histogram), its state carries from run to run and across an agent
-// restart, run now answers the mapped metrics, a failing plugin stays
-// RUNNING with its failures shown, promtool accepts the agent's /metrics,
+// restart, run now answers the mapped metrics, a failing plugin fails its
+// deployment and stays scheduled, DEGRADED with its failures shown,
+// promtool accepts the agent's /metrics,
 // and removing a plugin removes its textfile.
 func TestPluginEndToEnd(t *testing.T) {
 	bin := openDir(t)
@@ -118,8 +127,14 @@ func TestPluginEndToEnd(t *testing.T) {
 	textDir := filepath.Join(bin, "textfiles")
 	cfg := agentConfig(t, fmt.Sprintf("[plugins]\ntextfile_dir = %q\n", textDir))
 	a := startAgent(t, cfg, Options{})
-	if d := a.deployAndWait(pluginDeployment(t, "plugins-1", posCmd, failCmd, true)); d.Status != "SUCCEEDED" {
+	if d := a.deployAndWait(pluginDeployment(t, "plugins-1", posCmd, failCmd, true, false)); d.Status != "SUCCEEDED" {
 		t.Fatalf("deployment %s: %s %s\nlogs:\n%s", d.ID, d.Status, d.Error, a.logs)
+	}
+	// A plugin's first run gates its deployment: one that fails it fails
+	// the deployment, with the plugin's own words.
+	if d := a.deployAndWait(pluginDeployment(t, "plugins-broken", posCmd, failCmd, true, true)); d.Status != "FAILED" ||
+		d.RolledBack || !strings.Contains(d.Error, "com.example.broken") || !strings.Contains(d.Error, "cannot reach the till") {
+		t.Fatalf("deployment with a failing plugin: %s rolled_back=%v: %s", d.Status, d.RolledBack, d.Error)
 	}
 	series := map[string]string{"pos": "12", "store_id": "odesa-7", "device": "test-device"}
 	fams := waitSeries(t, a, "pos_transactions_total", series, 1) // the first, scheduled run
@@ -180,7 +195,7 @@ func TestPluginEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.State != "RUNNING" || c.Kind != "plugin" || !strings.Contains(c.LastError, "1 consecutive failed runs") ||
+	if c.State != "DEGRADED" || c.Health != "unhealthy" || c.Kind != "plugin" || !strings.Contains(c.LastError, "1 consecutive failed runs") ||
 		!strings.Contains(c.LastError, "exited with code 3") || !strings.Contains(c.LastError, "cannot reach the till") {
 		t.Errorf("failing plugin shown as %+v", c)
 	}
@@ -211,7 +226,7 @@ func TestPluginEndToEnd(t *testing.T) {
 	waitSeries(t, a2, "pos_transactions_total", series, 3)
 
 	// Removed from the deployment: its textfile goes.
-	if d := a2.deployAndWait(pluginDeployment(t, "plugins-2", posCmd, failCmd, false)); d.Status != "SUCCEEDED" {
+	if d := a2.deployAndWait(pluginDeployment(t, "plugins-2", posCmd, failCmd, false, false)); d.Status != "SUCCEEDED" {
 		t.Fatalf("deployment %s: %s %s", d.ID, d.Status, d.Error)
 	}
 	if _, err := os.Stat(filepath.Join(textDir, "com.example.pos.prom")); !errors.Is(err, os.ErrNotExist) {

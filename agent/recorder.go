@@ -25,25 +25,17 @@ const (
 	storeWriteTimeout = 10 * time.Second
 )
 
-// eventStore is what the recorder needs of the store.
-type eventStore interface {
-	AppendEvent(ctx context.Context, e store.Event) (int64, error)
-	PruneEvents(ctx context.Context, keep int) error
-	Events(ctx context.Context, afterSeq int64, limit int) ([]store.Event, error)
-	ComponentEvents(ctx context.Context, component string, limit int) ([]store.Event, error)
-}
-
 // recorder writes every event of the bus to the store, so that transitions
 // and deployment progress outlive the agent, and keeps the history bounded.
 // It also answers the API's reads of that history.
 type recorder struct {
-	store   eventStore
+	store   *store.Store
 	log     *slog.Logger
 	lastSeq atomic.Int64
 }
 
 // newRecorder prunes the history to its bound and learns where it ends.
-func newRecorder(ctx context.Context, st eventStore, log *slog.Logger) (*recorder, error) {
+func newRecorder(ctx context.Context, st *store.Store, log *slog.Logger) (*recorder, error) {
 	if err := st.PruneEvents(ctx, eventsKept); err != nil {
 		return nil, fmt.Errorf("prune events: %w", err)
 	}

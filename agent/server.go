@@ -13,9 +13,10 @@ import (
 
 	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/runner/logs"
-	"github.com/keystone-edge/keystone/store"
 	"github.com/keystone-edge/keystone/supervisor"
+	"github.com/keystone-edge/keystone/supervisor/deploy"
 	"github.com/keystone-edge/keystone/supervisor/events"
+	"github.com/keystone-edge/keystone/supervisor/plugins"
 )
 
 // Server timeouts. Streams (logs and events with follow=1) lift the write
@@ -30,37 +31,16 @@ const (
 	serverMaxHeaderBytes = 1 << 20
 )
 
-// componentSupervisor is what the API needs of the supervisor.
-type componentSupervisor interface {
-	Snapshot() []supervisor.Status
-	Component(name string) (supervisor.Status, error)
-	StartComponent(ctx context.Context, name string) (supervisor.State, error)
-	StopComponent(ctx context.Context, name string) (supervisor.State, error)
-	RestartComponent(ctx context.Context, name string) (supervisor.State, error)
-}
-
-// eventHistory is what the API reads of the recorded events.
-type eventHistory interface {
-	ComponentEvents(ctx context.Context, component string, limit int) ([]store.Event, error)
-	// Recent returns up to limit of the latest events, oldest first.
-	Recent(ctx context.Context, limit int) ([]store.Event, error)
-}
-
-// subscriber is the event bus as the API follows it.
-type subscriber interface {
-	Subscribe(ctx context.Context, buffer int) <-chan events.Event
-}
-
 // apiServer answers the local API (docs/operations.md). It holds no state
 // of its own: every answer is read from the supervisor, the store, the logs
 // or the bus at request time, and every action is a call into them.
 type apiServer struct {
-	sup     componentSupervisor
-	deploys deployments
-	history eventHistory
+	sup     *supervisor.Supervisor
+	deploys *deploy.Engine // its answers become wire types in deployments_wire.go
+	history *recorder
 	logs    *logs.Manager
-	bus     subscriber
-	plugins pluginRunner
+	bus     *events.Bus
+	plugins *plugins.Launcher
 	metrics http.Handler
 	health  func(ctx context.Context) error
 	// streams ends when the agent shuts down; followers end with it, since
@@ -83,33 +63,44 @@ func (s *apiServer) streamContext(r *http.Request) (context.Context, context.Can
 // socketHandler serves every endpoint; it is what the Unix socket answers.
 func (s *apiServer) socketHandler() http.Handler {
 	mux := http.NewServeMux()
-	s.routeProbes(mux)
-	mux.HandleFunc("GET /v1/components", s.listComponents)
-	mux.HandleFunc("GET /v1/components/{name}", s.getComponent)
-	mux.HandleFunc("POST /v1/components/{name}/{action}", s.actOnComponent)
+	mux.HandleFunc("GET /v1/components", s.answer(s.listComponents))
+	mux.HandleFunc("GET /v1/components/{name}", s.answer(s.getComponent))
+	mux.HandleFunc("POST /v1/components/{name}/{action}", s.answer(s.actOnComponent))
 	mux.HandleFunc("GET /v1/components/{name}/logs", s.componentLogs)
-	mux.HandleFunc("POST /v1/deployments", s.postDeployment)
-	mux.HandleFunc("GET /v1/deployments", s.listDeployments)
-	mux.HandleFunc("GET /v1/deployments/{id}", s.getDeployment)
-	mux.HandleFunc("POST /v1/deployments/{id}/cancel", s.cancelDeployment)
-	mux.HandleFunc("POST /v1/deployments/rollback", s.rollbackDeployment)
-	mux.HandleFunc("POST /v1/plugins/{name}/run", s.runPlugin)
+	mux.HandleFunc("POST /v1/deployments", s.answer(s.postDeployment))
+	mux.HandleFunc("GET /v1/deployments", s.answer(s.listDeployments))
+	mux.HandleFunc("GET /v1/deployments/{id}", s.answer(s.getDeployment))
+	mux.HandleFunc("POST /v1/deployments/{id}/cancel", s.answer(s.cancelDeployment))
+	mux.HandleFunc("POST /v1/deployments/rollback", s.answer(s.rollbackDeployment))
+	mux.HandleFunc("POST /v1/plugins/{name}/run", s.answer(s.runPlugin))
 	mux.HandleFunc("GET /v1/events", s.streamEvents)
-	mux.HandleFunc("/", s.notFound)
-	return s.wrap(mux)
+	return s.withProbes(mux)
 }
 
 // tcpHandler serves only /metrics and /healthz: what http_listen exposes.
-func (s *apiServer) tcpHandler() http.Handler {
-	mux := http.NewServeMux()
-	s.routeProbes(mux)
-	mux.HandleFunc("/", s.notFound)
+func (s *apiServer) tcpHandler() http.Handler { return s.withProbes(http.NewServeMux()) }
+
+// withProbes adds /healthz, /metrics and the JSON 404 to mux, and wraps it.
+func (s *apiServer) withProbes(mux *http.ServeMux) http.Handler {
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.metrics)
+	mux.HandleFunc("/", s.answer(notFound))
 	return s.wrap(mux)
 }
 
-func (s *apiServer) routeProbes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", s.metrics)
+// handler answers a request with a status and a value to send as JSON, or
+// with an error for writeError.
+type handler func(r *http.Request) (status int, body any, err error)
+
+func (s *apiServer) answer(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		status, body, err := h(r)
+		if err != nil {
+			writeError(w, s.log, r, err)
+			return
+		}
+		writeJSON(w, status, body)
+	}
 }
 
 // wrap checks what every request must be before any handler sees it: its
@@ -180,11 +171,9 @@ func unsupportedMedia(format string, args ...any) error {
 	return &requestError{status: http.StatusUnsupportedMediaType, code: api.CodeBadRequest, msg: fmt.Sprintf(format, args...)}
 }
 
-func (s *apiServer) notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, s.log, r, &requestError{
-		status: http.StatusNotFound, code: api.CodeNotFound,
-		msg: "no endpoint " + r.Method + " " + r.URL.Path,
-	})
+func notFound(r *http.Request) (int, any, error) {
+	msg := "no endpoint " + r.Method + " " + r.URL.Path
+	return 0, nil, &requestError{status: http.StatusNotFound, code: api.CodeNotFound, msg: msg}
 }
 
 func (s *apiServer) healthz(w http.ResponseWriter, r *http.Request) {
@@ -213,8 +202,9 @@ func newHTTPServer(h http.Handler, log *slog.Logger, base context.Context) *http
 	}
 }
 
-// intParam reads a non-negative integer query parameter; def when absent.
-func intParam(r *http.Request, name string, def, max int) (int, error) {
+// intParam reads a non-negative integer query parameter, cut to limit;
+// def when absent.
+func intParam(r *http.Request, name string, def, limit int) (int, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {
 		return def, nil
@@ -223,10 +213,7 @@ func intParam(r *http.Request, name string, def, max int) (int, error) {
 	if err != nil || n < 0 {
 		return 0, badRequest("%s=%q: want a non-negative integer", name, v)
 	}
-	if n > max {
-		n = max
-	}
-	return n, nil
+	return min(n, limit), nil
 }
 
 // boolParam reads a flag parameter: "1", "true" or "yes" (any case) is true.

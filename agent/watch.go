@@ -51,10 +51,8 @@ const (
 // checked by the engine as for any local deployment. An unchanged folder is
 // not applied twice.
 type watcher struct {
-	dir     string
-	deploys interface {
-		Submit(context.Context, deploy.Request) (deploy.Accepted, error)
-	}
+	dir      string
+	deploys  *deploy.Engine
 	events   events.Publisher
 	log      *slog.Logger
 	clock    supervisor.Clock

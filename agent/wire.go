@@ -1,18 +1,25 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 
 	"github.com/keystone-edge/keystone/agent/config"
+	"github.com/keystone-edge/keystone/ota"
+	"github.com/keystone-edge/keystone/ota/sign"
 	"github.com/keystone-edge/keystone/runner"
+	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/store"
 	"github.com/keystone-edge/keystone/supervisor"
+	"github.com/keystone-edge/keystone/supervisor/deploy"
 	"github.com/keystone-edge/keystone/supervisor/events"
 	"github.com/keystone-edge/keystone/supervisor/plugins"
 )
@@ -23,52 +30,43 @@ import (
 
 // newAgent is an agent with the defaults of opts applied and nothing open.
 func newAgent(cfg *config.Config, opts Options) *Agent {
-	a := &Agent{
-		cfg: cfg, opts: opts, log: opts.Logger, clock: opts.Clock, version: opts.Version,
-		shutdownTimeout: opts.ShutdownTimeout, fatal: make(chan error, 4),
+	opts.Version = cmp.Or(opts.Version, "dev")
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	if a.log == nil {
-		w := opts.Stderr
-		if w == nil {
-			w = os.Stderr
-		}
-		a.log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	log := opts.Logger
+	if log == nil {
+		w := cmp.Or[io.Writer](opts.Stderr, os.Stderr)
+		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
-	if a.clock == nil {
-		a.clock = supervisor.SystemClock{}
-	}
-	if a.version == "" {
-		a.version = "dev"
-	}
-	if a.shutdownTimeout <= 0 {
-		a.shutdownTimeout = DefaultShutdownTimeout
-	}
-	return a
+	clock := cmp.Or[supervisor.Clock](opts.Clock, supervisor.SystemClock{})
+	return &Agent{cfg: cfg, opts: opts, log: log, clock: clock, fatal: make(chan error, 4)}
 }
 
 // openDataDir creates and locks the data folder, then opens the store and
-// the component logs in it.
+// the component logs in it. The folders are reachable (not writable) by
+// other users: components running as their own users need to reach their
+// version and work folders.
 func (a *Agent) openDataDir(ctx context.Context) error {
 	paths := a.cfg.DataPaths()
-	if err := makeDataDirs(paths); err != nil {
-		return err
+	for _, d := range []string{paths.Dir, paths.Components, paths.Work, paths.Artifacts, paths.Logs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("data folder: %w", err)
+		}
 	}
 	lock, err := lockDataDir(paths.Dir)
 	if err != nil {
 		return err
 	}
 	a.stack.push("release the data folder lock", func(context.Context) error { return lock.release() })
-	a.log.Info("agent starting", "version", a.version, "device_id", a.cfg.DeviceID,
+	a.log.Info("agent starting", "version", a.opts.Version, "device_id", a.cfg.DeviceID,
 		"config", a.cfg.Source, "data_dir", paths.Dir, "pid", os.Getpid())
 
-	a.store, err = store.Open(ctx, paths.DB, store.WithLogger(a.log), store.WithClock(a.clock.Now))
-	if err != nil {
+	if a.store, err = store.Open(ctx, paths.DB, store.WithLogger(a.log), store.WithClock(a.clock.Now)); err != nil {
 		return fmt.Errorf("open store %s: %w", paths.DB, err)
 	}
 	a.stack.push("close the store", func(context.Context) error { return a.store.Close() })
-
-	a.logs, err = logs.Open(logs.Config{Dir: paths.Logs, Now: a.clock.Now})
-	if err != nil {
+	if a.logs, err = logs.Open(logs.Config{Dir: paths.Logs, Now: a.clock.Now}); err != nil {
 		return fmt.Errorf("open component logs %s: %w", paths.Logs, err)
 	}
 	a.stack.push("close the component logs", func(context.Context) error { return a.logs.Close() })
@@ -87,12 +85,7 @@ func (a *Agent) recordEvents(ctx context.Context) (*recorder, error) {
 	}
 	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
 	recSub := a.bus.Subscribe(recCtx, recorderBuffer)
-	recDone := goOwned(func() { rec.run(recCtx, recSub) })
-	a.stack.push("stop recording events", func(context.Context) error {
-		stopRec()
-		recDone()
-		return nil
-	})
+	a.own("stop recording events", stopRec, func() { rec.run(recCtx, recSub) })
 	warnWeakTrust(a.cfg, a.log, a.bus)
 	return rec, nil
 }
@@ -101,7 +94,7 @@ func (a *Agent) recordEvents(ctx context.Context) (*recorder, error) {
 // supervisor over them.
 func (a *Agent) newSupervisor() (*pluginParts, error) {
 	cfg, log := a.cfg, a.log
-	cgroups := cgroupsFor(a.opts.Cgroups, cfg.DataPaths().Dir)
+	cgroups := cgroupsFor(a.opts.Cgroups, cfg.DataDir)
 	run, err := runner.New(runner.Config{ShimPath: a.opts.ShimPath, Logs: a.logs, Cgroups: cgroups, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("process runner: %w", err)
@@ -111,23 +104,27 @@ func (a *Agent) newSupervisor() (*pluginParts, error) {
 		pruneCgroupRoot(cgroups, log)
 		return nil
 	})
-	pp, err := newPluginParts(cfg, run, a.store, a.logs, a.bus, a.clock, log.With("part", "plugins"))
+	pp, err := a.newPluginParts(run)
 	if err != nil {
 		return nil, err
 	}
-	a.stack.push("release the WASM engine", func(ctx context.Context) error { return pp.wasm.Close(ctx) })
+	var procs supervisor.ProcessRecorder = a.store
+	if a.opts.FaultHook != nil {
+		procs = faultRecorder{a.store, a.opts.FaultHook}
+	}
 	a.sup, err = supervisor.New(supervisor.Config{
 		Launcher: plugins.Dispatcher{
 			Process: &supervisor.ProcessLauncher{Runner: run, DefaultRunAs: cfg.DefaultRunAs,
 				AllowRoot: cfg.Security.AllowRoot, Events: a.bus},
 			Plugins: pp.launcher,
 		},
-		Recorder: processRecorder(a.store, a.opts.FaultHook),
+		Recorder: procs,
 		Reaper:   supervisor.OrphanReaper(run, orphanStopTimeout),
 		Sampler:  supervisor.NewProcSampler(sampleInterval),
 		Events:   a.bus,
 		Clock:    a.clock,
 		Shell:    supervisor.ShellUser{DefaultRunAs: cfg.DefaultRunAs, AllowRoot: cfg.Security.AllowRoot},
+		Logs:     a.logs,
 		Logger:   log.With("part", "supervisor"),
 	})
 	if err != nil {
@@ -136,18 +133,29 @@ func (a *Agent) newSupervisor() (*pluginParts, error) {
 	return pp, nil
 }
 
+// faultRecorder calls the fault hook with FaultProcessStarted before it
+// records a process (tests).
+type faultRecorder struct {
+	*store.Store
+	fault func(string)
+}
+
+func (r faultRecorder) RecordProcess(ctx context.Context, p store.Process) error {
+	r.fault(FaultProcessStarted)
+	return r.Store.RecordProcess(ctx, p)
+}
+
 // newMetrics builds the Prometheus registry and starts counting
 // deployments from the bus.
 func (a *Agent) newMetrics(ctx context.Context, pp *pluginParts) (*metrics, error) {
 	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
-	st := a.store
 	m, err := newMetrics(metricsConfig{
 		Context:       metricsCtx,
-		Version:       a.version,
+		Version:       a.opts.Version,
 		Components:    a.sup,
 		CPUSeconds:    processCPUSeconds,
-		OutboxPending: st.OutboxLen,
-		CacheBytes:    func(ctx context.Context) (int64, error) { return cacheBytes(ctx, st) },
+		OutboxPending: a.store.OutboxLen,
+		CacheBytes:    func(ctx context.Context) (int64, error) { return cacheBytes(ctx, a.store) },
 		Logger:        a.log,
 		Plugins:       pp.exporter,
 	})
@@ -156,32 +164,76 @@ func (a *Agent) newMetrics(ctx context.Context, pp *pluginParts) (*metrics, erro
 		return nil, err
 	}
 	metricsSub := a.bus.Subscribe(metricsCtx, recorderBuffer)
-	metricsDone := goOwned(func() { m.count(metricsSub) })
-	a.stack.push("stop counting deployments", func(context.Context) error {
-		stopMetrics()
-		metricsDone()
-		return nil
-	})
+	a.own("stop counting deployments", stopMetrics, func() { m.count(metricsSub) })
 	return m, nil
 }
 
-// startEngine runs the deployment engine until ctx ends or Shutdown; its
-// failure is fatal.
-func (a *Agent) startEngine(ctx context.Context) {
-	engCtx, stopEngine := context.WithCancel(ctx)
-	engDone := goOwned(func() {
-		if err := a.runEngine(engCtx); err != nil && engCtx.Err() == nil {
-			select {
-			case a.fatal <- fmt.Errorf("deployment engine: %w", err):
-			default:
-			}
-		}
+// cacheBytes is the size of the artifact cache, from its index.
+func cacheBytes(ctx context.Context, st *store.Store) (int64, error) {
+	arts, err := st.ListArtifacts(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, a := range arts {
+		n += a.Size
+	}
+	return n, nil
+}
+
+// newEngine builds the deployment engine and what it needs: the artifact
+// fetcher, the component repository (when configured) and the keyring.
+func (a *Agent) newEngine(ctx context.Context, sup deploy.Supervisor) (*deploy.Engine, error) {
+	cfg := a.cfg
+	fetcher, repo, err := ota.New(ctx, ota.Config{
+		DataDir:       cfg.DataDir,
+		Index:         a.store,
+		CacheLimit:    int64(cfg.Artifacts.CacheLimit),
+		AllowHTTP:     cfg.Artifacts.AllowHTTP,
+		CAFile:        cfg.Artifacts.CAFile,
+		TUFRoot:       cfg.Trust.TUFRoot,
+		RepositoryURL: cfg.Trust.Repository,
+		Unpack: ota.UnpackLimits{
+			MaxBytes: int64(cfg.Artifacts.MaxUnpackedSize),
+			MaxFiles: cfg.Artifacts.MaxEntries,
+		},
+		Logger: a.log.With("part", "ota"),
 	})
-	a.stack.push("stop the deployment engine", func(context.Context) error {
-		stopEngine()
-		engDone()
-		return nil
-	})
+	if err != nil {
+		return nil, fmt.Errorf("artifacts: %w", err)
+	}
+	keyring, err := sign.LoadKeyring(cfg.Trust.Keys...)
+	if err != nil {
+		return nil, fmt.Errorf("trust keys: %w", err)
+	}
+	paths := cfg.DataPaths()
+	dc := deploy.Config{
+		Store:         a.store,
+		Supervisor:    sup,
+		Fetcher:       fetcher,
+		Keyring:       keyring,
+		AllowUnsigned: cfg.Trust.AllowUnsigned,
+		AllowRoot:     cfg.Security.AllowRoot,
+		DefaultRunAs:  cfg.DefaultRunAs,
+		DeviceID:      cfg.DeviceID,
+		DeviceConfig:  cfg.Components,
+		WorkDir:       paths.Work,
+		ComponentsDir: paths.Components,
+		StagingDir:    paths.Dir,
+		KeepVersions:  cfg.Artifacts.KeepVersions,
+		Events:        a.bus,
+		Clock:         a.clock,
+		Logger:        a.log.With("part", "deploy"),
+		FaultHook:     a.opts.FaultHook,
+	}
+	if repo != nil { // a nil *Repository must not become a non-nil interface
+		dc.Repository = repo
+	}
+	engine, err := deploy.New(dc)
+	if err != nil {
+		return nil, fmt.Errorf("deployment engine: %w", err)
+	}
+	return engine, nil
 }
 
 // serveAPI serves the local API on the Unix socket and, when http_listen
@@ -202,8 +254,7 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 		}
 		return nil
 	})
-	base := context.WithoutCancel(ctx)
-	serve(&a.stack, "local API", newHTTPServer(a.api.socketHandler(), a.log, base), sock, closeStreams, a.fatal)
+	a.serve(ctx, "local API", a.api.socketHandler(), sock, closeStreams)
 	if cfg.HTTPListen == "" {
 		return nil
 	}
@@ -213,60 +264,56 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 		return fmt.Errorf("http_listen %s: %w", cfg.HTTPListen, err)
 	}
 	a.addrs.HTTP = tcp.Addr().String()
-	serve(&a.stack, "metrics listener", newHTTPServer(a.api.tcpHandler(), a.log, base), tcp, closeStreams, a.fatal)
+	a.serve(ctx, "metrics listener", a.api.tcpHandler(), tcp, closeStreams)
 	return nil
 }
 
-// startWatch applies the watch folder, if any, until ctx ends or Shutdown.
-func (a *Agent) startWatch(ctx context.Context) {
-	if a.watch == nil {
-		return
-	}
-	wctx, stopWatch := context.WithCancel(ctx)
-	watchDone := goOwned(func() {
-		if err := a.watch.run(wctx); err != nil {
-			a.log.Error("watch folder stopped", "err", err)
-			a.bus.Publish(events.Event{Kind: events.KindWarning, Reason: "watch folder stopped: " + err.Error()})
+// serve runs h on l in its own goroutine until Shutdown; Serve failing for
+// any other reason is fatal.
+func (a *Agent) serve(ctx context.Context, name string, h http.Handler, l net.Listener, closeStreams func()) {
+	srv := newHTTPServer(h, a.log, context.WithoutCancel(ctx))
+	done := goOwned(func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.fail(fmt.Errorf("%s: %w", name, err))
 		}
 	})
-	a.stack.push("stop watching the recipe folder", func(context.Context) error {
-		stopWatch()
-		watchDone()
-		return nil
+	a.stack.push("stop the "+name, func(ctx context.Context) error {
+		closeStreams() // followers have no end of their own
+		err := srv.Shutdown(ctx)
+		done()
+		return err
 	})
 }
 
-// startSystemd tells systemd the agent is ready and pings its watchdog
-// while the agent is healthy, until ctx ends or Shutdown.
-func (a *Agent) startSystemd(ctx context.Context) {
-	sd := systemd{log: a.log}
-	wdCtx, stopWatchdog := context.WithCancel(ctx)
-	wdDone := goOwned(func() { sd.watchdog(wdCtx, a.health.check) })
-	a.stack.push("stop the systemd watchdog", func(context.Context) error {
-		sd.stopping()
-		stopWatchdog()
-		wdDone()
-		return nil
-	})
-	sd.ready()
-}
-
-// processRecorder is the store as the supervisor records processes in it;
-// with a fault hook, the hook is called with FaultProcessStarted first.
-func processRecorder(st *store.Store, fault func(string)) supervisor.ProcessRecorder {
-	if fault == nil {
-		return st
+// warnWeakTrust says loudly, at every start, what weakens the agent's trust.
+func warnWeakTrust(cfg *config.Config, log *slog.Logger, bus events.Publisher) {
+	if cfg.Trust.AllowUnsigned {
+		const msg = "trust.allow_unsigned = true: recipes no trusted key signed will run; development only"
+		log.Warn(msg)
+		bus.Publish(events.Event{Kind: events.KindWarning, Reason: msg})
 	}
-	return faultRecorder{Store: st, fault: fault}
+	if cfg.Security.AllowRoot {
+		log.Warn("security.allow_root = true: recipes may run as root")
+	}
+	// Said at start, since otherwise the first sign is a refused deployment.
+	if root, _ := runner.RunsAsRoot("", cfg.DefaultRunAs); root && !cfg.Security.AllowRoot {
+		log.Warn("security.allow_root = false and default_run_as is root (or empty, with the agent running as root): "+
+			"components that name no run_as will be refused; set default_run_as in agent.toml", "default_run_as", cfg.DefaultRunAs)
+	}
 }
 
-// faultRecorder calls the fault hook before recording a process (tests).
-type faultRecorder struct {
-	*store.Store
-	fault func(string)
-}
-
-func (r faultRecorder) RecordProcess(ctx context.Context, p store.Process) error {
-	r.fault(FaultProcessStarted)
-	return r.Store.RecordProcess(ctx, p)
+// pruneCgroupRoot removes the agent's cgroup root at shutdown once every
+// component group under it is gone, so that agents on temporary data
+// folders leave nothing behind; a root still in use is left alone.
+func pruneCgroupRoot(c cgroup.Config, log *slog.Logger) {
+	if c.Disabled {
+		return
+	}
+	m, err := cgroup.NewManager(c)
+	if err == nil {
+		err = m.Prune()
+	}
+	if err != nil {
+		log.Warn("remove the cgroup root", "root", c.Root, "err", err)
+	}
 }

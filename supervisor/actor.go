@@ -238,7 +238,7 @@ func (a *Actor) publishStatus() {
 		Name: r.Metadata.Name, Version: r.Metadata.Version, Kind: r.Metadata.Kind,
 		State: cs.State, Pid: cs.Pid, Restarts: cs.Restarts, Since: cs.Since,
 		Health: cs.Health, LastError: cs.LastError, Retrying: cs.Retrying,
-		Failure: cs.Failure, Generation: cs.Generation,
+		Failure: cs.Failure, Generation: cs.Generation, HealthDetail: cs.HealthDetail,
 	}
 	if old := a.status.Load(); old != nil && *old == *st {
 		return

@@ -185,6 +185,7 @@ type Core struct {
 	pid       int               // 0 when no process runs
 	live      bool              // a run is up: a process, or a schedule (pid 0)
 	hstate    Health            // health of the current run
+	hdetail   string            // what the last failed check or run said; "" once one passes
 	fails     int               // consecutive counted health failures
 	since     time.Time         // time of the last transition
 	lastError string            // reason of the last failure
@@ -218,24 +219,31 @@ type CoreStatus struct {
 	Failure FailureKind
 	// Generation is the current run's; it changes at every launch.
 	Generation uint64
+	// HealthDetail is what the last failed health check (or plugin run)
+	// said while the health is not healthy; "" otherwise.
+	HealthDetail string
 }
 
 // Status returns the component's current status.
 func (c *Core) Status() CoreStatus {
-	h := HealthNone
+	h, detail := HealthNone, ""
 	if (c.health != nil || c.runs) && c.live {
 		h = c.hstate
 	}
+	if h == HealthUnhealthy {
+		detail = c.hdetail
+	}
 	return CoreStatus{
-		State:      c.m.current(),
-		Pid:        c.pid,
-		Restarts:   c.restarts.Total(),
-		Since:      c.since,
-		Health:     h,
-		LastError:  c.lastError,
-		Retrying:   c.armed[TimerRestart],
-		Failure:    c.failure,
-		Generation: c.run,
+		State:        c.m.current(),
+		Pid:          c.pid,
+		Restarts:     c.restarts.Total(),
+		Since:        c.since,
+		Health:       h,
+		LastError:    c.lastError,
+		Retrying:     c.armed[TimerRestart],
+		Failure:      c.failure,
+		Generation:   c.run,
+		HealthDetail: detail,
 	}
 }
 
@@ -464,9 +472,9 @@ func (c *Core) ran(ctx context.Context, in Input) error {
 		}
 		return nil
 	}
-	c.hstate = HealthUnhealthy
+	c.hstate, c.hdetail = HealthUnhealthy, "plugin run failed: "+in.Detail
 	if s == StateRunning {
-		return c.fire(ctx, in.At, evUnhealthy, "plugin run failed: "+in.Detail)
+		return c.fire(ctx, in.At, evUnhealthy, c.hdetail)
 	}
 	return nil
 }
@@ -593,6 +601,7 @@ func (c *Core) probed(ctx context.Context, in Input) error {
 	c.hstate = HealthUnhealthy
 	threshold := max(c.health.FailureThreshold, 1)
 	reason := fmt.Sprintf("health check failed (%d/%d): %s", c.fails, threshold, in.Detail)
+	c.hdetail = reason
 	if s == StateRunning {
 		if err := c.fire(ctx, in.At, evUnhealthy, reason); err != nil {
 			return err

@@ -34,3 +34,19 @@ func (e *illegalError) Error() string {
 }
 
 func (e *illegalError) Unwrap() error { return ErrIllegal }
+
+// FailedError is a component WaitReady waited for that failed; it matches
+// ErrComponentFailed. Its text is what an operator needs: the component,
+// its state and its last error (with the end of its stderr).
+type FailedError struct {
+	Name      string
+	State     State
+	LastError string
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("%s is %s: %s", e.Name, e.State, e.LastError)
+}
+
+// Is makes errors.Is(err, ErrComponentFailed) true.
+func (e *FailedError) Is(target error) bool { return target == ErrComponentFailed }

@@ -218,7 +218,10 @@ func stopAction(n string, nodes map[string]*node, dependents []string, k *keeper
 }
 
 func describe(s Status) string {
-	if s.State == StateRunning && !s.Ready() {
+	switch {
+	case s.HealthDetail != "":
+		return s.State.String() + ": " + s.HealthDetail
+	case s.State == StateRunning && !s.Ready():
 		return "RUNNING but not healthy yet"
 	}
 	return s.State.String()

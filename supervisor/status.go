@@ -35,6 +35,9 @@ type Status struct {
 	// process (0 before the first), so the same Pid and Generation at two
 	// looks mean the same process stayed up.
 	Generation uint64 `json:"-"`
+	// HealthDetail is what the last failed health check (or plugin run)
+	// said while Health is unhealthy: the evidence for a DEGRADED state.
+	HealthDetail string `json:"health_detail,omitempty"`
 	// WaitingFor says why a component that is wanted but down does not
 	// start yet ("hard dependency com.example.db is STOPPED"); "" otherwise.
 	WaitingFor string `json:"waiting_for,omitempty"`

@@ -362,7 +362,7 @@ func (s *Supervisor) WaitReady(ctx context.Context, names []string) error {
 			case !ok:
 				waiting = append(waiting, n+" (not supervised)")
 			case st.Failed():
-				return fmt.Errorf("%s is %s: %s: %w", n, st.State, st.LastError, ErrComponentFailed)
+				return &FailedError{Name: n, State: st.State, LastError: st.LastError}
 			case !st.Ready() && st.State != StateFinished:
 				waiting = append(waiting, fmt.Sprintf("%s (%s)", n, describe(st)))
 			}
@@ -373,7 +373,9 @@ func (s *Supervisor) WaitReady(ctx context.Context, names []string) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %v: %w", waiting, ctx.Err())
+			// The cause, not ctx.Err(): a caller's deadline reads as
+			// "health_timeout reached", never as "context canceled".
+			return fmt.Errorf("not ready: %s: %w", strings.Join(waiting, ", "), context.Cause(ctx))
 		}
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,17 +70,16 @@ func NewClient(socket string) *Client {
 func (c *Client) Socket() string { return c.socket }
 
 // Close releases idle connections. The client stays usable.
-func (c *Client) Close() {
-	c.http.CloseIdleConnections()
-}
+func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Health calls GET /healthz: nil when the agent says its supervisor loop and
 // store work.
 func (c *Client) Health(ctx context.Context) error {
-	var answer struct {
+	type health struct {
 		Status string `json:"status"`
 	}
-	if err := c.call(ctx, http.MethodGet, PathHealthz, nil, &answer); err != nil {
+	answer, err := call[health](ctx, c, http.MethodGet, PathHealthz, nil)
+	if err != nil {
 		return err
 	}
 	if answer.Status != "ok" {
@@ -90,12 +90,12 @@ func (c *Client) Health(ctx context.Context) error {
 
 // Metrics returns GET /metrics, the Prometheus text exposition.
 func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
-	body, err := c.stream(ctx, PathMetrics)
+	resp, err := c.do(ctx, http.MethodGet, PathMetrics, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer body.Close()
-	b, err := io.ReadAll(io.LimitReader(body, maxAnswerBody))
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBody))
 	if err != nil {
 		return nil, fmt.Errorf("read /metrics: %w", err)
 	}
@@ -104,20 +104,14 @@ func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 
 // Components lists every component (GET /v1/components).
 func (c *Client) Components(ctx context.Context) ([]Component, error) {
-	var out []Component
-	if err := c.call(ctx, http.MethodGet, PathComponents, nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[[]Component](ctx, c, http.MethodGet, PathComponents, nil)
 }
 
 // Component returns one component with its recent transitions
 // (GET /v1/components/{name}). An unknown name is an *Error with code
 // CodeNotFound.
 func (c *Client) Component(ctx context.Context, name string) (ComponentDetail, error) {
-	var out ComponentDetail
-	err := c.call(ctx, http.MethodGet, PathComponents+"/"+url.PathEscape(name), nil, &out)
-	return out, err
+	return call[ComponentDetail](ctx, c, http.MethodGet, PathComponents+"/"+url.PathEscape(name), nil)
 }
 
 // RestartComponent asks the agent to restart a component and returns the
@@ -139,9 +133,7 @@ func (c *Client) StartComponent(ctx context.Context, name string) (Component, er
 }
 
 func (c *Client) act(ctx context.Context, name, verb string) (Component, error) {
-	var out Component
-	err := c.call(ctx, http.MethodPost, PathComponents+"/"+url.PathEscape(name)+"/"+verb, nil, &out)
-	return out, err
+	return call[Component](ctx, c, http.MethodPost, PathComponents+"/"+url.PathEscape(name)+"/"+verb, nil)
 }
 
 // LogsOptions selects the lines Logs returns.
@@ -169,11 +161,7 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogsOptions) (*Stre
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	body, err := c.stream(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	return newStream[LogLine](body), nil
+	return openStream[LogLine](ctx, c, path)
 }
 
 // Deploy submits a deployment (POST /v1/deployments). The agent validates it
@@ -181,9 +169,7 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogsOptions) (*Stre
 // code CodeInvalid listing each one in Details, and nothing is applied. With
 // req.DryRun the answer carries the plan and nothing is recorded.
 func (c *Client) Deploy(ctx context.Context, req DeploymentRequest) (DeploymentAccepted, error) {
-	var out DeploymentAccepted
-	err := c.call(ctx, http.MethodPost, PathDeployments, req, &out)
-	return out, err
+	return call[DeploymentAccepted](ctx, c, http.MethodPost, PathDeployments, req)
 }
 
 // Deployments lists the recorded deployments, newest first (GET
@@ -194,19 +180,13 @@ func (c *Client) Deployments(ctx context.Context, limit int) ([]Deployment, erro
 	if limit > 0 {
 		path += "?limit=" + strconv.Itoa(limit)
 	}
-	var out []Deployment
-	if err := c.call(ctx, http.MethodGet, path, nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[[]Deployment](ctx, c, http.MethodGet, path, nil)
 }
 
 // Deployment returns one deployment with every step (GET
 // /v1/deployments/{id}); an unknown id is an *Error with code CodeNotFound.
 func (c *Client) Deployment(ctx context.Context, id string) (Deployment, error) {
-	var out Deployment
-	err := c.call(ctx, http.MethodGet, PathDeployments+"/"+url.PathEscape(id), nil, &out)
-	return out, err
+	return call[Deployment](ctx, c, http.MethodGet, PathDeployments+"/"+url.PathEscape(id), nil)
 }
 
 // CancelDeployment asks the agent to stop a queued or running deployment at
@@ -214,27 +194,24 @@ func (c *Client) Deployment(ctx context.Context, id string) (Deployment, error) 
 // It returns once the request is accepted, not when the rollback is done;
 // the deployment as answered is returned when the agent sends it.
 func (c *Client) CancelDeployment(ctx context.Context, id string) (Deployment, error) {
-	var out Deployment
-	err := c.call(ctx, http.MethodPost, PathDeployments+"/"+url.PathEscape(id)+"/cancel", nil, &out)
-	return out, err
+	return call[Deployment](ctx, c, http.MethodPost, PathDeployments+"/"+url.PathEscape(id)+"/cancel", nil)
 }
 
 // RollbackDeployment re-applies the last successful deployment before the
-// current one, as a new deployment (POST /v1/deployments/rollback).
-func (c *Client) RollbackDeployment(ctx context.Context) (DeploymentAccepted, error) {
-	var out DeploymentAccepted
-	err := c.call(ctx, http.MethodPost, PathRollback, nil, &out)
-	return out, err
+// current one, as a new deployment (POST /v1/deployments/rollback); with
+// dryRun it only answers the plan, and nothing is queued.
+func (c *Client) RollbackDeployment(ctx context.Context, dryRun bool) (DeploymentAccepted, error) {
+	path := PathRollback
+	if dryRun {
+		path += "?dry_run=1"
+	}
+	return call[DeploymentAccepted](ctx, c, http.MethodPost, path, nil)
 }
 
 // RunPlugin runs a metrics plugin now and returns its mapped metrics
 // (POST /v1/plugins/{name}/run).
 func (c *Client) RunPlugin(ctx context.Context, name string) ([]Metric, error) {
-	var out []Metric
-	if err := c.call(ctx, http.MethodPost, PathPlugins+"/"+url.PathEscape(name)+"/run", nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[[]Metric](ctx, c, http.MethodPost, PathPlugins+"/"+url.PathEscape(name)+"/run", nil)
 }
 
 // Events opens GET /v1/events. With follow the stream carries each new
@@ -245,11 +222,7 @@ func (c *Client) Events(ctx context.Context, follow bool) (*Stream[Event], error
 	if follow {
 		path += "?follow=1"
 	}
-	body, err := c.stream(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	return newStream[Event](body), nil
+	return openStream[Event](ctx, c, path)
 }
 
 // Stream reads one JSON object a line (the logs and events endpoints). It
@@ -263,10 +236,15 @@ type Stream[T any] struct {
 // maxStreamLine bounds one line of a stream.
 const maxStreamLine = 1 << 20
 
-func newStream[T any](body io.ReadCloser) *Stream[T] {
-	sc := bufio.NewScanner(body)
+// openStream sends a GET and returns a stream over a successful answer.
+func openStream[T any](ctx context.Context, c *Client, path string) (*Stream[T], error) {
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxStreamLine)
-	return &Stream[T]{body: body, lines: sc}
+	return &Stream[T]{body: resp.Body, lines: sc}, nil
 }
 
 // Next returns the next object. It returns io.EOF when the agent ends the
@@ -292,42 +270,34 @@ func (s *Stream[T]) Next() (T, error) {
 // Close ends the stream.
 func (s *Stream[T]) Close() error { return s.body.Close() }
 
-// call sends one request with an optional JSON body and decodes a JSON
-// answer into out (when out is not nil and the answer has a body).
-func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+// call sends one request with an optional JSON body and decodes the JSON
+// answer, when it has a body, into a T. On error it returns the zero T.
+func call[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
+	var out, zero T
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+			return zero, fmt.Errorf("%s %s: encode request: %w", method, path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	resp, err := c.do(ctx, method, path, body)
 	if err != nil {
-		return err
+		return zero, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBody))
 	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		return zero, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
-	if out == nil || len(bytes.TrimSpace(data)) == 0 {
-		return nil
+	if len(bytes.TrimSpace(data)) == 0 {
+		return out, nil
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	if err := json.Unmarshal(data, &out); err != nil {
+		return zero, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
-	return nil
-}
-
-// stream sends a GET and returns the body of a successful answer unread.
-func (c *Client) stream(ctx context.Context, path string) (io.ReadCloser, error) {
-	resp, err := c.do(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return out, nil
 }
 
 // do sends a request and turns a failed answer into *Error. On success the
@@ -369,18 +339,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 func decodeError(status int, body []byte) *Error {
 	var e Error
 	if err := json.Unmarshal(body, &e); err != nil || (e.Message == "" && e.Code == "") {
-		text := plainText(body)
-		if text == "" {
-			text = http.StatusText(status)
-		}
+		text := cmp.Or(plainText(body), http.StatusText(status))
 		e = Error{Message: fmt.Sprintf("HTTP %d: %s (plain text, not the API's JSON error: the HTTP layer refused the request before the API saw it)", status, text)}
 	}
-	if e.Code == "" {
-		e.Code = codeForStatus(status)
-	}
-	if e.Message == "" {
-		e.Message = http.StatusText(status)
-	}
+	e.Code = cmp.Or(e.Code, codeForStatus(status))
+	e.Message = cmp.Or(e.Message, http.StatusText(status))
 	return &e
 }
 

@@ -152,7 +152,7 @@ func TestClientDecodesEveryAnswer(t *testing.T) {
 	if got, err := c.CancelDeployment(ctx, "d7"); err != nil || got.ID != "d7" {
 		t.Errorf("CancelDeployment = %+v, %v", got, err)
 	}
-	if got, err := c.RollbackDeployment(ctx); err != nil || got.ID != "rollback-1" {
+	if got, err := c.RollbackDeployment(ctx, false); err != nil || got.ID != "rollback-1" {
 		t.Errorf("RollbackDeployment = %+v, %v", got, err)
 	}
 	if got, err := c.RunPlugin(ctx, "com.example.pos"); err != nil || len(got) != 1 || got[0].Name != "pos_tx" {

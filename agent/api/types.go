@@ -20,6 +20,16 @@ type Component struct {
 	LastError  string    `json:"last_error"`
 	CPUPercent float64   `json:"cpu_percent"`
 	RSSBytes   uint64    `json:"rss_bytes"`
+	// HealthDetail is what the last failed health check (or plugin run)
+	// said, while the health is unhealthy.
+	HealthDetail string `json:"health_detail,omitempty"`
+	// WaitingFor says why a component that should run has not started
+	// yet ("hard dependency com.example.db is STOPPED").
+	WaitingFor string `json:"waiting_for,omitempty"`
+	// Removed: the component is no longer deployed; GET
+	// /v1/components/{name} still answers what it last was (its state,
+	// version and last error) from its recorded transitions.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // ComponentDetail is GET /v1/components/{name}: the component and its recent
@@ -31,10 +41,11 @@ type ComponentDetail struct {
 
 // Transition is one state change of a component.
 type Transition struct {
-	At     time.Time `json:"ts"`
-	From   string    `json:"from"`
-	To     string    `json:"to"`
-	Reason string    `json:"reason"`
+	At      time.Time `json:"ts"`
+	Version string    `json:"version,omitempty"` // the component's version at the time
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Reason  string    `json:"reason"`
 }
 
 // DeploymentRequest is the body of POST /v1/deployments. Files holds the
@@ -52,9 +63,16 @@ type DeploymentRequest struct {
 
 // DeploymentAccepted answers POST /v1/deployments.
 type DeploymentAccepted struct {
-	ID string `json:"id"`
+	// ID is the deployment's id; left out of a dry run's answer.
+	ID string `json:"id,omitempty"`
 	// Plan is what the deployment changes; always set for a dry run.
 	Plan []PlanItem `json:"plan,omitempty"`
+	// Existing: the id was applied before with the same manifest; nothing
+	// new was queued, and Status is where that deployment stands.
+	Existing bool   `json:"existing,omitempty"`
+	Status   string `json:"status,omitempty"`
+	// RollbackTo is the deployment a rollback applies again.
+	RollbackTo string `json:"rollback_to,omitempty"`
 }
 
 // PlanItem is one component's part in a deployment plan.

@@ -1,6 +1,10 @@
 package config
 
-import "github.com/keystone-edge/keystone/recipes"
+import (
+	"slices"
+
+	"github.com/keystone-edge/keystone/recipes"
+)
 
 // Error is one problem in a configuration file. It is the same type the
 // recipe parser reports, so a file's problems read alike everywhere:
@@ -16,10 +20,5 @@ type ErrorList = recipes.ErrorList
 // hasProblem reports whether a problem was already recorded for key, so
 // that a key refused while decoding is not reported again by validation.
 func hasProblem(l ErrorList, key string) bool {
-	for _, e := range l {
-		if e.Path == key {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(l, func(e *Error) bool { return e.Path == key })
 }

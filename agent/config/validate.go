@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -30,6 +31,13 @@ func (v *validator) fail(parts []string, format string, args ...any) {
 		return
 	}
 	v.errs = append(v.errs, v.idx.at(v.file, parts, fmt.Sprintf(format, args...)))
+}
+
+// failIf records the problem when bad is true.
+func (v *validator) failIf(bad bool, parts []string, format string, args ...any) {
+	if bad {
+		v.fail(parts, format, args...)
+	}
 }
 
 // keyOf lists a key's parts.
@@ -63,33 +71,28 @@ func validate(c *Config, file string, idx positions, prior ErrorList) ErrorList 
 			v.fail(keyOf("default_run_as"), "%q must be user or user:group", c.DefaultRunAs)
 		}
 	}
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
-		v.fail(keyOf("log_level"), "%q must be one of debug, info, warn, error", c.LogLevel)
-	}
+	v.failIf(!slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel),
+		keyOf("log_level"), "%q must be one of debug, info, warn, error", c.LogLevel)
 
 	v.api(&c.API)
 	v.mqtt(&c.MQTT)
 	v.trust(&c.Trust, c.Artifacts.AllowHTTP)
 	v.artifacts(&c.Artifacts)
-	for _, name := range sortedKeys(c.Components) {
-		if !componentNamePattern.MatchString(name) {
-			v.fail(keyOf("components", name), "component name %q must be lowercase and dotted, like com.example.hello", name)
-		}
+	for _, name := range slices.Sorted(maps.Keys(c.Components)) {
+		v.failIf(!componentNamePattern.MatchString(name),
+			keyOf("components", name), "component name %q must be lowercase and dotted, like com.example.hello", name)
 	}
 	return v.errs
 }
 
 func (v *validator) nonEmpty(s string, parts ...string) {
-	if s == "" {
-		v.fail(parts, "must not be empty")
-	}
+	v.failIf(s == "", parts, "must not be empty")
 }
 
 func (v *validator) api(a *API) {
 	v.nonEmpty(a.Socket, "api", "socket")
-	if a.SocketGroup != "" && !accountPattern.MatchString(a.SocketGroup) {
-		v.fail(keyOf("api", "socket_group"), "%q is not a group name or id", a.SocketGroup)
-	}
+	v.failIf(a.SocketGroup != "" && !accountPattern.MatchString(a.SocketGroup),
+		keyOf("api", "socket_group"), "%q is not a group name or id", a.SocketGroup)
 	if a.HTTPListen != "" {
 		if _, port, err := net.SplitHostPort(a.HTTPListen); err != nil || !validPort(port) {
 			v.fail(keyOf("api", "http_listen"), `%q must be host:port, e.g. "127.0.0.1:9455" (or "" to disable)`, a.HTTPListen)
@@ -109,12 +112,8 @@ func (v *validator) mqtt(m *MQTT) {
 		strings.HasSuffix(m.TopicPrefix, "/") || strings.Contains(m.TopicPrefix, "//") {
 		v.fail(keyOf("mqtt", "topic_prefix"), "%q must be MQTT topic levels without wildcards or empty levels", m.TopicPrefix)
 	}
-	switch {
-	case m.CertFile != "" && m.KeyFile == "":
-		v.fail(keyOf("mqtt", "cert_file"), "needs mqtt.key_file too")
-	case m.KeyFile != "" && m.CertFile == "":
-		v.fail(keyOf("mqtt", "key_file"), "needs mqtt.cert_file too")
-	}
+	v.failIf(m.CertFile != "" && m.KeyFile == "", keyOf("mqtt", "cert_file"), "needs mqtt.key_file too")
+	v.failIf(m.KeyFile != "" && m.CertFile == "", keyOf("mqtt", "key_file"), "needs mqtt.cert_file too")
 	if m.Broker == "" {
 		return // local-only mode
 	}
@@ -123,29 +122,24 @@ func (v *validator) mqtt(m *MQTT) {
 		v.fail(keyOf("mqtt", "broker"), "%q is not a URL", m.Broker)
 		return
 	}
+	broker := keyOf("mqtt", "broker")
 	switch u.Scheme {
 	case "mqtts":
-		if m.CertFile == "" && m.KeyFile == "" {
-			v.fail(keyOf("mqtt", "broker"), "an mqtts:// broker needs mqtt.cert_file and mqtt.key_file (the device authenticates with mTLS)")
-		}
+		v.failIf(m.CertFile == "" && m.KeyFile == "", broker,
+			"an mqtts:// broker needs mqtt.cert_file and mqtt.key_file (the device authenticates with mTLS)")
 	case "mqtt":
-		if !m.Insecure {
-			v.fail(keyOf("mqtt", "broker"), "%q is plain TCP: use mqtts://, or set mqtt.insecure = true for a development broker", m.Broker)
-		}
+		v.failIf(!m.Insecure, broker, "%q is plain TCP: use mqtts://, or set mqtt.insecure = true for a development broker", m.Broker)
 	default:
-		v.fail(keyOf("mqtt", "broker"), "%q must be an mqtts:// URL (mqtt:// only with mqtt.insecure = true)", m.Broker)
+		v.fail(broker, "%q must be an mqtts:// URL (mqtt:// only with mqtt.insecure = true)", m.Broker)
 		return
 	}
-	if u.Hostname() == "" || u.Port() == "" || !validPort(u.Port()) {
-		v.fail(keyOf("mqtt", "broker"), "%q must name a host and port, e.g. mqtts://broker.example:8883", m.Broker)
-	}
+	v.failIf(u.Hostname() == "" || u.Port() == "" || !validPort(u.Port()),
+		broker, "%q must name a host and port, e.g. mqtts://broker.example:8883", m.Broker)
 }
 
 func (v *validator) trust(t *Trust, allowHTTP bool) {
 	for _, k := range t.Keys {
-		if k == "" {
-			v.fail(keyOf("trust", "keys"), "a key path is empty")
-		}
+		v.failIf(k == "", keyOf("trust", "keys"), "a key path is empty")
 	}
 	if t.Repository == "" {
 		return
@@ -159,24 +153,15 @@ func (v *validator) trust(t *Trust, allowHTTP bool) {
 	case u.Scheme != "https" && u.Scheme != "http":
 		v.fail(keyOf("trust", "repository"), "%q must be an https:// URL", t.Repository)
 	}
-	if t.TUFRoot == "" && !t.AllowUnsigned {
-		v.fail(keyOf("trust", "repository"), "needs trust.tuf_root, the repository's trusted root.json (or trust.allow_unsigned = true)")
-	}
+	v.failIf(t.TUFRoot == "" && !t.AllowUnsigned, keyOf("trust", "repository"),
+		"needs trust.tuf_root, the repository's trusted root.json (or trust.allow_unsigned = true)")
 }
 
 func (v *validator) artifacts(a *Artifacts) {
-	if a.CacheLimit < 0 {
-		v.fail(keyOf("artifacts", "cache_limit"), "must not be negative")
-	}
-	if a.KeepVersions < 1 {
-		v.fail(keyOf("artifacts", "keep_versions"), "%d must be at least 1 (the current version)", a.KeepVersions)
-	}
-	if a.MaxUnpackedSize <= 0 {
-		v.fail(keyOf("artifacts", "max_unpacked_size"), "must be more than 0")
-	}
-	if a.MaxEntries < 1 {
-		v.fail(keyOf("artifacts", "max_entries"), "%d must be at least 1", a.MaxEntries)
-	}
+	v.failIf(a.CacheLimit < 0, keyOf("artifacts", "cache_limit"), "must not be negative")
+	v.failIf(a.KeepVersions < 1, keyOf("artifacts", "keep_versions"), "%d must be at least 1 (the current version)", a.KeepVersions)
+	v.failIf(a.MaxUnpackedSize <= 0, keyOf("artifacts", "max_unpacked_size"), "must be more than 0")
+	v.failIf(a.MaxEntries < 1, keyOf("artifacts", "max_entries"), "%d must be at least 1", a.MaxEntries)
 }
 
 // sortErrors puts problems in file order; those with no position go last,
@@ -188,13 +173,4 @@ func sortErrors(errs ErrorList) {
 		}
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col), strings.Compare(a.Path, b.Path))
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

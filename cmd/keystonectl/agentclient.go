@@ -93,6 +93,18 @@ func componentError(what, name string, err error) error {
 	return agentError(what, err)
 }
 
+// deploymentError is agentError for an answer about one deployment, whose
+// message names it already: an unknown id says where to find the ids.
+func deploymentError(err error) error {
+	err = agentError("", err)
+	var ce *codedError
+	if errors.As(err, &ce) && ce.code == api.CodeNotFound {
+		head, rest, _ := strings.Cut(ce.msg, " [")
+		ce.msg = head + " (keystonectl deploy list shows them) [" + rest
+	}
+	return err
+}
+
 // codedError is an agent answer as shown to the user; it keeps the
 // original error (and so its code) for errors.As.
 type codedError struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -83,11 +84,16 @@ func newComponentGetCmd(opts *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show one component and its recent transitions",
-		Long: `Show one component: everything component list shows, the full last error,
-and its recent state transitions (oldest first) with their time and reason.
+		Long: `Show one component: everything component list shows, the full last error
+(with the end of the process's stderr when it failed), what a failing
+health check said, what it waits for when it should run but does not yet,
+and its recent state transitions (oldest first) with their time, version
+and reason. A component a deployment removed (a rollback, say) is still
+shown as it last was, marked removed, for as long as its transitions are
+kept.
 
 With -o json the answer is the agent's unchanged: the component's fields
-plus transitions, a list of {ts, from, to, reason}.
+plus transitions, a list of {ts, version, from, to, reason}.
 
 Exit codes:
   0  the component was shown
@@ -107,23 +113,30 @@ Exit codes:
 				return writeJSON(opts.Out, d)
 			}
 			now := opts.now()
+			state := d.State
+			if d.Removed {
+				state += " (removed: no longer deployed; its last state)"
+			}
 			fields := table{rows: [][]string{
 				{"NAME", d.Name},
 				{"VERSION", d.Version},
-				{"KIND", d.Kind},
-				{"STATE", d.State},
+				{"KIND", orDash(d.Kind)},
+				{"STATE", state},
 				{"SINCE", stamp(now, d.Since)},
-				{"HEALTH", orDash(d.Health)},
+				{"HEALTH", orDash(strings.TrimSuffix(d.Health+": "+d.HealthDetail, ": "))},
 				{"PID", pidText(d.Pid)},
 				{"RESTARTS", strconv.Itoa(d.Restarts)},
 				{"CPU", cpuText(d.Component)},
 				{"RSS", rssText(d.Component)},
 				{"LAST ERROR", orDash(d.LastError)},
 			}}
-			transitions := table{header: []string{"TIME", "AGO", "FROM", "TO", "REASON"}}
+			if d.WaitingFor != "" {
+				fields.rows = append(fields.rows, []string{"WAITING FOR", d.WaitingFor})
+			}
+			transitions := table{header: []string{"TIME", "AGO", "VERSION", "FROM", "TO", "REASON"}}
 			for _, tr := range d.Transitions {
 				transitions.rows = append(transitions.rows, []string{
-					tr.At.Local().Format("2006-01-02 15:04:05.000"), ago(now, tr.At), orDash(tr.From), tr.To, orDash(tr.Reason),
+					tr.At.Local().Format("2006-01-02 15:04:05.000"), ago(now, tr.At), orDash(tr.Version), orDash(tr.From), tr.To, orDash(tr.Reason),
 				})
 			}
 			return writeSections(opts.Out, section{table: fields}, section{title: "TRANSITIONS", table: transitions})
@@ -155,14 +168,16 @@ A BROKEN component gets a fresh restart budget.`,
 			short: "Stop a component until it is started again",
 			long: `Stop the component (its hard dependents first). It stays STOPPED, and is
 not restarted by its restart policy, until component start, component
-restart or a deployment that changes it.`,
+restart or a deployment that changes it. A failed component (ERRORED or
+BROKEN) is settled in STOPPED, which also cancels its broken_retry.`,
 			call: func(c *api.Client) func(context.Context, string) (api.Component, error) { return c.StopComponent },
 		},
 		{
 			name:  "start",
 			short: "Start a stopped, finished or broken component",
 			long: `Start a component that is STOPPED, FINISHED, ERRORED or BROKEN, once its
-hard dependencies are RUNNING.`,
+hard dependencies are RUNNING. When one is not, the answer is the current
+state and what it waits for; it starts by itself once they are.`,
 			call: func(c *api.Client) func(context.Context, string) (api.Component, error) { return c.StartComponent },
 		},
 	}
@@ -194,9 +209,13 @@ Exit codes:
 			if comp.Name == "" {
 				comp.Name = args[0]
 			}
+			state := orDash(comp.State)
+			if comp.WaitingFor != "" {
+				state += " (waiting: " + comp.WaitingFor + ")"
+			}
 			return opts.render(comp, table{
 				header: []string{"NAME", "VERSION", "STATE", "PID"},
-				rows:   [][]string{{comp.Name, orDash(comp.Version), orDash(comp.State), pidText(comp.Pid)}},
+				rows:   [][]string{{comp.Name, orDash(comp.Version), state, pidText(comp.Pid)}},
 			})
 		},
 	}

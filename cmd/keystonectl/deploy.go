@@ -121,7 +121,7 @@ Exit codes:
 			}
 			d, err := c.Deployment(ctx, id)
 			if err != nil {
-				return agentError("deployment "+id, err)
+				return deploymentError(err)
 			}
 			return renderDeployment(opts, d)
 		},
@@ -258,37 +258,58 @@ func outcome(d api.Deployment) error {
 }
 
 func newDeployRollbackCmd(opts *options) *cobra.Command {
-	var w waitFlags
+	var (
+		w      waitFlags
+		dryRun bool
+	)
 	cmd := &cobra.Command{
-		Use:   "rollback [--wait] [--timeout D]",
+		Use:   "rollback [--dry-run] [--wait] [--timeout D]",
 		Short: "Re-apply the last successful deployment before the current one",
 		Long: `Re-apply the last deployment that succeeded before the current one, with
 its versions and configuration, as a new deployment with its own ID. It
 queues behind a deployment in progress.
 
-With --wait, follow it until it ends, as deploy apply --wait does.
+With --dry-run, show which deployment it would re-apply and what that
+would change, and change nothing. With --wait, follow it until it ends, as
+deploy apply --wait does.
 
 Exit codes:
-  0  the rollback was accepted (with --wait: it SUCCEEDED)
+  0  the rollback was accepted (with --wait: it SUCCEEDED; with
+     --dry-run: the plan was shown)
   1  there is nothing to roll back to, it failed or was canceled, the
      wait timed out, or the agent could not be asked
   2  usage error`,
-		Example: `  keystonectl deploy rollback
+		Example: `  keystonectl deploy rollback --dry-run
+  keystonectl deploy rollback
   keystonectl deploy rollback --wait --timeout 5m`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := w.check(cmd); err != nil {
 				return err
 			}
+			if dryRun && w.wait {
+				return flagErrorf(cmd, "--dry-run changes nothing, so there is nothing to --wait for")
+			}
 			c := opts.client()
 			defer c.Close()
-			acc, err := c.RollbackDeployment(cmd.Context())
+			acc, err := c.RollbackDeployment(cmd.Context(), dryRun)
 			if err != nil {
-				return agentError("roll back", err)
+				return agentError("", err) // the agent's message says it is a rollback
+			}
+			if dryRun {
+				if opts.Output == formatJSON {
+					return writeJSON(opts.Out, acc)
+				}
+				return writeSections(opts.Out,
+					section{table: table{rows: [][]string{{"a rollback would re-apply deployment " + acc.RollbackTo}}}},
+					section{title: "PLAN", table: planTable(acc.Plan)},
+					section{table: table{rows: [][]string{{"roll back with: keystonectl deploy rollback"}}}},
+				)
 			}
 			return finishSubmit(cmd, opts, c, acc, w)
 		},
 	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what the rollback would change, and change nothing")
 	w.register(cmd)
 	return cmd
 }
@@ -326,7 +347,7 @@ Exit codes:
 			defer c.Close()
 			d, err := c.CancelDeployment(cmd.Context(), id)
 			if err != nil {
-				return agentError("cancel "+id, err)
+				return deploymentError(err)
 			}
 			if d.ID == "" {
 				d.ID = id

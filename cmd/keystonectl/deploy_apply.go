@@ -107,6 +107,13 @@ func finishSubmit(cmd *cobra.Command, opts *options, c *api.Client, acc api.Depl
 		if opts.Output == formatJSON {
 			return writeJSON(opts.Out, acc)
 		}
+		if acc.Existing {
+			return writeSections(opts.Out, section{table: table{rows: [][]string{
+				{fmt.Sprintf("deployment %s was applied before (%s); nothing new was queued", acc.ID, acc.Status)},
+				{"see it with: keystonectl deploy status " + acc.ID},
+				{"to apply the manifest again, give it a new [deployment] id (or none, to have one generated)"},
+			}}})
+		}
 		return writeSections(opts.Out,
 			section{table: table{rows: [][]string{{"deployment " + acc.ID + " accepted"}}}},
 			section{title: "PLAN", table: planTable(acc.Plan)},

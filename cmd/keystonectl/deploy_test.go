@@ -345,7 +345,9 @@ func TestDeployStatusAndList(t *testing.T) {
 		t.Errorf("--limit sent as %q", q[len(q)-1].query)
 	}
 
-	cli.run(t, "deploy", "status", "nope").expect(t, exitError, none, []string{"Error: deployment nope: ", "[NOT_FOUND]"})
+	f.handle("GET /v1/deployments/nope", 404, api.Error{Message: "no deployment nope", Code: api.CodeNotFound})
+	cli.run(t, "deploy", "status", "nope").expect(t, exitError, none,
+		[]string{"Error: no deployment nope (keystonectl deploy list shows them) [NOT_FOUND]\n"})
 	empty := newFakeAgent(t)
 	empty.handle("GET /v1/deployments", 200, []api.Deployment{})
 	cliRun{sock: empty.sock}.run(t, "deploy", "status").expect(t, exitError, none, []string{"no deployments yet"})

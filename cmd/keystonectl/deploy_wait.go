@@ -97,7 +97,7 @@ func waitForDeployment(ctx context.Context, c *api.Client, id string, timeout ti
 			timer.Reset(pollWithoutEvents)
 			continue
 		case err != nil:
-			return last, agentError("deployment "+id, err)
+			return last, deploymentError(err)
 		}
 		unreachableSince = time.Time{}
 		last = d

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -267,8 +268,45 @@ func (d *device) ctlAs(cred *syscall.Credential, args ...string) result {
 	case err != nil:
 		d.t.Fatalf("keystonectl %v: %v", args, err)
 	}
+	for _, problem := range errorTextProblems(r.stderr) {
+		d.t.Errorf("keystonectl %s: %s", strings.Join(args, " "), problem)
+	}
 	return r
 }
+
+// errorTextProblems checks what keystonectl printed as an error the way a
+// reader would: an error is wrapped once, where information is added, so
+// no phrase comes twice ("cancel d1: cancel d1: …"); nobody interrupted a
+// command here, so "context canceled" is a leak; and the names of the
+// agent's packages ("store: not found") mean nothing to an operator.
+func errorTextProblems(stderr string) []string {
+	var problems []string
+	for _, line := range strings.Split(stderr, "\n") {
+		msg, ok := strings.CutPrefix(line, "Error: ")
+		if !ok {
+			continue
+		}
+		if strings.Contains(msg, "context canceled") {
+			problems = append(problems, fmt.Sprintf("%q says context canceled, but nobody canceled", msg))
+		}
+		if m := internalPrefix.FindString(msg); m != "" {
+			problems = append(problems, fmt.Sprintf("%q shows an internal package name (%q)", msg, m))
+		}
+		seen := map[string]bool{}
+		for _, part := range strings.Split(msg, ": ") {
+			part = strings.TrimSpace(part)
+			if len(part) >= 8 && seen[part] {
+				problems = append(problems, fmt.Sprintf("%q repeats %q", msg, part))
+				break
+			}
+			seen[part] = true
+		}
+	}
+	return problems
+}
+
+// internalPrefix is a Go package's error prefix in a message.
+var internalPrefix = regexp.MustCompile(`\b(store|supervisor|deploy|runner|recipes|sign|config|api): `)
 
 // ctlOK runs keystonectl and requires exit 0.
 func (d *device) ctlOK(args ...string) result {
@@ -366,4 +404,21 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// The error checker catches what operators were shown before.
+func TestErrorTextProblems(t *testing.T) {
+	for _, bad := range []string{
+		"Error: cancel d1: cancel d1: cancel deployment d1: already SUCCEEDED: deploy: conflict [CONFLICT]",
+		"Error: deployment nope: deployment nope: deploy: not found (get deployment nope: store: not found)",
+		"Error: deployment d2 FAILED: install failed: exit 3: install failed: exit 3: context canceled",
+	} {
+		if len(errorTextProblems(bad+"\n")) == 0 {
+			t.Errorf("not caught: %s", bad)
+		}
+	}
+	good := "Error: deployment d2 FAILED: com.acme.crasher is ERRORED: exited with status 1: panic: cannot open /dev/ttyUSB0 [COMPONENT_FAILED]\n"
+	if p := errorTextProblems(good); len(p) != 0 {
+		t.Errorf("a clean error flagged: %v", p)
+	}
 }

@@ -218,6 +218,15 @@ func (m *Manager) Log(component string) (*Log, error) {
 	return m.entry(component), nil
 }
 
+// Known reports whether the manager has a log for component: one written
+// since it opened, or files it found in its folder. It never creates one.
+func (m *Manager) Known(component string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.logs[component]
+	return ok
+}
+
 // Remove deletes a component's files and forgets it (for a component that
 // is no longer deployed). Its followers' channels are closed.
 func (m *Manager) Remove(component string) error {

@@ -1,87 +1,61 @@
 package deploy
 
 import (
+	"cmp"
 	"strings"
 	"time"
 )
 
 // The decision core of one deployment's life: events in (its turn came, the
 // agent restarted at a checkpoint, the operation asked for succeeded or
-// failed with a code, a cancel, a preemption), effects out (checkpoint,
-// fetch, apply a set, wait for it, commit, keep, roll back, finish). It does
-// no I/O, reads no clock and is not safe for concurrent use: the executor
-// (execute.go) owns one per running deployment, performs each batch of
-// effects in order and feeds back the outcome of the batch's last one.
-// Deadlines are inputs, in coreConfig. Model: etcd raft's RawNode, and the
-// supervisor's component Core; testdata/core_*.txt are its transcripts.
+// failed, a cancel, a preemption), effects out (checkpoint, fetch, apply a
+// set, wait for it, commit, keep, roll back, finish). It does no I/O, reads
+// no clock and is not safe for concurrent use: the executor (execute.go)
+// owns one per running deployment, performs each batch of effects in order
+// and feeds back the outcome of the batch's last one. Deadlines are inputs,
+// in coreConfig. Model: etcd raft's RawNode, and the supervisor's component
+// Core; testdata/core_*.txt are its transcripts.
 
 // eventKind says what happened to a deployment.
 type eventKind int
 
 const (
-	// eventBegin: its turn came; run it from the start.
-	eventBegin eventKind = iota
-	// eventResume: the agent restarted with it unfinished; steps are its
-	// checkpoints.
-	eventResume
-	// eventDone: the batch's operation succeeded.
-	eventDone
-	// eventFailed: the batch's operation failed; failure says why.
-	eventFailed
-	// eventCancel: deploy cancel asked, for reason.
-	eventCancel
-	// eventPreempt: deployment by preempts this one.
-	eventPreempt
+	eventBegin   eventKind = iota // its turn came; run it from the start
+	eventResume                   // the agent restarted with it unfinished at the checkpoints steps
+	eventDone                     // the batch's operation succeeded
+	eventFailed                   // the batch's operation failed, with failure
+	eventCancel                   // deploy cancel asked, for reason
+	eventPreempt                  // deployment by preempts this one
 )
 
 // event is one input of the core.
 type event struct {
 	kind eventKind
 	// failure: eventFailed's cause; for eventBegin and eventResume, that
-	// the recorded set can no longer be built (the recipes no longer
-	// render).
+	// the recorded set can no longer be built (the recipes no longer render).
 	failure *failure
 	steps   []Step // eventResume
 	reason  string // eventCancel
 	by      string // eventPreempt
 }
 
-// effectKind says what the executor must do.
+// effectKind says what the executor must do. Fetch, plan, apply, wait and
+// settle are operations, whose outcome comes back as the next event; the
+// plan is one so that a cancel is seen right after it.
 type effectKind int
 
 const (
-	// effectStatus: record status (IN_PROGRESS).
-	effectStatus effectKind = iota
-	// effectStep: append the checkpoint step:stepStatus; failure, when
-	// set, is what it records.
-	effectStep
-	// effectFetch: download, verify and place every artifact of the new
-	// set; an operation.
-	effectFetch
-	// effectPlan: checkpoint the plan and the previous set in one
-	// transaction; an operation, so that a cancel is seen right after.
-	effectPlan
-	// effectApply: hand target to the supervisor, done within (the new
-	// set's work folders are made first); an operation.
-	effectApply
-	// effectWait: wait within for target to be ready and stay so with the
-	// same processes; an operation.
-	effectWait
-	// effectSettle: under failure_policy keep, let what can still start
-	// finish starting; the operation fails with failure completed by what
-	// failed and what could not start.
-	effectSettle
-	// effectCommit: record the commit, the new set current, SUCCEEDED.
-	effectCommit
-	// effectKeep: record the commit of the new set under keep, FAILED
-	// with failure.
-	effectKeep
-	// effectRollback: record the rollback done and status, with
-	// rolledBack, failure and note.
-	effectRollback
-	// effectFinish: record status with failure; nothing running was
-	// touched.
-	effectFinish
+	effectStatus   effectKind = iota // record status (IN_PROGRESS)
+	effectStep                       // append the checkpoint step:stepStatus, recording failure when set
+	effectFetch                      // download, verify and place every artifact of the new set
+	effectPlan                       // checkpoint the plan and the previous set in one transaction
+	effectApply                      // hand target to the supervisor within (the new set's work folders made first)
+	effectWait                       // wait within for target to be ready and stay so with the same processes
+	effectSettle                     // keep: let what can still start finish; fails with failure completed
+	effectCommit                     // record the commit, the new set current, SUCCEEDED
+	effectKeep                       // record the commit of the new set under keep, FAILED with failure
+	effectRollback                   // record the rollback done and status, with rolledBack, failure and note
+	effectFinish                     // record status with failure; nothing running was touched
 )
 
 // target is the set an effect applies or waits for.
@@ -154,10 +128,10 @@ func (c *core) over() bool { return c.at == phaseOver }
 func (c *core) Step(ev event) []effect {
 	c.out = nil
 	switch ev.kind {
-	case eventCancel:
-		c.canceled(fail(CodeCanceled, "%s", ev.reason))
+	case eventCancel: // the first cancel or preemption is the one recorded
+		c.cancel = cmp.Or(c.cancel, fail(CodeCanceled, "%s", ev.reason))
 	case eventPreempt:
-		c.canceled(fail(CodeCanceled, "preempted by deployment %s", ev.by))
+		c.cancel = cmp.Or(c.cancel, fail(CodeCanceled, "preempted by deployment %s", ev.by))
 	case eventBegin:
 		c.begin(resumeFresh, nil, ev.failure)
 	case eventResume:
@@ -171,12 +145,6 @@ func (c *core) Step(ev event) []effect {
 	out := c.out
 	c.out = nil
 	return out
-}
-
-func (c *core) canceled(f *failure) {
-	if c.cancel == nil {
-		c.cancel = f
-	}
 }
 
 // orCanceled is f, or the cancel when one was asked: an operation a cancel
@@ -353,17 +321,10 @@ func (c *core) final(ef effect) {
 type resumeFrom int
 
 const (
-	// resumeFresh: nothing running was touched; run it from the fetch.
-	resumeFresh resumeFrom = iota
-	// resumeApply: the plan is checkpointed and no failure recorded: hand
-	// the new set to the supervisor again, wait for it, commit.
-	resumeApply
-	// resumeRollback: a failure or a cancel was recorded after the plan:
-	// finish the rollback to the previous set.
-	resumeRollback
-	// resumeKeep: a failure was recorded under failure_policy = "keep":
-	// apply the new set again and record the failure.
-	resumeKeep
+	resumeFresh    resumeFrom = iota // nothing running was touched: run it from the fetch
+	resumeApply                      // planned, no failure recorded: apply the new set again, wait, commit
+	resumeRollback                   // a failure or cancel recorded after the plan: finish the rollback
+	resumeKeep                       // a failure recorded under keep: apply the new set again, record the failure
 )
 
 // resumePoint reads a deployment's checkpoints and says where it goes on,
@@ -391,9 +352,6 @@ func resumePoint(steps []Step, keep bool) (resumeFrom, *failure) {
 	}
 	return resumeRollback, failed
 }
-
-// String names where a resumed deployment goes on, for logs.
-func (r resumeFrom) String() string { return [...]string{"start", "apply", "rollback", "keep"}[r] }
 
 // failureDetail is how a failure is written into a step's detail: the
 // code, then the message.

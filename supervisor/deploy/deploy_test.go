@@ -248,6 +248,10 @@ func TestFailurePolicyKeepLeavesWhatSucceeded(t *testing.T) {
 	if d.Status != "FAILED" || d.RolledBack || d.ErrorCode != deploy.CodeComponentFailed || !strings.Contains(d.Error, "com.test.b") {
 		t.Fatalf("keep deployment: %s rolled_back=%v %s: %s", d.Status, d.RolledBack, d.ErrorCode, d.Error)
 	}
+	// The failure is said once, and no context's words leak into it.
+	if strings.Count(d.Error, "exited with status 4") != 1 || strings.Contains(d.Error, "context") {
+		t.Errorf("keep deployment's error repeats itself or leaks: %s", d.Error)
+	}
 	sts := r.statuses()
 	if a := sts["com.test.a"]; a.Version != "2.0.0" || a.State.String() != "RUNNING" {
 		t.Errorf("a under keep: %s@%s, want RUNNING@2.0.0", a.State, a.Version)
@@ -290,7 +294,7 @@ func TestValidationListsEveryProblemAndChangesNothing(t *testing.T) {
 	want := []string{
 		"com.test.y.recipe.toml:", "lifecycle.run.restart_policy",
 		"lifecycle.run.stop_signal",
-		"com.test.z.recipe.toml: signature",
+		"com.test.z.recipe.toml: the signature in com.test.z.recipe.toml.sig does not match",
 		"w.recipe.toml was not sent",
 	}
 	msgs := strings.Join(ve.Messages(), "\n")
@@ -424,9 +428,24 @@ func TestRollbackReappliesThePreviousSuccessfulDeployment(t *testing.T) {
 	v2 := base()
 	v2[1].version = "1.5.0"
 	mustSucceed(t, r.deploy(manifest{id: "v2", comps: v2}))
-	acc, err := r.eng.Rollback(context.Background())
+	// A dry run answers what the rollback would change, and does nothing.
+	dry, err := r.eng.Rollback(context.Background(), true)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if dry.ID != "" || dry.RollbackTo != "v1" || len(dry.Plan) == 0 || r.eng.Current().DeploymentID != "v2" {
+		t.Errorf("dry run: %+v, current %s", dry, r.eng.Current().DeploymentID)
+	}
+	if list, _ := r.eng.List(context.Background(), 0); len(list) != 2 {
+		t.Errorf("a dry run recorded a deployment: %d deployments", len(list))
+	}
+	r.running(versions(v2))
+	acc, err := r.eng.Rollback(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.RollbackTo != "v1" {
+		t.Errorf("rollback to %q, want v1", acc.RollbackTo)
 	}
 	if acc.ID == "v1" || !strings.HasPrefix(acc.ID, "rollback-to-v1-") {
 		t.Errorf("rollback id = %q", acc.ID)

@@ -1,12 +1,12 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -21,32 +21,24 @@ import (
 
 // Config wires an Engine.
 type Config struct {
-	// Store records deployments and their checkpoints. Required.
-	Store Store
-	// Supervisor runs the components. Required.
-	Supervisor Supervisor
-	// Fetcher downloads, verifies and places artifacts. Required.
-	Fetcher Fetcher
+	Store      Store      // records deployments and their checkpoints; required
+	Supervisor Supervisor // runs the components; required
+	Fetcher    Fetcher    // downloads, verifies and places artifacts; required
 	// Repository resolves components a manifest names without a recipe;
-	// nil means such components are refused.
+	// nil refuses them.
 	Repository Repository
-	// Keyring holds the keys whose detached recipe signatures are trusted
-	// (trust.keys); nil trusts no key.
+	// Keyring holds the keys trusted to sign recipes (trust.keys); nil
+	// trusts none.
 	Keyring *sign.Keyring
 	// AllowUnsigned runs local recipes without a trusted signature
-	// (trust.allow_unsigned, development only); false refuses them.
+	// (trust.allow_unsigned, development only).
 	AllowUnsigned bool
-	// AllowRoot lets recipes run as root (security.allow_root); false
-	// refuses them.
-	AllowRoot bool
-	// DefaultRunAs is default_run_as, for recipes that name no run_as; ""
-	// means the agent's own user.
-	DefaultRunAs string
-	// DeviceID is the value of ${device.id}.
-	DeviceID string
+	AllowRoot     bool   // lets recipes run as root (security.allow_root)
+	DefaultRunAs  string // default_run_as, for recipes without run_as; "" is the agent's user
+	DeviceID      string // the value of ${device.id}
 	// DeviceConfig is agent.toml's [components."<name>".config] by
 	// component name, layered between recipe defaults and deployment
-	// overrides; nil means none.
+	// overrides.
 	DeviceConfig map[string]map[string]any
 	// WorkDir holds each component's work folder, WorkDir/<name>/, made
 	// by the engine and never removed. Required.
@@ -62,8 +54,7 @@ type Config struct {
 	// component stay on disk, the current one included; 0 means
 	// DefaultKeepVersions.
 	KeepVersions int
-	// Events receives deployment progress; nil means events.Discard.
-	Events events.Publisher
+	Events       events.Publisher // deployment progress; nil means events.Discard
 	// Clock gives time and the deadlines of the stop and start steps; nil
 	// means supervisor.SystemClock.
 	Clock supervisor.Clock
@@ -72,11 +63,10 @@ type Config struct {
 	// exits at once is RUNNING for an instant only. 0 means
 	// DefaultStableFor; negative means no wait.
 	StableFor time.Duration
-	// Logger; nil discards.
-	Logger *slog.Logger
+	Logger    *slog.Logger // nil discards
 	// FaultHook is called right after each checkpoint is durable, with
-	// "<step>:<status>" such as "stop:started" (see the Step constants);
-	// nil means none. Tests use it to crash the agent at a chosen step.
+	// "<step>:<status>" such as "stop:started"; nil means none. Tests use
+	// it to crash the agent at a chosen step.
 	FaultHook func(checkpoint string)
 }
 
@@ -92,23 +82,22 @@ const DefaultStableFor = time.Second
 // Engine runs deployments one at a time. Create it with New, start Run in
 // a goroutine, then Submit; every method is safe for concurrent use.
 type Engine struct {
-	cfg    Config
-	log    *slog.Logger
-	clock  supervisor.Clock
-	events events.Publisher
-	stable time.Duration
+	cfg      Config
+	log      *slog.Logger
+	clock    supervisor.Clock
+	events   events.Publisher
+	versions map[string]map[string]*recipes.Recipe // recorded deployments' recipes, for collect; Run's goroutine only
 
 	kick    chan struct{} // a job was queued
 	started chan struct{} // closed once Run has restored and resumed
 
-	mu       sync.Mutex
-	queue    []*job
-	running  *job
-	current  *set
-	ran      bool
-	cancels  map[string]string // cancels asked for before their job ran: id -> reason
-	changed  chan struct{}     // closed and replaced on every change of a deployment
-	versions map[string]map[string]*recipes.Recipe
+	mu      sync.Mutex
+	queue   []*job
+	running *job
+	current *set
+	ran     bool
+	cancels map[string]string // cancels asked for before their job ran: id -> reason
+	changed chan struct{}     // closed and replaced on every change of a deployment
 }
 
 // job is one deployment waiting or running.
@@ -143,38 +132,28 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.KeepVersions == 0 {
 		cfg.KeepVersions = DefaultKeepVersions
 	}
-	e := &Engine{
-		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, events: cfg.Events,
-		kick: make(chan struct{}, 1), started: make(chan struct{}), current: emptySet(), cancels: map[string]string{},
+	if cfg.StableFor == 0 {
+		cfg.StableFor = DefaultStableFor
+	}
+	if cfg.FaultHook == nil {
+		cfg.FaultHook = func(string) {}
+	}
+	return &Engine{
+		cfg:    cfg,
+		log:    cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		clock:  cmp.Or(cfg.Clock, supervisor.Clock(supervisor.SystemClock{})),
+		events: cmp.Or(cfg.Events, events.Discard),
+		kick:   make(chan struct{}, 1), started: make(chan struct{}), current: emptySet(), cancels: map[string]string{},
 		changed: make(chan struct{}), versions: map[string]map[string]*recipes.Recipe{},
-	}
-	switch {
-	case cfg.StableFor == 0:
-		e.stable = DefaultStableFor
-	case cfg.StableFor > 0:
-		e.stable = cfg.StableFor
-	}
-	if e.log == nil {
-		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if e.clock == nil {
-		e.clock = supervisor.SystemClock{}
-	}
-	if e.events == nil {
-		e.events = events.Discard
-	}
-	return e, nil
+	}, nil
 }
 
 // Run is the one goroutine that owns deployments. At start it restores the
-// current set (the last committed deployment, rendered again and handed to
-// the supervisor) and resumes every unfinished deployment from its
-// checkpoints: one past its plan is finished, or its rollback finished;
-// queued ones run in order. Then it runs queued deployments until ctx ends.
-// A deployment interrupted by ctx stays IN_PROGRESS and is resumed by the
-// next Run. Run returns nil when ctx ends, or an error when the store
-// fails (a deployment that cannot be checkpointed cannot go on). It may be
-// called once.
+// current set and resumes every unfinished deployment from its checkpoints;
+// then it runs queued deployments, in order, until ctx ends. A deployment
+// interrupted by ctx is resumed by the next Run. Run returns nil when ctx
+// ends, or an error when the store fails (a deployment that cannot be
+// checkpointed cannot go on). It may be called once.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.ran {
@@ -217,31 +196,23 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Started() <-chan struct{} { return e.started }
 
 // Submit validates a deployment completely (manifest, recipes, signatures,
-// dependency graph, rendering) and records and queues it. A problem comes
-// back as a *ValidationError (errors.Is ErrInvalid) listing every one, and
-// then nothing is queued or changed. A deployment id already recorded for
-// the same manifest answers that deployment (it never runs twice); for a
-// different manifest it is ErrConflict. Submit waits for Started (the
-// current set is what a deployment is checked and planned against), or
-// for ctx. The answer carries the plan as it
-// looks against the current set now. With req.Preempt the running
-// deployment is canceled (it rolls back) and the queued ones are canceled
-// too.
+// dependency graph, rendering), records and queues it, and answers its plan
+// against the current set now. Problems come back as a *ValidationError
+// (errors.Is ErrInvalid) listing every one, with nothing queued or changed.
+// A deployment id already recorded answers that deployment for the same
+// manifest (it never runs twice), ErrConflict for another. Submit waits for
+// Started: the current set is what a deployment is checked against. With
+// req.Preempt the running and the queued deployments are canceled.
 func (e *Engine) Submit(ctx context.Context, req Request) (Accepted, error) {
-	if err := e.awaitStart(ctx); err != nil {
-		return Accepted{}, err
-	}
-	m, err := parseManifest(req)
+	m, err := e.parseManifest(ctx, req)
 	if err != nil {
 		return Accepted{}, err
 	}
 	id := m.Deployment.ID
-	if id != "" {
-		if acc, ok, err := e.known(ctx, id, string(req.Manifest)); ok || err != nil {
-			return acc, err
-		}
-	} else {
+	if id == "" {
 		id = e.newID("d")
+	} else if acc, ok, err := e.known(ctx, id, string(req.Manifest)); ok || err != nil {
+		return acc, err
 	}
 	cur := e.currentSet()
 	s, err := e.prepare(ctx, req, m, id, cur)
@@ -255,43 +226,32 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Accepted, error) {
 		}
 		return Accepted{}, err
 	}
-	origin := req.Origin
-	if origin == "" {
-		origin = "local"
-	}
+	origin := cmp.Or(req.Origin, "local")
 	e.log.Info("deployment queued", "deployment", id, "origin", origin, "components", s.describe())
 	e.enqueue(ctx, &job{id: id, origin: origin, set: s}, req.Preempt)
-	return Accepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
+	return Accepted{ID: id, Plan: e.plan(cur, s)}, nil
 }
 
 // Plan validates a deployment like Submit and returns what it would change
 // against the current set now. Nothing is recorded or changed. Like Submit
 // it waits for Started.
 func (e *Engine) Plan(ctx context.Context, req Request) ([]PlanItem, error) {
-	if err := e.awaitStart(ctx); err != nil {
-		return nil, err
-	}
-	m, err := parseManifest(req)
+	m, err := e.parseManifest(ctx, req)
 	if err != nil {
 		return nil, err
-	}
-	id := m.Deployment.ID
-	if id == "" {
-		id = "plan"
 	}
 	cur := e.currentSet()
-	s, err := e.prepare(ctx, req, m, id, cur)
+	s, err := e.prepare(ctx, req, m, cmp.Or(m.Deployment.ID, "plan"), cur)
 	if err != nil {
 		return nil, err
 	}
-	return computePlan(cur.comps, s.comps, e.states()), nil
+	return e.plan(cur, s), nil
 }
 
-// Cancel stops deployment id: a queued one is canceled at once; a running
-// one stops at its next safe point (between steps, or while it downloads or
-// waits for components) and rolls back to the previous set. Cancel does
-// not wait for that; Get or Wait tell when it is over. A finished
-// deployment gives ErrConflict, an unknown id ErrNotFound.
+// Cancel stops deployment id: a queued one at once; a running one at its
+// next safe point (between steps, or while it downloads or waits for
+// components), rolling back. Cancel does not wait for that (Wait does). A
+// finished deployment gives ErrConflict, an unknown id ErrNotFound.
 func (e *Engine) Cancel(ctx context.Context, id string) error {
 	const reason = "canceled by request"
 	e.mu.Lock()
@@ -308,54 +268,44 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 		}
 	}
 	d, err := e.cfg.Store.GetDeployment(ctx, id)
+	if err == nil && !d.Status.Finished() {
+		// Recorded but not yet picked up by Run: cancel it when it is.
+		e.cancels[id] = reason
+	}
+	e.mu.Unlock()
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		e.mu.Unlock()
-		return fmt.Errorf("cancel deployment %s: %w", id, ErrNotFound)
+		return notFound(err, "no deployment %s", id)
 	case err != nil:
-		e.mu.Unlock()
 		return fmt.Errorf("cancel deployment %s: %w", id, err)
 	case d.Status.Finished():
-		e.mu.Unlock()
-		return fmt.Errorf("cancel deployment %s: already %s: %w", id, d.Status, ErrConflict)
+		return conflict("deployment %s is already %s; only a queued or running deployment can be canceled", id, d.Status)
 	}
-	// Recorded but not yet picked up by Run: cancel it when it is.
-	e.cancels[id] = reason
-	e.mu.Unlock()
 	return nil
 }
 
 // Rollback queues a new deployment (with an id of its own) that applies
 // again the last successful deployment before the current one. It is
-// ErrNotFound when there is none.
-func (e *Engine) Rollback(ctx context.Context) (Accepted, error) {
+// ErrNotFound when there is none. With dryRun it only answers the plan
+// (Accepted.ID empty, RollbackTo set) and records nothing.
+func (e *Engine) Rollback(ctx context.Context, dryRun bool) (Accepted, error) {
 	if err := e.awaitStart(ctx); err != nil {
 		return Accepted{}, err
 	}
 	cur := e.currentSet()
 	if cur.id == "" {
-		return Accepted{}, fmt.Errorf("rollback: nothing is deployed: %w", ErrNotFound)
+		return Accepted{}, notFound(nil, "nothing to roll back: nothing is deployed")
 	}
 	list, err := e.cfg.Store.ListDeployments(ctx, 0)
 	if err != nil {
 		return Accepted{}, fmt.Errorf("rollback: list deployments: %w", err)
 	}
-	var target *store.Deployment
-	seen := false
-	for i := range list {
-		switch {
-		case list[i].ID == cur.id:
-			seen = true
-		case seen && list[i].Status == store.DeploymentSucceeded:
-			target = &list[i]
-		}
-		if target != nil {
-			break
-		}
+	i := slices.IndexFunc(list, func(d store.Deployment) bool { return d.ID == cur.id })
+	k := slices.IndexFunc(list[i+1:], func(d store.Deployment) bool { return d.Status == store.DeploymentSucceeded })
+	if i < 0 || k < 0 {
+		return Accepted{}, notFound(nil, "nothing to roll back to: no deployment succeeded before %s", cur.id)
 	}
-	if target == nil {
-		return Accepted{}, fmt.Errorf("rollback: no successful deployment before %s: %w", cur.id, ErrNotFound)
-	}
+	target := list[i+1+k]
 	m, err := recipes.ParseManifest("deployment "+target.ID, []byte(target.Manifest))
 	if err != nil {
 		return Accepted{}, fmt.Errorf("rollback to %s: manifest: %w", target.ID, err)
@@ -370,12 +320,15 @@ func (e *Engine) Rollback(ctx context.Context) (Accepted, error) {
 	if err != nil {
 		return Accepted{}, fmt.Errorf("rollback to %s: %w", target.ID, err)
 	}
+	if dryRun {
+		return Accepted{RollbackTo: target.ID, Plan: e.plan(cur, s)}, nil
+	}
 	if err := e.record(ctx, s); err != nil {
 		return Accepted{}, err
 	}
 	e.log.Info("rollback queued", "deployment", id, "to", target.ID)
 	e.enqueue(ctx, &job{id: id, origin: "rollback", set: s}, false)
-	return Accepted{ID: id, Plan: computePlan(cur.comps, s.comps, e.states())}, nil
+	return Accepted{ID: id, RollbackTo: target.ID, Plan: e.plan(cur, s)}, nil
 }
 
 // Get returns a deployment with every step, its plan, and, while it runs,
@@ -384,16 +337,12 @@ func (e *Engine) Rollback(ctx context.Context) (Accepted, error) {
 func (e *Engine) Get(ctx context.Context, id string) (Deployment, error) {
 	d, err := e.cfg.Store.GetDeployment(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return Deployment{}, fmt.Errorf("deployment %s: %w (%w)", id, ErrNotFound, err)
+		return Deployment{}, notFound(err, "no deployment %s", id)
 	}
 	if err != nil {
 		return Deployment{}, fmt.Errorf("deployment %s: %w", id, err)
 	}
-	steps, err := e.cfg.Store.Steps(ctx, id)
-	if err != nil {
-		return Deployment{}, fmt.Errorf("deployment %s: steps: %w", id, err)
-	}
-	return e.view(d, steps), nil
+	return e.view(ctx, d)
 }
 
 // List returns up to limit deployments, newest first, each with its steps;
@@ -403,13 +352,11 @@ func (e *Engine) List(ctx context.Context, limit int) ([]Deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
-	out := make([]Deployment, 0, len(list))
-	for _, d := range list {
-		steps, err := e.cfg.Store.Steps(ctx, d.ID)
-		if err != nil {
-			return nil, fmt.Errorf("deployment %s: steps: %w", d.ID, err)
+	out := make([]Deployment, len(list))
+	for i, d := range list {
+		if out[i], err = e.view(ctx, d); err != nil {
+			return nil, err
 		}
-		out = append(out, e.view(d, steps))
 	}
 	return out, nil
 }
@@ -471,16 +418,16 @@ func (e *Engine) awaitStart(ctx context.Context) error {
 	}
 }
 
-// ---- queue ----
-
-// errAbandoned: the agent is shutting down; the deployment stays as
-// checkpointed and is resumed by the next Run.
-var errAbandoned = errors.New("deploy: abandoned for agent shutdown")
-
 func (e *Engine) currentSet() *set {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.current
+}
+
+// plan is what going from cur to s changes, with the components as the
+// supervisor reports them now.
+func (e *Engine) plan(cur, s *set) []PlanItem {
+	return computePlan(cur.comps, s.comps, e.states())
 }
 
 // states returns the supervisor's view of each component.
@@ -503,9 +450,7 @@ func (e *Engine) enqueue(ctx context.Context, j *job, preempt bool) {
 		}
 		dropped, e.queue = e.queue, nil
 	}
-	if !slices.ContainsFunc(e.queue, func(q *job) bool { return q.id == j.id }) {
-		e.queue = append(e.queue, j)
-	}
+	e.queue = append(e.queue, j)
 	e.mu.Unlock()
 	for _, q := range dropped {
 		if err := e.cancelQueued(ctx, q.id, "superseded by deployment "+j.id); err != nil {
@@ -539,9 +484,7 @@ func (e *Engine) next(ctx context.Context) *job {
 
 func (e *Engine) finished(j *job) {
 	e.mu.Lock()
-	if e.running == j {
-		e.running = nil
-	}
+	e.running = nil
 	e.mu.Unlock()
 	j.cancel(nil)
 	e.broadcast()
@@ -571,10 +514,10 @@ func (e *Engine) known(ctx context.Context, id, manifest string) (Accepted, bool
 	case err != nil:
 		return Accepted{}, false, fmt.Errorf("look up deployment %s: %w", id, err)
 	case d.Manifest != manifest:
-		return Accepted{}, false, fmt.Errorf(
-			"deployment id %s was already used for a different manifest (%s): %w", id, d.Status, ErrConflict)
+		return Accepted{}, false, conflict(
+			"deployment id %s was already used for a different manifest (%s); give this one another id", id, d.Status)
 	}
-	return Accepted{ID: id}, true, nil
+	return Accepted{ID: id, Existing: true, Status: Status(d.Status)}, true, nil
 }
 
 // record durably records a validated deployment as QUEUED.
@@ -594,7 +537,7 @@ func (e *Engine) record(ctx context.Context, s *set) error {
 		return fmt.Errorf("record deployment %s: %w", s.id, err)
 	}
 	e.publish(s.id, string(StepValidate), string(StepDone), s.describe())
-	e.hook(checkpoint(StepValidate, StepDone))
+	e.cfg.FaultHook(checkpoint(StepValidate, StepDone))
 	return nil
 }
 
@@ -607,12 +550,6 @@ func (e *Engine) newID(prefix string) string {
 		id = id[len(id)-128:]
 	}
 	return id
-}
-
-func (e *Engine) hook(cp string) {
-	if e.cfg.FaultHook != nil {
-		e.cfg.FaultHook(cp)
-	}
 }
 
 // publish sends a deployment event.

@@ -18,6 +18,27 @@ var (
 	ErrConflict = errors.New("deploy: conflict")
 )
 
+// categoryError is a message that matches a category sentinel (ErrNotFound,
+// ErrConflict) without repeating its text: operators read the message,
+// callers branch on the category.
+type categoryError struct {
+	msg      string
+	category error
+	cause    error // what the store said, for errors.Is; may be nil
+}
+
+func (e *categoryError) Error() string        { return e.msg }
+func (e *categoryError) Is(target error) bool { return target == e.category }
+func (e *categoryError) Unwrap() error        { return e.cause }
+
+func notFound(cause error, format string, args ...any) error {
+	return &categoryError{msg: fmt.Sprintf(format, args...), category: ErrNotFound, cause: cause}
+}
+
+func conflict(format string, args ...any) error {
+	return &categoryError{msg: fmt.Sprintf(format, args...), category: ErrConflict}
+}
+
 // Code is why a deployment failed or was refused, as recorded
 // (Deployment.ErrorCode) and as jobs report it (error_code): callers and
 // the decision core branch on it, never on an error's text.
@@ -113,8 +134,10 @@ type failure struct {
 	err  error
 }
 
-func (f *failure) Error() string { return f.err.Error() }
-func (f *failure) Unwrap() error { return f.err }
+// invalid is a problem with the manifest or a recipe.
+func invalid(format string, args ...any) Problem {
+	return Problem{Code: CodeValidation, Message: fmt.Sprintf(format, args...)}
+}
 
 func fail(code Code, format string, args ...any) *failure {
 	return &failure{code: code, err: fmt.Errorf(format, args...)}

@@ -1,9 +1,12 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"time"
@@ -17,6 +20,7 @@ import (
 var (
 	errHealthTimeout = errors.New("health_timeout reached")
 	errStopTimeout   = errors.New("stop deadline reached")
+	errAbandoned     = errors.New("deploy: abandoned for agent shutdown") // resumed by the next Run
 )
 
 // stopMargin is added to the sum of the stop timeouts to bound the stop step.
@@ -30,28 +34,28 @@ func (e *Engine) execute(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
-	cfg := e.coreConfig(j)
-	c := newCore(cfg)
+	c := newCore(e.coreConfig(j))
 	ev := event{kind: eventBegin, failure: broken}
 	if j.steps != nil {
 		ev.kind, ev.steps = eventResume, j.steps
-		from, _ := resumePoint(j.steps, cfg.keep)
-		e.log.Info("deployment resumed", "deployment", j.id, "from", from)
 	}
-	told := false
 	for !c.over() {
-		if cause, ok := context.Cause(j.ctx).(*cancelCause); ok && !told {
-			c.Step(cause.event)
-			told = true
+		if cause, ok := context.Cause(j.ctx).(*cancelCause); ok {
+			c.Step(cause.event) // again each time: the core keeps the first
 		}
-		var f *failure
 		effects := c.Step(ev)
 		if len(effects) == 0 { // a core that neither acts nor ends would spin
 			return fmt.Errorf("deployment %s: no effect for event %d", j.id, ev.kind)
 		}
+		var f *failure
 		for _, ef := range effects {
 			e.log.Debug("deployment effect", "deployment", j.id, "kind", ef.kind, "step", ef.step, "status", ef.stepStatus)
-			if f, err = e.perform(ctx, j, ef); err != nil {
+			f, err = e.perform(ctx, j, ef)
+			if ctx.Err() != nil {
+				// Whatever ctx cut short did not fail: nothing is recorded.
+				return errAbandoned
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -64,7 +68,7 @@ func (e *Engine) execute(ctx context.Context, j *job) error {
 }
 
 // perform carries out one effect; an operation's failure is returned for
-// the core, an error only when the store failed or ctx ended.
+// the core, an error only when the store failed.
 func (e *Engine) perform(ctx context.Context, j *job, ef effect) (*failure, error) {
 	switch ef.kind {
 	case effectStatus:
@@ -72,15 +76,15 @@ func (e *Engine) perform(ctx context.Context, j *job, ef effect) (*failure, erro
 	case effectStep:
 		return nil, e.step(ctx, j, ef.step, ef.stepStatus, e.stepDetail(j, ef))
 	case effectFetch:
-		return e.fetch(ctx, j)
+		return e.fetch(j), nil
 	case effectPlan:
 		return nil, e.recordPlan(ctx, j)
 	case effectApply:
-		return e.applySet(ctx, j, ef)
+		return e.applySet(ctx, j, ef), nil
 	case effectWait:
-		return e.waitSet(ctx, j, ef)
+		return e.waitSet(ctx, j, ef), nil
 	case effectSettle:
-		return e.settleKept(ctx, j, ef.failure)
+		return e.settleKept(j, ef.failure), nil
 	case effectCommit, effectKeep, effectRollback, effectFinish:
 		return nil, e.finish(ctx, j, ef)
 	}
@@ -95,14 +99,14 @@ func (e *Engine) coreConfig(j *job) coreConfig {
 		stopNew:   stopDeadline(j.prev),
 		stopPrev:  stopDeadline(j.set),
 		waitNew:   startDeadline(j),
-		waitPrev:  j.prev.healthTimeout().Duration,
+		waitPrev:  j.prev.healthTimeout(),
 	}
 }
 
 // startDeadline bounds the start step: health_timeout, plus the longest
 // install, which runs inside it.
 func startDeadline(j *job) time.Duration {
-	return j.set.healthTimeout().Duration + installAllowance(j.prev, j.set)
+	return j.set.healthTimeout() + installAllowance(j.prev, j.set)
 }
 
 // stepDetail is what a checkpoint records: the failure, or what a started
@@ -118,7 +122,7 @@ func (e *Engine) stepDetail(j *job, ef effect) string {
 		for _, r := range j.set.recipes {
 			n += len(r.Artifacts)
 		}
-		return fmt.Sprintf("%d artifacts of %d components", n, len(j.set.recipes))
+		return fmt.Sprintf("%s of %s", plural(n, "artifact"), plural(len(j.set.recipes), "component"))
 	case ef.step == StepStop:
 		return stopDetail(j.prev, j.set)
 	case ef.step == StepStart:
@@ -127,34 +131,169 @@ func (e *Engine) stepDetail(j *job, ef effect) string {
 	return ""
 }
 
-// settleKept, under failure_policy = "keep", lets the components that can
-// still start finish starting (within health_timeout), so that the
-// deployment ends with what succeeded running, and says in the failure
-// which components failed and which could not start.
-func (e *Engine) settleKept(ctx context.Context, j *job, f *failure) (*failure, error) {
-	if j.set.graph == nil {
-		return f, nil
+// load builds a recorded job's sets: its own and the one before it. A set
+// that can no longer be built is returned as the failure, and the job runs
+// with an empty set, to be finished or rolled back.
+func (e *Engine) load(j *job) (*failure, error) {
+	j.prev = e.currentSet()
+	if j.set != nil {
+		return nil, nil
 	}
-	var failed, blocked []string
-	for {
-		var rest []string
-		failed, blocked, rest = e.triage(j.set)
-		err := e.waitReady(j.ctx, rest, j.set.healthTimeout().Duration)
-		if err == nil || !errors.Is(err, supervisor.ErrComponentFailed) {
-			if ctx.Err() != nil {
-				return nil, errAbandoned
-			}
-			if err != nil {
-				f = &failure{code: f.code, err: fmt.Errorf("%w; and %w", f.err, err)}
-			}
-			break
+	var broken *failure
+	s, err := e.rebuildSet(j.id, j.stored.Manifest, j.stored.Recipes, admitRecorded)
+	if err != nil {
+		broken, s = fail(CodeValidation, "%v", err), emptySet()
+	}
+	e.mu.Lock() // Get reads it while the job runs
+	j.set = s
+	e.mu.Unlock()
+	if j.stored.Previous != nil {
+		prev, err := e.decodePrevious(j.stored.Previous)
+		if err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+		j.prev = prev
+	}
+	return broken, nil
+}
+
+// fetch downloads, verifies and places every artifact of the new set.
+func (e *Engine) fetch(j *job) *failure {
+	err := e.cfg.Fetcher.Fetch(j.ctx, j.set.recipeList(), func(p ota.Progress) {
+		e.mu.Lock()
+		j.waiting = fmt.Sprintf("downloading %s (%d of %d bytes)", p.URL, p.BytesComplete, p.Size)
+		e.mu.Unlock()
+	})
+	if err == nil {
+		return nil
+	}
+	code := CodeInternal
+	if reason, ok := ota.ReasonOf(err); ok {
+		code = Code(reason)
+	}
+	return &failure{code: code, err: fmt.Errorf("fetch: %w", err)}
+}
+
+// recordPlan checkpoints the plan and the set before the deployment in one
+// transaction: from here on the deployment finishes or rolls back.
+func (e *Engine) recordPlan(ctx context.Context, j *job) error {
+	plan := e.plan(j.prev, j.set)
+	detail, err := json.Marshal(plan)
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	prev, err := encodePrevious(j.prev)
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	now := e.clock.Now()
+	st := store.Step{Name: string(StepPlan), Status: store.StepDone, Detail: string(detail), At: now}
+	err = e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.AppendStep(ctx, j.id, st); err != nil {
+			return err
+		}
+		return tx.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{Status: store.DeploymentInProgress, At: now, Previous: prev})
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint the plan of %s: %w", j.id, err)
+	}
+	e.progress(j, StepPlan, StepDone, summarize(plan), now)
+	return nil
+}
+
+// applySet hands the new set (its work folders made first) or the
+// previous one to the supervisor, within the stop deadline.
+func (e *Engine) applySet(ctx context.Context, j *job, ef effect) *failure {
+	s, what := j.set, "stop: "
+	if ef.target == targetPrevious {
+		s, what = j.prev, ""
+	} else if err := prepareWorkDirs(s, e.cfg.DefaultRunAs); err != nil {
+		return &failure{code: CodeInstallFailed, err: err}
+	}
+	err := e.bounded(ctx, ef.within, errStopTimeout, func(ctx context.Context) error {
+		return e.cfg.Supervisor.Apply(ctx, s.components())
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errStopTimeout):
+		return &failure{code: CodeStopTimeout, err: fmt.Errorf("%snot done within %s: %w", what, ef.within, errStopTimeout)}
+	}
+	return &failure{code: CodeInternal, err: fmt.Errorf("%s%w", what, err)}
+}
+
+// waitSet waits for a set to run and stay up. The new set's wait ends
+// with the job (a cancel interrupts it); a rollback's does not.
+func (e *Engine) waitSet(ctx context.Context, j *job, ef effect) *failure {
+	s, wctx := j.set, j.ctx
+	if ef.target == targetPrevious {
+		s, wctx = j.prev, ctx
+	}
+	err := e.bounded(wctx, ef.within, errHealthTimeout, func(ctx context.Context) error {
+		return e.waitStable(ctx, s.names())
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errHealthTimeout):
+		return &failure{code: CodeHealthTimeout, err: fmt.Errorf("not RUNNING and healthy within health_timeout %s: %w",
+			s.healthTimeout(), err)}
+	case !errors.Is(err, supervisor.ErrComponentFailed):
+		return &failure{code: CodeInternal, err: err}
+	case e.installFailed(s.names()):
+		return &failure{code: CodeInstallFailed, err: err}
+	}
+	return &failure{code: CodeComponentFailed, err: err}
+}
+
+// installFailed reports whether one of names failed in its install script.
+func (e *Engine) installFailed(names []string) bool {
+	sts := e.states()
+	for _, n := range names {
+		if st := sts[n]; st.Failed() && st.Failure == supervisor.FailureInstall {
+			return true
 		}
 	}
-	msg := "failed: " + listOrNone(failed)
-	if len(blocked) > 0 {
-		msg += "; not started (a hard dependency failed): " + strings.Join(blocked, ", ")
+	return false
+}
+
+// settleKept, under failure_policy = "keep", lets what can still start
+// finish starting (within health_timeout), so that the deployment ends with
+// what succeeded running; the failure says what failed and what could not
+// start.
+func (e *Engine) settleKept(j *job, f *failure) *failure {
+	var failed, blocked, rest []string
+	var timeout error
+	for {
+		failed, blocked, rest = e.triage(j.set)
+		err := e.bounded(j.ctx, j.set.healthTimeout(), errHealthTimeout, func(ctx context.Context) error {
+			return e.cfg.Supervisor.WaitReady(ctx, rest)
+		})
+		if errors.Is(err, supervisor.ErrComponentFailed) {
+			continue // one more failed: sort again
+		}
+		if err != nil && !errors.Is(err, errHealthTimeout) {
+			return f // interrupted (shutdown or cancel): the first failure stands
+		}
+		timeout = err
+		break
 	}
-	return &failure{code: f.code, err: fmt.Errorf("%s; first: %w", msg, f.err)}, nil
+	// Each failed component is named once, with its own last error (the
+	// first of them is what f says).
+	var parts []string
+	if len(failed) > 0 {
+		parts = append(parts, "failed: "+strings.Join(failed, ", "))
+	}
+	if len(blocked) > 0 {
+		parts = append(parts, "not started (a hard dependency failed): "+strings.Join(blocked, ", "))
+	}
+	if timeout != nil {
+		parts = append(parts, timeout.Error())
+	}
+	if len(parts) == 0 {
+		return f
+	}
+	return &failure{code: f.code, err: errors.New(strings.Join(parts, "; "))}
 }
 
 // triage sorts s's components into those that failed (named with their
@@ -184,136 +323,9 @@ func (e *Engine) triage(s *set) (failed, blocked, rest []string) {
 	return failed, blocked, rest
 }
 
-// load builds a recorded job's sets: its own and the one before it. A
-// set that can no longer be built is returned as the failure; the job
-// then runs with an empty set, to be finished or rolled back.
-func (e *Engine) load(j *job) (*failure, error) {
-	j.prev = e.currentSet()
-	if j.set != nil {
-		return nil, nil
-	}
-	var broken *failure
-	s, err := e.rebuildSet(j.id, j.stored.Manifest, j.stored.Recipes, admitRecorded)
-	if err != nil {
-		broken, s = fail(CodeValidation, "%v", err), emptySet()
-	}
-	e.mu.Lock() // Get reads it while the job runs
-	j.set = s
-	e.mu.Unlock()
-	if j.stored.Previous != nil {
-		prev, err := e.decodePrevious(j.stored.Previous)
-		if err != nil {
-			return nil, fmt.Errorf("resume: %w", err)
-		}
-		j.prev = prev
-	}
-	return broken, nil
-}
-
-// fetch downloads, verifies and places every artifact of the new set.
-func (e *Engine) fetch(ctx context.Context, j *job) (*failure, error) {
-	err := e.cfg.Fetcher.Fetch(j.ctx, j.set.recipeList(), func(p ota.Progress) {
-		e.setWaiting(j, fmt.Sprintf("downloading %s (%d of %d bytes)", p.URL, p.BytesComplete, p.Size))
-	})
-	switch {
-	case err == nil:
-		return nil, nil
-	case ctx.Err() != nil:
-		return nil, errAbandoned
-	}
-	code := CodeInternal
-	if reason, ok := ota.ReasonOf(err); ok {
-		code = Code(reason)
-	}
-	return &failure{code: code, err: fmt.Errorf("fetch: %w", err)}, nil
-}
-
-// recordPlan checkpoints the plan and the set before the deployment in one
-// transaction: from here on the deployment finishes or rolls back.
-func (e *Engine) recordPlan(ctx context.Context, j *job) error {
-	plan := computePlan(j.prev.comps, j.set.comps, e.states())
-	detail, err := encodePlan(plan)
-	if err != nil {
-		return fmt.Errorf("plan: %w", err)
-	}
-	prev, err := encodePrevious(j.prev)
-	if err != nil {
-		return fmt.Errorf("plan: %w", err)
-	}
-	now := e.clock.Now()
-	err = e.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.AppendStep(ctx, j.id, store.Step{Name: string(StepPlan), Status: store.StepDone, Detail: detail, At: now}); err != nil {
-			return err
-		}
-		return tx.UpdateDeploymentStatus(ctx, j.id, store.DeploymentUpdate{Status: store.DeploymentInProgress, At: now, Previous: prev})
-	})
-	if err != nil {
-		return e.storeErr(ctx, fmt.Errorf("checkpoint the plan of %s: %w", j.id, err))
-	}
-	e.progress(j, StepPlan, StepDone, summarize(plan), now)
-	return nil
-}
-
-// applySet hands the new set (its work folders made first) or the
-// previous one to the supervisor, within the stop deadline.
-func (e *Engine) applySet(ctx context.Context, j *job, ef effect) (*failure, error) {
-	s, what := j.set, "stop: "
-	if ef.target == targetPrevious {
-		s, what = j.prev, ""
-	} else if err := prepareWorkDirs(s, e.cfg.DefaultRunAs); err != nil {
-		return &failure{code: CodeInstallFailed, err: err}, nil
-	}
-	err := e.apply(ctx, s, ef.within)
-	switch {
-	case err == nil:
-		return nil, nil
-	case ctx.Err() != nil:
-		return nil, errAbandoned
-	case errors.Is(err, errStopTimeout):
-		return &failure{code: CodeStopTimeout, err: fmt.Errorf("%s%w", what, err)}, nil
-	}
-	return &failure{code: CodeInternal, err: fmt.Errorf("%s%w", what, err)}, nil
-}
-
-// waitSet waits for a set to run. The new set's wait ends with the job (a
-// cancel interrupts it); a rollback's does not.
-func (e *Engine) waitSet(ctx context.Context, j *job, ef effect) (*failure, error) {
-	s, wctx := j.set, j.ctx
-	if ef.target == targetPrevious {
-		s, wctx = j.prev, ctx
-	}
-	err := e.waitStarted(wctx, s.names(), ef.within)
-	switch {
-	case err == nil:
-		return nil, nil
-	case ctx.Err() != nil:
-		return nil, errAbandoned
-	case errors.Is(err, errHealthTimeout):
-		return &failure{code: CodeHealthTimeout, err: fmt.Errorf("not RUNNING and healthy within health_timeout %s: %w",
-			s.healthTimeout().Duration, err)}, nil
-	case !errors.Is(err, supervisor.ErrComponentFailed):
-		return &failure{code: CodeInternal, err: err}, nil
-	case e.installFailed(s.names()):
-		return &failure{code: CodeInstallFailed, err: err}, nil
-	}
-	return &failure{code: CodeComponentFailed, err: err}, nil
-}
-
-// installFailed reports whether one of names failed in its install script.
-func (e *Engine) installFailed(names []string) bool {
-	sts := e.states()
-	for _, n := range names {
-		if st := sts[n]; st.Failed() && st.Failure == supervisor.FailureInstall {
-			return true
-		}
-	}
-	return false
-}
-
 // finish records a deployment's end in one transaction: its last
-// checkpoint (commit or rollback done), for a commit the new set as
-// current, and the final status. Then old versions are let go after a
-// commit.
+// checkpoint, for a commit the new set as current, and the final status.
+// After a commit, old versions are let go.
 func (e *Engine) finish(ctx context.Context, j *job, ef effect) error {
 	f, now := ef.failure, e.clock.Now()
 	u := store.DeploymentUpdate{Status: store.DeploymentStatus(ef.status), RolledBack: ef.rolledBack, At: now}
@@ -344,10 +356,12 @@ func (e *Engine) finish(ctx context.Context, j *job, ef effect) error {
 		return tx.UpdateDeploymentStatus(ctx, j.id, u)
 	})
 	if err != nil {
-		return e.storeErr(ctx, fmt.Errorf("record the end of %s: %w", j.id, err))
+		return fmt.Errorf("record the end of %s: %w", j.id, err)
 	}
 	if step == StepCommit {
-		e.setCurrent(j.set)
+		e.mu.Lock()
+		e.current = j.set
+		e.mu.Unlock()
 	}
 	e.log.Info("deployment finished", "deployment", j.id, "status", ef.status, "rolled_back", ef.rolledBack,
 		"failure", failed, "note", ef.note, "components", j.set.describe())
@@ -363,64 +377,39 @@ func (e *Engine) finish(ctx context.Context, j *job, ef effect) error {
 	return nil
 }
 
-// apply hands s to the supervisor, within d (the stop step's deadline).
-func (e *Engine) apply(ctx context.Context, s *set, d time.Duration) error {
-	actx, cancel := context.WithCancelCause(ctx)
+// bounded runs op with a context that ends, with cause, once d has passed
+// on the engine's clock; op's error then wraps cause.
+func (e *Engine) bounded(ctx context.Context, d time.Duration, cause error, op func(context.Context) error) error {
+	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	t := e.clock.AfterFunc(d, func() { cancel(errStopTimeout) })
+	t := e.clock.AfterFunc(d, func() { cancel(cause) })
 	defer t.Stop()
-	err := e.cfg.Supervisor.Apply(actx, s.components())
-	if err != nil && context.Cause(actx) == errStopTimeout {
-		return fmt.Errorf("not done within %s: %w", d, errStopTimeout)
+	err := op(bctx)
+	if err != nil && context.Cause(bctx) == cause && !errors.Is(err, cause) {
+		return fmt.Errorf("%w: %w", cause, err)
 	}
 	return err
 }
 
-// waitReady waits for names to be ready within d.
-func (e *Engine) waitReady(ctx context.Context, names []string, d time.Duration) error {
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	t := e.clock.AfterFunc(d, func() { cancel(errHealthTimeout) })
-	defer t.Stop()
-	err := e.cfg.Supervisor.WaitReady(wctx, names)
-	if err != nil && context.Cause(wctx) == errHealthTimeout {
-		return fmt.Errorf("%w: %w", errHealthTimeout, err)
-	}
-	return err
-}
-
-// waitStarted waits, within d, until names are ready and stay ready with
-// the same processes for the stable period: a process that starts and
-// exits at once is RUNNING for an instant, and that is not a success.
-func (e *Engine) waitStarted(ctx context.Context, names []string, d time.Duration) error {
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	t := e.clock.AfterFunc(d, func() { cancel(errHealthTimeout) })
-	defer t.Stop()
-	timeout := func(err error) error {
-		if context.Cause(wctx) == errHealthTimeout {
-			return fmt.Errorf("%w: %w", errHealthTimeout, err)
-		}
-		return err
-	}
+// waitStable waits until names are ready and stay ready with the same
+// processes for the stable period: a process that starts and exits at once
+// is RUNNING for an instant, and that is not a success.
+func (e *Engine) waitStable(ctx context.Context, names []string) error {
 	for {
-		if err := e.cfg.Supervisor.WaitReady(wctx, names); err != nil {
-			return timeout(err)
-		}
-		if e.stable <= 0 {
-			return nil
+		if err := e.cfg.Supervisor.WaitReady(ctx, names); err != nil || e.cfg.StableFor <= 0 {
+			return err
 		}
 		before := e.runs(names)
 		elapsed := make(chan struct{})
-		st := e.clock.AfterFunc(e.stable, func() { close(elapsed) })
+		t := e.clock.AfterFunc(e.cfg.StableFor, func() { close(elapsed) })
 		select {
 		case <-elapsed:
-		case <-wctx.Done():
-			st.Stop()
-			return timeout(fmt.Errorf("waiting for %v to stay up for %s: %w", names, e.stable, wctx.Err()))
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for %v to stay up for %s: %w", names, e.cfg.StableFor, ctx.Err())
 		}
 		after := e.runs(names)
-		if stayedUp(before, after) {
+		if before != nil && maps.Equal(before, after) {
 			return nil
 		}
 		e.log.Debug("a component restarted or left RUNNING while settling; waiting again", "ready", before, "now", after)
@@ -430,35 +419,25 @@ func (e *Engine) waitStarted(ctx context.Context, names []string, d time.Duratio
 // run is one component's process as far as stability goes: a new start
 // changes its generation, even when the pid comes round again.
 type run struct {
-	pid   int
-	gen   uint64
-	ready bool
+	pid int
+	gen uint64
 }
 
-// runs returns the run of each of names.
+// runs returns the run of each of names, or nil when one is not ready.
 func (e *Engine) runs(names []string) map[string]run {
 	sts := e.states()
 	out := make(map[string]run, len(names))
 	for _, n := range names {
 		st := sts[n]
-		out[n] = run{pid: st.Pid, gen: st.Generation, ready: st.Ready() || st.State == supervisor.StateFinished}
+		if !st.Ready() && st.State != supervisor.StateFinished {
+			return nil
+		}
+		out[n] = run{pid: st.Pid, gen: st.Generation}
 	}
 	return out
 }
 
-// stayedUp reports whether every component was ready at both looks, with
-// the same process.
-func stayedUp(before, after map[string]run) bool {
-	for n, b := range before {
-		if a := after[n]; !b.ready || a != b {
-			return false
-		}
-	}
-	return len(before) == len(after)
-}
-
-// cancelCause is why a job was canceled: the core's cancel or preempt
-// event.
+// cancelCause is why a job was canceled: the core's cancel or preempt event.
 type cancelCause struct{ event }
 
 func (c *cancelCause) Error() string {
@@ -468,12 +447,12 @@ func (c *cancelCause) Error() string {
 	return c.reason
 }
 
-// step durably appends one checkpoint, then tells FaultHook.
+// step durably appends one checkpoint.
 func (e *Engine) step(ctx context.Context, j *job, name StepName, status StepStatus, detail string) error {
 	at := e.clock.Now()
 	st := store.Step{Name: string(name), Status: store.StepStatus(status), Detail: detail, At: at}
 	if _, err := e.cfg.Store.AppendStep(ctx, j.id, st); err != nil {
-		return e.storeErr(ctx, fmt.Errorf("checkpoint %s %s of %s: %w", name, status, j.id, err))
+		return fmt.Errorf("checkpoint %s %s of %s: %w", name, status, j.id, err)
 	}
 	e.progress(j, name, status, detail, at)
 	return nil
@@ -489,19 +468,13 @@ func (e *Engine) progress(j *job, name StepName, status StepStatus, detail strin
 	e.log.Debug("deployment step", "deployment", j.id, "step", name, "status", status, "detail", detail)
 	e.publish(j.id, string(name), string(status), detail)
 	e.broadcast()
-	e.hook(cp)
-}
-
-func (e *Engine) setWaiting(j *job, what string) {
-	e.mu.Lock()
-	j.waiting = what
-	e.mu.Unlock()
+	e.cfg.FaultHook(cp)
 }
 
 func (e *Engine) setStatus(ctx context.Context, j *job, st Status) error {
 	u := store.DeploymentUpdate{Status: store.DeploymentStatus(st), At: e.clock.Now()}
 	if err := e.cfg.Store.UpdateDeploymentStatus(ctx, j.id, u); err != nil {
-		return e.storeErr(ctx, fmt.Errorf("deployment %s: %w", j.id, err))
+		return fmt.Errorf("deployment %s: %w", j.id, err)
 	}
 	e.log.Info("deployment started", "deployment", j.id, "origin", j.origin)
 	e.publish(j.id, "", string(st), "")
@@ -509,23 +482,8 @@ func (e *Engine) setStatus(ctx context.Context, j *job, st Status) error {
 	return nil
 }
 
-func (e *Engine) setCurrent(s *set) {
-	e.mu.Lock()
-	e.current = s
-	e.mu.Unlock()
-}
-
-// storeErr is errAbandoned when the store failed because ctx ended.
-func (e *Engine) storeErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return errAbandoned
-	}
-	return err
-}
-
-// stopDeadline bounds the stop step: every component of the set that
-// runs stopped one after the other, each within its shutdown script's and
-// its stop timeout, plus a margin.
+// stopDeadline bounds the stop step: the running set stopped one component
+// after the other, each within its shutdown and stop timeouts, plus a margin.
 func stopDeadline(running *set) time.Duration {
 	d := stopMargin
 	for _, c := range running.comps {
@@ -544,15 +502,8 @@ func stopDeadline(running *set) time.Duration {
 func installAllowance(prev, next *set) time.Duration {
 	var d time.Duration
 	for name, c := range next.comps {
-		if reflect.DeepEqual(prev.comps[name], c) {
-			continue
-		}
-		if in := c.Recipe.Lifecycle.Install; in != nil {
-			t := in.Timeout.Duration
-			if t == 0 {
-				t = recipes.DefaultInstallTimeout
-			}
-			d = max(d, t)
+		if in := c.Recipe.Lifecycle.Install; in != nil && !reflect.DeepEqual(prev.comps[name], c) {
+			d = max(d, cmp.Or(in.Timeout.Duration, recipes.DefaultInstallTimeout))
 		}
 	}
 	return d
@@ -562,12 +513,12 @@ func installAllowance(prev, next *set) time.Duration {
 func stopDetail(prev, next *set) string {
 	var stop, install []string
 	for _, name := range prev.names() {
-		if c, ok := next.comps[name]; !ok || !reflect.DeepEqual(c, prev.comps[name]) {
+		if !reflect.DeepEqual(next.comps[name], prev.comps[name]) {
 			stop = append(stop, name)
 		}
 	}
 	for _, name := range next.names() {
-		if c, ok := prev.comps[name]; !ok || !reflect.DeepEqual(c, next.comps[name]) {
+		if !reflect.DeepEqual(prev.comps[name], next.comps[name]) {
 			install = append(install, name+"@"+next.comps[name].Version())
 		}
 	}
@@ -579,4 +530,12 @@ func listOrNone(l []string) string {
 		return "none"
 	}
 	return strings.Join(l, ", ")
+}
+
+// plural is "1 artifact", "2 artifacts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

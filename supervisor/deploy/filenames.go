@@ -32,7 +32,7 @@ func CheckFileNames(files map[string][]byte) error {
 	names := make([]string, 0, len(files))
 	for name := range files {
 		if msg := fileNameProblem(name); msg != "" {
-			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf("file %q: %s", shorten(name), msg)})
+			probs = append(probs, invalid("file %q: %s", shorten(name), msg))
 			continue
 		}
 		names = append(names, name)
@@ -85,8 +85,8 @@ func overlaps(names []string) []Problem {
 	for i := 1; i < len(names); i++ {
 		dir, inside := names[i-1], names[i]
 		if len(inside) > len(dir) && inside[len(dir)] == '/' && strings.HasPrefix(inside, dir) {
-			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
-				"file %q: is also the folder of %q; a name cannot be both a file and a folder", shorten(dir), shorten(inside))})
+			probs = append(probs, invalid("file %q: is also the folder of %q; a name cannot be both a file and a folder",
+				shorten(dir), shorten(inside)))
 		}
 	}
 	return probs

@@ -29,35 +29,30 @@ const StepCleanup = "cleanup"
 func (e *Engine) collect(ctx context.Context, cur *set) {
 	removed := 0
 	defer func() { e.publish(cur.id, StepCleanup, "done", fmt.Sprintf("%d old versions removed", removed)) }()
-	history := []map[string]string{versionsOf(cur.recipes)}
-	known := map[string]*recipes.Recipe{}
-	for _, r := range cur.recipes {
-		known[r.Metadata.Name+"@"+r.Metadata.Version] = r
-	}
 	list, err := e.cfg.Store.ListDeployments(ctx, historyDepth)
 	if err != nil {
 		e.log.Error("version cleanup: list deployments", "err", err)
 		return
 	}
+	sets := []map[string]*recipes.Recipe{cur.recipes} // newest first
 	seen := map[string]bool{}
 	for _, d := range list {
-		if d.ID == cur.id || d.Status != store.DeploymentSucceeded {
-			continue
+		if d.ID != cur.id && d.Status == store.DeploymentSucceeded {
+			seen[d.ID] = true
+			sets = append(sets, e.recipesOf(d))
 		}
-		seen[d.ID] = true
-		rs := e.recipesOf(d)
-		history = append(history, versionsOf(rs))
-		for _, r := range rs {
+	}
+	maps.DeleteFunc(e.versions, func(id string, _ map[string]*recipes.Recipe) bool { return !seen[id] })
+	var history []map[string]string
+	known := map[string]*recipes.Recipe{}
+	for _, rs := range sets {
+		versions := map[string]string{}
+		for name, r := range rs {
+			versions[name] = r.Metadata.Version
 			known[r.Metadata.Name+"@"+r.Metadata.Version] = r
 		}
+		history = append(history, versions)
 	}
-	e.mu.Lock()
-	for id := range e.versions {
-		if !seen[id] {
-			delete(e.versions, id)
-		}
-	}
-	e.mu.Unlock()
 
 	keep := versionsToKeep(history, e.cfg.KeepVersions)
 	var keepRecipes []*recipes.Recipe
@@ -117,13 +112,10 @@ func (e *Engine) removeVersions(keep map[string][]string) (removed int) {
 
 // recipesOf parses a recorded deployment's recipes, once per deployment.
 func (e *Engine) recipesOf(d store.Deployment) map[string]*recipes.Recipe {
-	e.mu.Lock()
-	rs, ok := e.versions[d.ID]
-	e.mu.Unlock()
-	if ok {
+	if rs, ok := e.versions[d.ID]; ok {
 		return rs
 	}
-	rs = map[string]*recipes.Recipe{}
+	rs := map[string]*recipes.Recipe{}
 	for name, text := range d.Recipes {
 		r, err := recipes.ParseRecipe(name+recipeSuffix, []byte(text))
 		if err != nil {
@@ -132,16 +124,6 @@ func (e *Engine) recipesOf(d store.Deployment) map[string]*recipes.Recipe {
 		}
 		rs[name] = r
 	}
-	e.mu.Lock()
 	e.versions[d.ID] = rs
-	e.mu.Unlock()
 	return rs
-}
-
-func versionsOf(rs map[string]*recipes.Recipe) map[string]string {
-	out := make(map[string]string, len(rs))
-	for name, r := range rs {
-		out[name] = r.Metadata.Version
-	}
-	return out
 }

@@ -35,10 +35,5 @@ func versionsToKeep(history []map[string]string, keep int) map[string][]string {
 			out[name] = append(out[name], v)
 		}
 	}
-	for name, vs := range out {
-		if len(vs) == 0 {
-			delete(out, name)
-		}
-	}
 	return out
 }

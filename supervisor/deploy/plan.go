@@ -102,16 +102,6 @@ func restartDependents(byName map[string]*PlanItem, desired map[string]*supervis
 	}
 }
 
-// planChanges reports whether a plan changes anything at all.
-func planChanges(items []PlanItem) bool {
-	for _, it := range items {
-		if it.Action != ActionUnchanged {
-			return true
-		}
-	}
-	return false
-}
-
 // changedFields names what differs between two renderings of the same
 // component version, as recipe field paths ("lifecycle.run.args") plus
 // "secrets" (never their values).

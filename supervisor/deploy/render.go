@@ -81,11 +81,12 @@ func (e *Engine) rootProblem(r *recipes.Recipe, label string) *Problem {
 	root, err := runner.RunsAsRoot(r.Security.RunAs, e.cfg.DefaultRunAs)
 	switch {
 	case err != nil:
-		return &Problem{Code: CodeValidation, Message: fmt.Sprintf("%s: security.run_as: %s: %v", label, r.Metadata.Name, err)}
+		p := invalid("%s: security.run_as: %s: %v", label, r.Metadata.Name, err)
+		return &p
 	case root && !e.cfg.AllowRoot:
-		return &Problem{Code: CodeValidation, Message: fmt.Sprintf("%s: security.run_as: %s would run as root (uid 0); "+
-			"set security.run_as in the recipe or default_run_as in agent.toml, or allow it with security.allow_root = true",
-			label, r.Metadata.Name)}
+		p := invalid("%s: security.run_as: %s would run as root (uid 0); set security.run_as in the recipe or "+
+			"default_run_as in agent.toml, or allow it with security.allow_root = true", label, r.Metadata.Name)
+		return &p
 	}
 	return nil
 }
@@ -111,22 +112,20 @@ func resolveSecrets(specs map[string]recipes.Secret, label string) (map[string]s
 		case "env":
 			v, ok := os.LookupEnv(sp.Name)
 			if !ok {
-				probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
-					"%s: secrets.%s: environment variable %s is not set in the agent's environment", label, k, sp.Name)})
+				probs = append(probs, invalid("%s: secrets.%s: environment variable %s is not set in the agent's environment",
+					label, k, sp.Name))
 				continue
 			}
 			out[k] = v
 		case "file":
 			b, err := os.ReadFile(sp.Path)
 			if err != nil {
-				probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
-					"%s: secrets.%s: cannot read %s: %v", label, k, sp.Path, unwrapPath(err))})
+				probs = append(probs, invalid("%s: secrets.%s: cannot read %s: %v", label, k, sp.Path, unwrapPath(err)))
 				continue
 			}
 			out[k] = strings.TrimRight(string(b), "\r\n")
 		default:
-			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
-				"%s: secrets.%s.from: must be env or file", label, k)})
+			probs = append(probs, invalid("%s: secrets.%s.from: must be env or file", label, k))
 		}
 	}
 	return out, probs
@@ -144,11 +143,11 @@ func unwrapPath(err error) error {
 func configProblems(err error, where string) []Problem {
 	var list recipes.ErrorList
 	if !errors.As(err, &list) {
-		return []Problem{{Code: CodeValidation, Message: where + ": " + err.Error()}}
+		return []Problem{invalid("%s: %v", where, err)}
 	}
 	out := make([]Problem, 0, len(list))
 	for _, fe := range list {
-		out = append(out, Problem{Code: CodeValidation, Message: fmt.Sprintf("%s: %s: %s", where, fe.Path, fe.Message)})
+		out = append(out, invalid("%s: %s: %s", where, fe.Path, fe.Message))
 	}
 	return out
 }

@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"path"
@@ -10,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/keystone-edge/keystone/ota"
+	"github.com/keystone-edge/keystone/ota/sign"
 	"github.com/keystone-edge/keystone/recipes"
 )
 
@@ -38,14 +41,14 @@ type Request struct {
 // recipeSuffix marks the files of a request that are offered as recipes.
 const recipeSuffix = ".recipe.toml"
 
-// parseManifest parses the request's manifest.
-func parseManifest(req Request) (*recipes.Manifest, error) {
-	name := req.ManifestName
-	if name == "" {
-		name = "deployment.toml"
+// parseManifest waits for Started, then parses the request's manifest.
+func (e *Engine) parseManifest(ctx context.Context, req Request) (*recipes.Manifest, error) {
+	if err := e.awaitStart(ctx); err != nil {
+		return nil, err
 	}
+	name := cmp.Or(req.ManifestName, "deployment.toml")
 	if len(req.Manifest) == 0 {
-		return nil, &ValidationError{Problems: []Problem{{Code: CodeValidation, Message: name + ": the manifest is empty"}}}
+		return nil, &ValidationError{Problems: []Problem{invalid("%s: the manifest is empty", name)}}
 	}
 	m, err := recipes.ParseManifest(name, req.Manifest)
 	if err != nil {
@@ -64,14 +67,16 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 	if err := CheckFileNames(req.Files); err != nil {
 		return nil, err
 	}
-	files := req.Files
-	st, err := e.stage(files)
+	st, err := stageFiles(e.cfg.StagingDir, req.Files)
 	if err != nil {
-		return nil, err
+		// Logged with its path, answered without: the sender, maybe an API
+		// client, has no business knowing the device's layout.
+		e.log.Error("stage a deployment's files", "parent", e.cfg.StagingDir, "err", err)
+		return nil, fmt.Errorf("stage the deployment's files: %w", withoutPath(err))
 	}
 	defer st.remove(e.log)
 
-	available, labels, probs := e.requestRecipes(ctx, st, m, files)
+	available, labels, probs := e.requestRecipes(ctx, st, m, req.Files)
 	if len(probs) > 0 {
 		return nil, &ValidationError{Problems: probs}
 	}
@@ -85,9 +90,7 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 			available = append(available, r)
 		}
 	}
-	text := string(req.Manifest)
-	m.Deployment.ID = id
-	s, ps := e.buildSet(id, m, text, available, labels, admitNew)
+	s, ps := e.buildSet(id, m, string(req.Manifest), available, labels, admitNew)
 	if len(ps) > 0 {
 		return nil, &ValidationError{Problems: ps}
 	}
@@ -113,21 +116,18 @@ func (e *Engine) requestRecipes(ctx context.Context, st *staging, m *recipes.Man
 		}
 		rel := path.Clean(ref.Recipe)
 		used[rel] = true
-		data, ok := files[rel]
-		if !ok {
-			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
-				"%s: components[%d].recipe: %s was not sent with the manifest", m.Source, i, ref.Recipe)})
+		if _, ok := files[rel]; !ok {
+			probs = append(probs, invalid("%s: components[%d].recipe: %s was not sent with the manifest", m.Source, i, ref.Recipe))
 			continue
 		}
-		r, ps := e.localRecipe(st.files, rel, data, files)
+		r, ps := e.localRecipe(st.files, rel, files)
 		probs = append(probs, ps...)
 		if r == nil {
 			continue
 		}
 		if r.Metadata.Name != ref.Name || r.Metadata.Version != ref.Version {
-			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf(
-				"%s: components[%d]: lists %s@%s but %s is %s@%s", m.Source, i, ref.Name, ref.Version,
-				rel, r.Metadata.Name, r.Metadata.Version)})
+			probs = append(probs, invalid("%s: components[%d]: lists %s@%s but %s is %s@%s", m.Source, i,
+				ref.Name, ref.Version, rel, r.Metadata.Name, r.Metadata.Version))
 			continue
 		}
 		labels[r.Metadata.Name] = rel
@@ -137,7 +137,7 @@ func (e *Engine) requestRecipes(ctx context.Context, st *staging, m *recipes.Man
 		if used[rel] || !strings.HasSuffix(rel, recipeSuffix) {
 			continue
 		}
-		r, ps := e.localRecipe(st.files, rel, files[rel], files)
+		r, ps := e.localRecipe(st.files, rel, files)
 		probs = append(probs, ps...)
 		if r != nil {
 			if _, ok := labels[r.Metadata.Name]; !ok {
@@ -151,21 +151,21 @@ func (e *Engine) requestRecipes(ctx context.Context, st *staging, m *recipes.Man
 
 // localRecipe parses a recipe the request sent and checks the signatures
 // of it and of every file it imports.
-func (e *Engine) localRecipe(dir, rel string, data []byte, files map[string][]byte) (*recipes.Recipe, []Problem) {
-	r, err := recipes.ParseRecipe(filepath.Join(dir, filepath.FromSlash(rel)), data)
+func (e *Engine) localRecipe(dir, rel string, files map[string][]byte) (*recipes.Recipe, []Problem) {
+	r, err := recipes.ParseRecipe(filepath.Join(dir, filepath.FromSlash(rel)), files[rel])
 	if err != nil {
 		return nil, listProblems(err, dir, rel)
 	}
 	if e.cfg.AllowUnsigned {
 		return r, nil
 	}
-	var probs []Problem
-	if p := e.checkSignature(rel, data, files); p != nil {
-		probs = append(probs, *p)
-	}
+	signed := []string{rel}
 	for _, imp := range r.ImportedFiles {
-		irel := relabel(imp, dir, imp)
-		if p := e.checkSignature(irel, files[irel], files); p != nil {
+		signed = append(signed, relabel(imp, dir, imp))
+	}
+	var probs []Problem
+	for _, f := range signed {
+		if p := e.checkSignature(f, files); p != nil {
 			probs = append(probs, *p)
 		}
 	}
@@ -176,15 +176,23 @@ func (e *Engine) localRecipe(dir, rel string, data []byte, files map[string][]by
 }
 
 // checkSignature checks rel's detached signature against the trusted keys.
-func (e *Engine) checkSignature(rel string, data []byte, files map[string][]byte) *Problem {
+func (e *Engine) checkSignature(rel string, files map[string][]byte) *Problem {
 	sig, ok := files[rel+".sig"]
 	if !ok {
 		return &Problem{Code: Code(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
 			"%s: not signed: %s.sig was not sent (trust.allow_unsigned = true runs unsigned recipes, for development only)", rel, rel)}
 	}
-	if _, err := e.cfg.Keyring.VerifyDetached(data, sig); err != nil {
+	if _, err := e.cfg.Keyring.VerifyDetached(files[rel], sig); err != nil {
+		why := "it was changed after it was signed, or signed with a key this agent does not trust (trust.keys)"
+		switch {
+		case errors.Is(err, sign.ErrNoSignature):
+			why = rel + ".sig is empty"
+		case errors.Is(err, sign.ErrUnknownKey):
+			why = "this agent trusts no key (trust.keys)"
+		}
 		return &Problem{Code: Code(ota.ReasonSignatureInvalid), Message: fmt.Sprintf(
-			"%s: signature %s.sig is not valid by a trusted key: %v", rel, rel, err)}
+			"%s: the signature in %s.sig does not match the file under any trusted key (%s): %s",
+			rel, rel, strings.Join(e.cfg.Keyring.KeyIDs(), ", "), why)}
 	}
 	return nil
 }
@@ -193,8 +201,7 @@ func (e *Engine) checkSignature(rel string, data []byte, files map[string][]byte
 func (e *Engine) fromRepository(ctx context.Context, repoDir string, ref recipes.ComponentRef) (*recipes.Recipe, []Problem) {
 	label := ref.Name + "@" + ref.Version
 	if e.cfg.Repository == nil {
-		return nil, []Problem{{Code: CodeValidation, Message: fmt.Sprintf(
-			"%s: no recipe given and no component repository configured (trust.repository)", label)}}
+		return nil, []Problem{invalid("%s: no recipe given and no component repository configured (trust.repository)", label)}
 	}
 	res, err := e.cfg.Repository.Resolve(ctx, ref.Name, ref.Version)
 	if err != nil {
@@ -211,8 +218,7 @@ func (e *Engine) fromRepository(ctx context.Context, repoDir string, ref recipes
 		return nil, listProblems(err, repoDir, label+recipeSuffix)
 	}
 	if r.Metadata.Name != ref.Name || r.Metadata.Version != ref.Version {
-		return nil, []Problem{{Code: CodeValidation, Message: fmt.Sprintf(
-			"%s: the repository's recipe is %s@%s", label, r.Metadata.Name, r.Metadata.Version)}}
+		return nil, []Problem{invalid("%s: the repository's recipe is %s@%s", label, r.Metadata.Name, r.Metadata.Version)}
 	}
 	return r, nil
 }

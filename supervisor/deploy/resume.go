@@ -77,9 +77,6 @@ func (e *Engine) resumeAtStart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	e.current = cur
-	e.mu.Unlock()
 	unfinished, err := e.cfg.Store.UnfinishedDeployments(ctx)
 	if err != nil {
 		return fmt.Errorf("list unfinished deployments: %w", err)
@@ -99,6 +96,7 @@ func (e *Engine) resumeAtStart(ctx context.Context) error {
 			}
 			j.steps = stepsOf(steps)
 		}
+		e.log.Info("resuming deployment", "deployment", j.id, "status", d.Status)
 		jobs = append(jobs, j)
 	}
 	if len(jobs) == 0 || untouched(jobs[0]) {
@@ -107,19 +105,9 @@ func (e *Engine) resumeAtStart(ctx context.Context) error {
 		}
 	}
 	e.mu.Lock()
-	for _, j := range jobs {
-		if !slices.ContainsFunc(e.queue, func(q *job) bool { return q.id == j.id }) {
-			e.queue = append(e.queue, j)
-		}
-	}
-	// Submitted before Run: behind the ones found in the store.
-	slices.SortStableFunc(e.queue, func(a, b *job) int {
-		return cmp.Compare(boolRank(a.stored == nil), boolRank(b.stored == nil))
-	})
+	e.current = cur
+	e.queue = jobs // Submit and Rollback wait for Started: nothing else is queued yet
 	e.mu.Unlock()
-	for _, j := range jobs {
-		e.log.Info("resuming deployment", "deployment", j.id, "status", j.stored.Status)
-	}
 	return nil
 }
 
@@ -128,13 +116,6 @@ func rank(s store.DeploymentStatus) int {
 		return 0
 	}
 	return 1
-}
-
-func boolRank(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // untouched reports whether a job found at start had not got past its

@@ -1,11 +1,13 @@
 package deploy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/recipes/graph"
@@ -35,31 +37,26 @@ func emptySet() *set {
 func (s *set) names() []string { return slices.Sorted(maps.Keys(s.comps)) }
 
 // components returns the rendered components, sorted by name.
-func (s *set) components() []*supervisor.Component {
-	out := make([]*supervisor.Component, 0, len(s.comps))
-	for _, n := range s.names() {
-		out = append(out, s.comps[n])
-	}
-	return out
-}
+func (s *set) components() []*supervisor.Component { return byName(s.comps) }
 
 // recipeList returns the unrendered recipes, sorted by name.
-func (s *set) recipeList() []*recipes.Recipe {
-	out := make([]*recipes.Recipe, 0, len(s.recipes))
-	for _, n := range slices.Sorted(maps.Keys(s.recipes)) {
-		out = append(out, s.recipes[n])
+func (s *set) recipeList() []*recipes.Recipe { return byName(s.recipes) }
+
+func byName[V any](m map[string]V) []V {
+	out := make([]V, 0, len(m))
+	for _, n := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[n])
 	}
 	return out
 }
 
 // healthTimeout is the manifest's health_timeout (the default for the
 // empty set).
-func (s *set) healthTimeout() (d recipes.Duration) {
+func (s *set) healthTimeout() time.Duration {
 	if s.manifest == nil || s.manifest.Deployment.HealthTimeout.Duration <= 0 {
-		d.Duration = recipes.DefaultDeploymentHealthTimeout
-		return d
+		return recipes.DefaultDeploymentHealthTimeout
 	}
-	return s.manifest.Deployment.HealthTimeout
+	return s.manifest.Deployment.HealthTimeout.Duration
 }
 
 // policy is the manifest's failure_policy.
@@ -83,22 +80,19 @@ func (s *set) describe() string {
 }
 
 // buildSet resolves the graph of m over available and renders every picked
-// recipe. Each picked recipe goes through its text form first (Marshal, then
-// ParseRecipe), so a set built from a request and the same set rebuilt from
-// the store later are identical, and the supervisor sees no change.
-// labels names each recipe in problems (the path the manifest used); a
-// missing label is "<name>.recipe.toml".
+// recipe. Each goes through its text form first (Marshal, then
+// ParseRecipe), so that the same set rebuilt from the store later is
+// identical and the supervisor sees no change. labels names each recipe in
+// problems (the path the manifest used; "<name>.recipe.toml" when none).
 func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, available []*recipes.Recipe,
 	labels map[string]string, check admission) (*set, []Problem) {
 	g, err := graph.Resolve(m.Components, available)
 	if err != nil {
 		return nil, graphProblems(err)
 	}
-	s := &set{
-		id: id, manifest: m, manifestText: manifestText, graph: g,
-		recipes: map[string]*recipes.Recipe{}, recipeText: map[string]string{},
-		comps: map[string]*supervisor.Component{},
-	}
+	m.Deployment.ID = id
+	s := emptySet()
+	s.id, s.manifest, s.manifestText, s.graph = id, m, manifestText, g
 	overrides := map[string]map[string]any{}
 	for _, ref := range m.Components {
 		overrides[ref.Name] = ref.Config
@@ -106,13 +100,10 @@ func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, a
 	var probs []Problem
 	for _, picked := range g.Components() {
 		name := picked.Metadata.Name
-		label := labels[name]
-		if label == "" {
-			label = name + ".recipe.toml"
-		}
+		label := cmp.Or(labels[name], name+recipeSuffix)
 		text, err := picked.Marshal()
 		if err != nil {
-			probs = append(probs, Problem{Code: CodeValidation, Message: fmt.Sprintf("%s: %v", label, err)})
+			probs = append(probs, invalid("%s: %v", label, err))
 			continue
 		}
 		r, err := recipes.ParseRecipe(label, text)
@@ -141,10 +132,9 @@ func (e *Engine) rebuildSet(id, manifestText string, recipeText map[string]strin
 	if err != nil {
 		return nil, fmt.Errorf("rebuild deployment %s: manifest: %w", id, err)
 	}
-	m.Deployment.ID = id
 	available := make([]*recipes.Recipe, 0, len(recipeText))
 	for _, name := range slices.Sorted(maps.Keys(recipeText)) {
-		r, err := recipes.ParseRecipe(name+".recipe.toml", []byte(recipeText[name]))
+		r, err := recipes.ParseRecipe(name+recipeSuffix, []byte(recipeText[name]))
 		if err != nil {
 			return nil, fmt.Errorf("rebuild deployment %s: recipe %s: %w", id, name, err)
 		}
@@ -163,11 +153,11 @@ func graphProblems(err error) []Problem {
 	if errors.As(err, &re) {
 		out := make([]Problem, 0, len(re.Problems))
 		for _, p := range re.Problems {
-			out = append(out, Problem{Code: CodeValidation, Message: "dependencies: " + p.Message})
+			out = append(out, invalid("dependencies: %s", p.Message))
 		}
 		return out
 	}
-	return []Problem{{Code: CodeValidation, Message: "dependencies: " + err.Error()}}
+	return []Problem{invalid("dependencies: %v", err)}
 }
 
 // listProblems turns a parser's ErrorList into problems, naming the file
@@ -177,14 +167,14 @@ func graphProblems(err error) []Problem {
 func listProblems(err error, dir, label string) []Problem {
 	var list recipes.ErrorList
 	if !errors.As(err, &list) {
-		return []Problem{{Code: CodeValidation, Message: unstaged(fmt.Sprintf("%s: %v", label, err), dir)}}
+		return []Problem{invalid("%s", unstaged(fmt.Sprintf("%s: %v", label, err), dir))}
 	}
 	out := make([]Problem, 0, len(list))
 	for _, fe := range list {
 		c := *fe
 		c.File = relabel(c.File, dir, label)
 		c.Message = unstaged(c.Message, dir)
-		out = append(out, Problem{Code: CodeValidation, Message: c.Error()})
+		out = append(out, invalid("%s", c.Error()))
 	}
 	return out
 }

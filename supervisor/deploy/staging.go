@@ -30,19 +30,6 @@ type staging struct {
 	repo  string // always empty
 }
 
-// stage writes files, whose names CheckFileNames accepted, into a new
-// staging folder under the data folder. A failure is logged with its path
-// and returned without it: the caller may be an API client, which has no
-// business knowing the device's layout.
-func (e *Engine) stage(files map[string][]byte) (*staging, error) {
-	st, err := stageFiles(e.cfg.StagingDir, files)
-	if err != nil {
-		e.log.Error("stage a deployment's files", "parent", e.cfg.StagingDir, "err", err)
-		return nil, fmt.Errorf("stage the deployment's files: %w", withoutPath(err))
-	}
-	return st, nil
-}
-
 // stageFiles creates the staging folder under parent (os.TempDir() when
 // "") and writes files into it. On any failure the folder is removed.
 func stageFiles(parent string, files map[string][]byte) (st *staging, err error) {

@@ -65,13 +65,16 @@ type Step struct {
 	At        time.Time
 }
 
-// PlanItem is one component's part in a deployment.
+// PlanItem is one component's part in a deployment. The plan step's
+// detail records the plan as JSON under these names, which every agent has
+// written: data folders of older agents must stay readable, so they never
+// change.
 type PlanItem struct {
-	Component   string
-	Action      PlanAction
-	FromVersion string // "" when added
-	ToVersion   string // "" when removed
-	Reason      string
+	Component   string     `json:"component"`
+	Action      PlanAction `json:"action"`
+	FromVersion string     `json:"from_version,omitempty"` // "" when added
+	ToVersion   string     `json:"to_version,omitempty"`   // "" when removed
+	Reason      string     `json:"reason,omitempty"`
 }
 
 // Accepted answers Submit and Rollback: the deployment's id and its plan
@@ -79,4 +82,10 @@ type PlanItem struct {
 type Accepted struct {
 	ID   string
 	Plan []PlanItem
+	// Existing: the id was submitted before with the same manifest; nothing
+	// new was queued and Status is where that deployment stands.
+	Existing bool
+	Status   Status
+	// RollbackTo is the deployment a rollback applies again.
+	RollbackTo string
 }

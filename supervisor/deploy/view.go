@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -13,14 +14,19 @@ import (
 // view answers a recorded deployment: every step, the plan as
 // checkpointed, and, while it is queued or runs, what it waits for and
 // since when.
-func (e *Engine) view(d store.Deployment, steps []store.Step) Deployment {
+func (e *Engine) view(ctx context.Context, d store.Deployment) (Deployment, error) {
+	recorded, err := e.cfg.Store.Steps(ctx, d.ID)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("deployment %s: steps: %w", d.ID, err)
+	}
 	out := Deployment{
 		ID: d.ID, Status: Status(d.Status), RolledBack: d.RolledBack, Error: d.Error, ErrorCode: Code(d.ErrorCode),
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, FinishedAt: d.FinishedAt,
 	}
-	for _, step := range stepsOf(steps) {
+	for _, step := range stepsOf(recorded) {
 		if step.Name == StepPlan && step.Status == StepDone {
-			if plan, err := decodePlan(step.Detail); err == nil {
+			var plan []PlanItem
+			if json.Unmarshal([]byte(step.Detail), &plan) == nil {
 				out.Plan = plan
 			}
 			// The plan is in Plan; the step keeps a summary.
@@ -31,7 +37,7 @@ func (e *Engine) view(d store.Deployment, steps []store.Step) Deployment {
 	if !out.Status.Finished() {
 		out.WaitingFor, out.Since = e.waitingFor(d)
 	}
-	return out
+	return out, nil
 }
 
 // stepsOf reads recorded checkpoints.
@@ -44,52 +50,16 @@ func stepsOf(recorded []store.Step) []Step {
 	return out
 }
 
-// planEntry is one item of the plan as checkpointed in the plan step's
-// detail, a JSON array. Its names are those every agent has written: data
-// folders of older agents must stay readable, so they never change.
-type planEntry struct {
-	Component   string     `json:"component"`
-	Action      PlanAction `json:"action"`
-	FromVersion string     `json:"from_version,omitempty"`
-	ToVersion   string     `json:"to_version,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-}
-
-func encodePlan(plan []PlanItem) (string, error) {
-	rec := make([]planEntry, len(plan))
-	for i, it := range plan {
-		rec[i] = planEntry(it)
-	}
-	b, err := json.Marshal(rec)
-	return string(b), err
-}
-
-func decodePlan(detail string) ([]PlanItem, error) {
-	var rec []planEntry
-	if err := json.Unmarshal([]byte(detail), &rec); err != nil {
-		return nil, err
-	}
-	plan := make([]PlanItem, len(rec))
-	for i, it := range rec {
-		plan[i] = PlanItem(it)
-	}
-	return plan, nil
-}
-
 // waitingFor says what an unfinished deployment waits for, and since when.
 func (e *Engine) waitingFor(d store.Deployment) (string, time.Time) {
 	e.mu.Lock()
 	r := e.running
 	if r == nil || r.id != d.ID {
-		ahead := ""
-		if r != nil {
-			ahead = r.id
-		}
 		e.mu.Unlock()
-		if ahead == "" {
+		if r == nil {
 			return "its turn in the queue", d.CreatedAt
 		}
-		return "deployment " + ahead + " to finish", d.CreatedAt
+		return "deployment " + r.id + " to finish", d.CreatedAt
 	}
 	step, since, waiting, s := r.step, r.since, r.waiting, r.set
 	e.mu.Unlock()
@@ -97,7 +67,7 @@ func (e *Engine) waitingFor(d store.Deployment) (string, time.Time) {
 	case waiting != "":
 		return waiting, since
 	case step == checkpoint(StepStart, StepStarted) && s != nil:
-		return notReady(s.names(), e.cfg.Supervisor.Snapshot()), since
+		return e.notReady(s.names()), since
 	case step == checkpoint(StepFetch, StepStarted):
 		return "artifacts to download and verify", since
 	case step == checkpoint(StepStop, StepStarted):
@@ -107,22 +77,36 @@ func (e *Engine) waitingFor(d store.Deployment) (string, time.Time) {
 	case step == "":
 		return "its turn to start", d.UpdatedAt
 	}
-	return "the step after " + step, since
+	if work, ok := nextStepWork[step]; ok {
+		return work, since
+	}
+	return "its next step", since
+}
+
+// nextStepWork says what a deployment does between a recorded checkpoint
+// and the next one.
+var nextStepWork = map[string]string{
+	checkpoint(StepValidate, StepDone): "the artifacts to be fetched",
+	checkpoint(StepFetch, StepDone):    "the plan to be recorded",
+	checkpoint(StepPlan, StepDone):     "removed and changed components to stop",
+	checkpoint(StepStop, StepDone):     "the new components to be installed and started",
+	checkpoint(StepStart, StepDone):    "the commit to be recorded",
+	checkpoint(StepStart, StepFailed):  "the failure to be handled (rollback or keep)",
+	checkpoint(StepRollback, StepDone): "the rollback to be recorded",
 }
 
 // notReady lists the components of names not yet ready, with their state.
-func notReady(names []string, snap []supervisor.Status) string {
-	byName := map[string]supervisor.Status{}
-	for _, st := range snap {
-		byName[st.Name] = st
-	}
+func (e *Engine) notReady(names []string) string {
+	sts := e.states()
 	var parts []string
 	for _, n := range names {
-		st, ok := byName[n]
+		st, ok := sts[n]
 		switch {
 		case !ok:
 			parts = append(parts, n+" (not supervised yet)")
 		case st.Ready() || st.State == supervisor.StateFinished:
+		case st.HealthDetail != "":
+			parts = append(parts, fmt.Sprintf("%s (%s: %s)", n, st.State, st.HealthDetail))
 		case st.State == supervisor.StateRunning:
 			parts = append(parts, fmt.Sprintf("%s (RUNNING, health %s)", n, st.Health))
 		default:

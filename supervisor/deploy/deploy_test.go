@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -128,6 +129,29 @@ func TestVersionBumpRestartsOnlyItAndItsHardDependents(t *testing.T) {
 	for n, pid := range before {
 		if changed := after[n] != pid; changed != (n == "com.test.d") {
 			t.Errorf("%s: pid %d -> %d after bumping the leaf d", n, pid, after[n])
+		}
+	}
+}
+
+// An override of the wrong type, or of a key the recipe has no default
+// for, is refused with the manifest's file and line.
+func TestConfigOverridesAreCheckedWithFileAndLine(t *testing.T) {
+	r := newRig(t)
+	set := base()
+	set[2].defaults = "greeting = \"hello\"\ninterval_seconds = 30"
+	m := manifest{comps: set, config: map[string]string{"com.test.c": "interval_seconds = \"fast\"\ncolour = \"blue\""}}
+	_, err := r.eng.Submit(context.Background(), r.request(m))
+	var ve *deploy.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Submit = %v, want a ValidationError", err)
+	}
+	msgs := strings.Join(ve.Messages(), "\n")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`deployment\.toml:\d+:\d+: components\[2\]\.config\.interval_seconds: is a string \("fast"\), but its default is an integer \(30\)`),
+		regexp.MustCompile(`deployment\.toml:\d+:\d+: components\[2\]\.config\.colour: not in the config\.defaults of com\.test\.c`),
+	} {
+		if !want.MatchString(msgs) {
+			t.Errorf("problems do not match %s:\n%s", want, msgs)
 		}
 	}
 }

@@ -29,9 +29,6 @@ func (e *Engine) render(r *recipes.Recipe, overrides map[string]any, label strin
 	if err := r.CheckConfig(e.cfg.DeviceConfig[name]); err != nil {
 		probs = append(probs, configProblems(err, fmt.Sprintf("agent.toml: components.%q.config", name))...)
 	}
-	if err := r.CheckConfig(overrides); err != nil {
-		probs = append(probs, configProblems(err, fmt.Sprintf("deployment: config of %s", name))...)
-	}
 	if len(probs) > 0 {
 		return nil, probs
 	}

@@ -93,9 +93,9 @@ func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, a
 	m.Deployment.ID = id
 	s := emptySet()
 	s.id, s.manifest, s.manifestText, s.graph = id, m, manifestText, g
-	overrides := map[string]map[string]any{}
-	for _, ref := range m.Components {
-		overrides[ref.Name] = ref.Config
+	overrides, listed := map[string]map[string]any{}, map[string]int{}
+	for i, ref := range m.Components {
+		overrides[ref.Name], listed[ref.Name] = ref.Config, i
 	}
 	var probs []Problem
 	for _, picked := range g.Components() {
@@ -110,6 +110,13 @@ func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, a
 		if err != nil {
 			probs = append(probs, listProblems(err, "", label)...)
 			continue
+		}
+		if i, ok := listed[name]; ok {
+			// The manifest's overrides, checked with the manifest's file:line.
+			if err := m.CheckConfig(i, r); err != nil {
+				probs = append(probs, listProblems(err, "", m.Source)...)
+				continue
+			}
 		}
 		comp, ps := e.render(r, overrides[name], label, check)
 		if len(ps) > 0 {

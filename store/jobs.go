@@ -49,6 +49,12 @@ type Job struct {
 	Final      json.RawMessage
 	ReceivedAt time.Time // zero = now
 	FinishedAt time.Time // zero while not finished
+	// Document is the job as it came in (its signed JSON); nil for jobs
+	// recorded before documents were kept.
+	Document []byte
+	// CreatedAt is the job's own creation time (from its document); zero
+	// when unknown.
+	CreatedAt time.Time
 }
 
 // RecordJob records a newly received job. A job id seen before gives
@@ -65,10 +71,11 @@ func (tx *Tx) RecordJob(ctx context.Context, j Job) error {
 		return fmt.Errorf("record job %s: %w", j.ID, err)
 	}
 	res, err := tx.q.ExecContext(ctx, `
-		INSERT INTO jobs (job_id, kind, status, final, received_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?)
+		INSERT INTO jobs (job_id, kind, status, final, received_at, finished_at, document, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id) DO NOTHING`,
-		j.ID, j.Kind, string(j.Status), final, toMillis(tx.stamp(j.ReceivedAt)), toNullMillis(j.FinishedAt))
+		j.ID, j.Kind, string(j.Status), final, toMillis(tx.stamp(j.ReceivedAt)), toNullMillis(j.FinishedAt),
+		j.Document, toNullMillis(j.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("record job %s: %w", j.ID, err)
 	}
@@ -85,7 +92,7 @@ func (tx *Tx) RecordJob(ctx context.Context, j Job) error {
 // GetJob returns the job with that id, or [ErrNotFound].
 func (tx *Tx) GetJob(ctx context.Context, id string) (Job, error) {
 	row := tx.q.QueryRowContext(ctx, `
-		SELECT job_id, kind, status, final, received_at, finished_at FROM jobs WHERE job_id = ?`, id)
+		SELECT `+jobColumns+` FROM jobs WHERE job_id = ?`, id)
 	j, err := scanJob(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Job{}, fmt.Errorf("get job %s: %w", id, ErrNotFound)
@@ -100,7 +107,7 @@ func (tx *Tx) GetJob(ctx context.Context, id string) (Job, error) {
 // the ones a restarted agent still has to report on.
 func (tx *Tx) UnfinishedJobs(ctx context.Context) ([]Job, error) {
 	rows, err := tx.q.QueryContext(ctx, `
-		SELECT job_id, kind, status, final, received_at, finished_at FROM jobs
+		SELECT `+jobColumns+` FROM jobs
 		WHERE status IN ('QUEUED', 'IN_PROGRESS') ORDER BY received_at, rowid`)
 	if err != nil {
 		return nil, fmt.Errorf("unfinished jobs: %w", err)
@@ -152,6 +159,8 @@ func (tx *Tx) FinishJob(ctx context.Context, id string, status JobStatus, final 
 	return changedOrNotFound(res, fmt.Sprintf("finish job %s as %s", id, status))
 }
 
+const jobColumns = `job_id, kind, status, final, received_at, finished_at, document, created_at`
+
 func scanJob(sc scanner) (Job, error) {
 	var (
 		j        Job
@@ -159,15 +168,28 @@ func scanJob(sc scanner) (Job, error) {
 		final    sql.NullString
 		received int64
 		finished sql.NullInt64
+		created  sql.NullInt64
 	)
-	if err := sc.Scan(&j.ID, &j.Kind, &status, &final, &received, &finished); err != nil {
+	if err := sc.Scan(&j.ID, &j.Kind, &status, &final, &received, &finished, &j.Document, &created); err != nil {
 		return Job{}, err
 	}
 	j.Status = JobStatus(status)
 	j.Final = fromJSON(final)
 	j.ReceivedAt = fromMillis(received)
 	j.FinishedAt = fromNullMillis(finished)
+	j.CreatedAt = fromNullMillis(created)
 	return j, nil
+}
+
+// NewestAcceptedJob returns the latest creation time among the jobs not
+// REJECTED; zero when there is none. A job created before it is stale.
+func (tx *Tx) NewestAcceptedJob(ctx context.Context) (time.Time, error) {
+	var newest sql.NullInt64
+	if err := tx.q.QueryRowContext(ctx, `
+		SELECT max(created_at) FROM jobs WHERE status != 'REJECTED'`).Scan(&newest); err != nil {
+		return time.Time{}, fmt.Errorf("newest accepted job: %w", err)
+	}
+	return fromNullMillis(newest), nil
 }
 
 // RecordJob durably records a newly received job; a job id seen before
@@ -196,4 +218,10 @@ func (s *Store) SetJobStatus(ctx context.Context, id string, status JobStatus) e
 // [Store.Tx].
 func (s *Store) FinishJob(ctx context.Context, id string, status JobStatus, final json.RawMessage, at time.Time) error {
 	return s.Tx(ctx, func(tx *Tx) error { return tx.FinishJob(ctx, id, status, final, at) })
+}
+
+// NewestAcceptedJob returns the latest creation time among the jobs not
+// REJECTED; zero when there is none.
+func (s *Store) NewestAcceptedJob(ctx context.Context) (time.Time, error) {
+	return s.reader.NewestAcceptedJob(ctx)
 }

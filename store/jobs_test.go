@@ -85,3 +85,56 @@ func TestJobsIdempotency(t *testing.T) {
 		t.Errorf("FinishJob with bad JSON: err = %v, want ErrInvalid", err)
 	}
 }
+
+// A job keeps its document (to run it after a crash) and its creation
+// time; the newest accepted one is what staleness is measured against.
+func TestJobDocumentsAndTheNewestAcceptedJob(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if newest, err := s.NewestAcceptedJob(ctx); err != nil || !newest.IsZero() {
+		t.Fatalf("no jobs: %v, %v", newest, err)
+	}
+	doc := []byte(`{"job_id":"j1"}`)
+	for _, j := range []store.Job{
+		{ID: "j1", Kind: "deployment", Status: store.JobQueued, Document: doc, CreatedAt: t0},
+		{ID: "j2", Kind: "deployment", Status: store.JobRejected, CreatedAt: t0.Add(time.Hour)},
+	} {
+		if err := s.RecordJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetJob(ctx, "j1")
+	if err != nil || string(got.Document) != string(doc) || !got.CreatedAt.Equal(t0) {
+		t.Fatalf("j1 = %+v, %v", got, err)
+	}
+	if newest, _ := s.NewestAcceptedJob(ctx); !newest.Equal(t0) {
+		t.Errorf("newest accepted = %v, want %v (a rejected job does not count)", newest, t0)
+	}
+}
+
+// ReplaceOutbox keeps only the newest message to a topic: a retained state
+// coalesces however long the broker is away; other topics are untouched.
+func TestReplaceOutboxCoalescesATopic(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	status := store.Message{Topic: "keystone/d/jobs/j1/status", Payload: []byte("s1"), QoS: 1}
+	if _, err := s.EnqueueOutbox(ctx, status); err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	for _, p := range []string{"state1", "state2", "state3"} {
+		err := s.Tx(ctx, func(tx *store.Tx) error {
+			var err error
+			last, err = tx.ReplaceOutbox(ctx, store.Message{Topic: "keystone/d/state", Payload: []byte(p), QoS: 1, Retain: true})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending, err := s.PendingOutbox(ctx, 0)
+	if err != nil || len(pending) != 2 || string(pending[0].Payload) != "s1" || string(pending[1].Payload) != "state3" || pending[1].Seq != last {
+		t.Fatalf("pending = %+v, %v", pending, err)
+	}
+}

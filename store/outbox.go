@@ -41,6 +41,16 @@ func (tx *Tx) EnqueueOutbox(ctx context.Context, m Message) (int64, error) {
 	return seq, nil
 }
 
+// ReplaceOutbox enqueues m after removing every waiting message to the
+// same topic: for a retained state message only the newest matters, so the
+// outbox stays bounded however long the broker is away.
+func (tx *Tx) ReplaceOutbox(ctx context.Context, m Message) (int64, error) {
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM outbox WHERE topic = ?`, m.Topic); err != nil {
+		return 0, fmt.Errorf("replace messages to %s: %w", m.Topic, err)
+	}
+	return tx.EnqueueOutbox(ctx, m)
+}
+
 // PendingOutbox returns up to limit waiting messages in seq order; limit
 // <= 0 means all.
 func (tx *Tx) PendingOutbox(ctx context.Context, limit int) ([]Message, error) {

@@ -36,6 +36,9 @@ type Request struct {
 	// Origin says where the request came from ("local", "watch", "mqtt"),
 	// for logs and events; "" means "local".
 	Origin string
+	// ID, when set, is the deployment's id whatever the manifest says (an
+	// MQTT job's id, so that a job and its deployment are one thing).
+	ID string
 }
 
 // recipeSuffix marks the files of a request that are offered as recipes.
@@ -53,6 +56,9 @@ func (e *Engine) parseManifest(ctx context.Context, req Request) (*recipes.Manif
 	m, err := recipes.ParseManifest(name, req.Manifest)
 	if err != nil {
 		return nil, &ValidationError{Problems: listProblems(err, "", name)}
+	}
+	if req.ID != "" {
+		m.Deployment.ID = req.ID
 	}
 	return m, nil
 }

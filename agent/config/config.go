@@ -82,6 +82,11 @@ type MQTT struct {
 	// TopicPrefix starts every topic (prefix/device_id/…). Default keystone;
 	// it may not be "" nor contain MQTT wildcards.
 	TopicPrefix string `toml:"topic_prefix"`
+	// SessionExpiry is how long the broker keeps the device's session (its
+	// subscription and queued messages) while it is offline. Default 168h.
+	SessionExpiry recipes.Duration `toml:"session_expiry"`
+	// PublishMetrics also publishes plugin metrics on …/metrics.
+	PublishMetrics bool `toml:"publish_metrics"`
 }
 
 // Trust is the [trust] table: what the agent believes.

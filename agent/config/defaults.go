@@ -1,17 +1,23 @@
 package config
 
-import "github.com/keystone-edge/keystone/recipes"
+import (
+	"time"
+
+	"github.com/keystone-edge/keystone/recipes"
+)
 
 // Defaults for keys agent.toml leaves out.
 const (
-	DefaultDataDir      = "/var/lib/keystone"
-	DefaultRootDir      = "/opt/keystone"
-	DefaultLogLevel     = "info"
-	DefaultSocket       = "/run/keystone/agent.sock"
-	DefaultHTTPListen   = "127.0.0.1:9455"
-	DefaultTopicPrefix  = "keystone"
-	DefaultCacheLimit   = 2 << 30 // bytes
-	DefaultKeepVersions = 2
+	DefaultDataDir     = "/var/lib/keystone"
+	DefaultRootDir     = "/opt/keystone"
+	DefaultLogLevel    = "info"
+	DefaultSocket      = "/run/keystone/agent.sock"
+	DefaultHTTPListen  = "127.0.0.1:9455"
+	DefaultTopicPrefix = "keystone"
+	// DefaultSessionExpiry: a device offline for a week keeps its session.
+	DefaultSessionExpiry = 7 * 24 * time.Hour
+	DefaultCacheLimit    = 2 << 30 // bytes
+	DefaultKeepVersions  = 2
 	// DefaultMaxUnpackedSize and DefaultMaxEntries bound one archive.
 	DefaultMaxUnpackedSize = 1 << 30 // bytes
 	DefaultMaxEntries      = 20000
@@ -27,7 +33,7 @@ func Default() *Config {
 		RootDir:  DefaultRootDir,
 		LogLevel: DefaultLogLevel,
 		API:      API{Socket: DefaultSocket, HTTPListen: DefaultHTTPListen},
-		MQTT:     MQTT{TopicPrefix: DefaultTopicPrefix},
+		MQTT:     MQTT{TopicPrefix: DefaultTopicPrefix, SessionExpiry: recipes.Duration{Duration: DefaultSessionExpiry}},
 		Artifacts: Artifacts{
 			CacheLimit:      recipes.Size(DefaultCacheLimit),
 			KeepVersions:    DefaultKeepVersions,

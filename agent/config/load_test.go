@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keystone-edge/keystone/agent/config"
 	"github.com/keystone-edge/keystone/recipes"
@@ -30,7 +31,7 @@ func TestLoadSpecExample(t *testing.T) {
 			CAFile:      "/etc/keystone/ca.pem",
 			CertFile:    "/etc/keystone/device.pem",
 			KeyFile:     "/etc/keystone/device.key",
-			TopicPrefix: "keystone",
+			TopicPrefix: "keystone", SessionExpiry: recipes.Duration{Duration: 168 * time.Hour},
 		},
 		Trust: config.Trust{
 			Keys:       []string{"/etc/keystone/trust/ops.pub"},

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var (
@@ -112,6 +113,9 @@ func (v *validator) mqtt(m *MQTT) {
 		strings.HasSuffix(m.TopicPrefix, "/") || strings.Contains(m.TopicPrefix, "//") {
 		v.fail(keyOf("mqtt", "topic_prefix"), "%q must be MQTT topic levels without wildcards or empty levels", m.TopicPrefix)
 	}
+	// The broker holds a session for at most 2^32-1 seconds (MQTT v5).
+	v.failIf(m.SessionExpiry.Duration < 0 || m.SessionExpiry.Duration > (1<<32-1)*time.Second,
+		keyOf("mqtt", "session_expiry"), "must be between 0s and 1193046h")
 	v.failIf(m.CertFile != "" && m.KeyFile == "", keyOf("mqtt", "cert_file"), "needs mqtt.key_file too")
 	v.failIf(m.KeyFile != "" && m.CertFile == "", keyOf("mqtt", "key_file"), "needs mqtt.cert_file too")
 	if m.Broker == "" {

@@ -30,6 +30,20 @@ var rules = []struct {
 	{"agent", []string{"cmd"}, "cmd holds only flags and main"},
 }
 
+// shipped are the packages that go into the binaries: none may depend on
+// internal (test helpers: brokers, fake clocks).
+var shipped = []string{"agent", "cmd", "comms", "ota", "recipes", "runner", "store", "supervisor"}
+
+func init() {
+	for _, p := range shipped {
+		rules = append(rules, struct {
+			from   string
+			forbid []string
+			why    string
+		}{p, []string{"internal"}, "internal holds test helpers, never shipped"})
+	}
+}
+
 func TestImportDirections(t *testing.T) {
 	deps := listDeps(t)
 	if len(deps) == 0 {

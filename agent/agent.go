@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/config"
+	"github.com/keystone-edge/keystone/comms"
+	"github.com/keystone-edge/keystone/ota/sign"
 	"github.com/keystone-edge/keystone/runner/cgroup"
 	"github.com/keystone-edge/keystone/runner/logs"
 	"github.com/keystone-edge/keystone/store"
@@ -112,10 +114,13 @@ type Agent struct {
 	bus    *events.Bus
 	sup    *supervisor.Supervisor
 	engine *deploy.Engine
-	health *healthCheck
-	api    *apiServer
-	watch  *watcher // nil without a watch folder
-	addrs  Addresses
+	// keyring holds trust.keys: recipe signatures and job signatures.
+	keyring *sign.Keyring
+	comms   *comms.Device // nil in local-only mode
+	health  *healthCheck
+	api     *apiServer
+	watch   *watcher // nil without a watch folder
+	addrs   Addresses
 }
 
 // New wires an agent on cfg: it locks the data folder, opens the store and
@@ -150,6 +155,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	if a.engine, err = a.newEngine(ctx, retainingSupervisor{a.sup, pp.launcher, a.log}); err != nil {
 		return nil, err
 	}
+	if a.comms, err = a.newComms(a.keyring); err != nil {
+		return nil, err
+	}
 	a.health = &healthCheck{sup: a.sup, store: a.store, now: a.clock.Now}
 	a.api = &apiServer{
 		sup: a.sup, deploys: a.engine, history: rec, logs: a.logs, bus: a.bus, plugins: pp.launcher,
@@ -167,7 +175,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 // Start starts the agent New wired, in order: the supervisor (which first
 // stops what a crashed agent left: the processes it recorded, then whatever
 // else is in the component cgroups), the deployment engine (which restores
-// the current set and resumes an unfinished deployment), the local API on
+// the current set and resumes an unfinished deployment), the MQTT
+// connection when agent.toml names a broker, the local API on
 // the Unix socket and /metrics and /healthz on http_listen, the watch
 // folder and the systemd notifications; then it calls Options.Ready. The
 // engine, the watch folder and the watchdog run until ctx ends. Start may
@@ -186,6 +195,7 @@ func (a *Agent) Start(ctx context.Context) error {
 			a.fail(fmt.Errorf("deployment engine: %w", err))
 		}
 	})
+	a.startComms(ctx)
 	if err := a.serveAPI(ctx); err != nil {
 		return err
 	}

@@ -155,6 +155,7 @@ func (a *Agent) newMetrics(ctx context.Context, pp *pluginParts) (*metrics, erro
 		Components:    a.sup,
 		CPUSeconds:    processCPUSeconds,
 		OutboxPending: a.store.OutboxLen,
+		MQTTConnected: func() bool { return a.comms != nil && a.comms.Connected() },
 		CacheBytes:    func(ctx context.Context) (int64, error) { return cacheBytes(ctx, a.store) },
 		Logger:        a.log,
 		Plugins:       pp.exporter,
@@ -206,6 +207,7 @@ func (a *Agent) newEngine(ctx context.Context, sup deploy.Supervisor) (*deploy.E
 	if err != nil {
 		return nil, fmt.Errorf("trust keys: %w", err)
 	}
+	a.keyring = keyring
 	paths := cfg.DataPaths()
 	dc := deploy.Config{
 		Store:         a.store,

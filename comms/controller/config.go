@@ -60,7 +60,7 @@ type Config struct {
 	KeepAlive time.Duration
 	// ReconnectBackoff is the wait before connection attempt n (n counts
 	// from 0 after every loss; attempt 0 should not wait); nil means an
-	// exponential backoff from 1 s to 1 min.
+	// exponential backoff from 0.5 s to 5 s.
 	ReconnectBackoff func(attempt int) time.Duration
 	// OnStatus, when set, is called with every new job status, in the
 	// order they arrive, from the goroutine that receives them: the broker

@@ -98,7 +98,10 @@ func (c *Controller) clientConfig() autopaho.ClientConfig {
 	s := c.cfg
 	backoff := s.ReconnectBackoff
 	if backoff == nil {
-		backoff = autopaho.NewExponentialBackoff(time.Second, time.Minute, 2*time.Second, 2)
+		// One controller, not a fleet: it comes back quickly, so that the
+		// statuses devices resend after a broker lost its sessions find it
+		// subscribed again (devices wait ResendGrace for it).
+		backoff = autopaho.NewExponentialBackoff(500*time.Millisecond, 5*time.Second, time.Second, 2)
 	}
 	return autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{s.url},

@@ -150,6 +150,11 @@ func (j *Job) checkForm() error {
 	return nil
 }
 
+// ValidJobID reports whether id can be a job id: 1 to 128 of A-Z a-z 0-9
+// . _ -, not "." or "..". A job id becomes a topic level, a file name and a
+// deployment id, so a receiver must not use one that fails this.
+func ValidJobID(id string) bool { return validJobID(id) }
+
 // validJobID: job ids become topic levels, file names and deployment ids.
 func validJobID(id string) bool {
 	if len(id) == 0 || len(id) > 128 {

@@ -51,6 +51,11 @@ type device struct {
 type deviceOptions struct {
 	// allowUnsigned sets trust.allow_unsigned and signs nothing.
 	allowUnsigned bool
+	// extra is appended to agent.toml: the device's [mqtt] table, for
+	// example.
+	extra func(d *device) string
+	// trust is more [trust] keys (a repository, its root).
+	trust func(d *device) string
 }
 
 // newDevice makes a device in a short temporary folder (Unix socket paths
@@ -75,6 +80,9 @@ func newDevice(t testing.TB, o deviceOptions) *device {
 		d.key = filepath.Join(dir, "ops.key")
 		trust = fmt.Sprintf("keys = [%q]", filepath.Join(dir, "ops.pub"))
 	}
+	if o.trust != nil {
+		trust += "\n" + o.trust(d)
+	}
 	cfg := fmt.Sprintf(`device_id = "e2e-%s"
 data_dir  = %q
 root_dir  = %q
@@ -91,6 +99,9 @@ http_listen = ""
 [security]
 allow_root = true
 `, tag, d.dataDir, filepath.Join(dir, "root"), d.sock, trust)
+	if o.extra != nil {
+		cfg += "\n" + o.extra(d)
+	}
 	if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

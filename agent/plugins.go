@@ -56,6 +56,11 @@ func (a *Agent) newPluginParts(run *runner.Runner) (*pluginParts, error) {
 		Runner: run, Wasm: wasm, Exporter: exporter, State: a.store, Logs: a.logs,
 		DeviceID: cfg.DeviceID, DefaultRunAs: cfg.DefaultRunAs, AllowRoot: cfg.Security.AllowRoot,
 		Events: a.bus, Clock: a.clock, Logger: log,
+		OnRun: func(r plugins.Report) {
+			if r.Err == nil && a.comms != nil { // set before any plugin runs (Start)
+				a.comms.PublishMetrics(r.Component, wireAll(r.Metrics, wireMetric))
+			}
+		},
 	})
 	if err != nil {
 		return nil, err

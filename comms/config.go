@@ -103,6 +103,9 @@ type Config struct {
 	// Logger receives connection events, jobs taken or refused, and
 	// messages dropped; nil discards them.
 	Logger *slog.Logger
+	// PublishMetrics publishes plugin runs' values on …/metrics (see
+	// Device.PublishMetrics).
+	PublishMetrics bool
 	// FaultHook is for tests, which crash the agent at a named point
 	// (FaultJobRecorded); nil in production.
 	FaultHook func(point string)

@@ -39,6 +39,7 @@ type Device struct {
 	// resendAfter (Unix ns) holds the outbox back after the broker lost
 	// its sessions; see ResendGrace.
 	resendAfter atomic.Int64
+	metrics     chan pluginMetrics // PublishMetrics to metricsLoop
 	// holdConnect makes every connection attempt fail while set: fault
 	// injection for tests that must order the device's return after
 	// something else.
@@ -68,7 +69,7 @@ func New(cfg Config) (*Device, error) {
 	d := &Device{cfg: s, log: s.Logger.With("broker", s.url.Redacted(), "device_id", s.DeviceID),
 		reconnect: defaultReconnect, jobs: newJobQueue(),
 		wake: make(chan struct{}, 1), stateNow: make(chan struct{}, 1), stateSoon: make(chan struct{}, 1),
-		connChanged: make(chan struct{})}
+		connChanged: make(chan struct{}), metrics: make(chan pluginMetrics, metricsBuffer)}
 	if cn := s.commonName(); cn != "" && cn != s.DeviceID {
 		d.log.Warn("the client certificate's common name is not the device id: a broker that pins devices to their topics by it will refuse this device's messages",
 			"common_name", cn, "cert_file", s.CertFile)
@@ -123,6 +124,7 @@ func (d *Device) Run(ctx context.Context) error {
 	var workers sync.WaitGroup
 	workers.Go(func() { newWorker(d).run(work, deployments, resume) })
 	workers.Go(func() { d.stateLoop(work, transitions) })
+	workers.Go(func() { d.metricsLoop(work) })
 	drain := make(chan struct{})
 	published := make(chan struct{})
 	go func() {

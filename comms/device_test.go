@@ -307,3 +307,25 @@ func TestEventsStateAndWill(t *testing.T) {
 		r.awaitState(func(s message.State) bool { return s.Online })
 	})
 }
+
+// With PublishMetrics, a plugin run's values go out on …/metrics at QoS 0;
+// without it, nothing does.
+func TestPluginMetricsArePublishedWhenAskedFor(t *testing.T) {
+	r := newRig(t, mqtttest.Options{})
+	watcher := r.b.Dial(t, r.b.ControllerIdentity(t), mqtttest.DialOptions{ClientID: "watcher"})
+	watcher.AwaitUp(t)
+	watcher.MustSubscribe(t, "keystone/"+deviceID+"/metrics", 0)
+	d := r.run(r.newDevice(func(c *Config) { c.PublishMetrics = true }))
+	awaitConnected(t, d.Device, true)
+	d.PublishMetrics("com.example.pos", []map[string]any{{"name": "pos_queue_len", "value": 3}})
+	m := watcher.Next(t)
+	if m.QoS != 0 || m.Retain || !strings.Contains(string(m.Payload), `"component":"com.example.pos"`) ||
+		!strings.Contains(string(m.Payload), `"pos_queue_len"`) {
+		t.Errorf("metrics message: %s qos %d retain %v", m.Payload, m.QoS, m.Retain)
+	}
+	off := r.newDevice(nil)
+	off.PublishMetrics("com.example.pos", []int{1})
+	if len(off.metrics) != 0 {
+		t.Error("metrics queued although PublishMetrics is off")
+	}
+}

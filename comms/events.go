@@ -88,3 +88,54 @@ func (p *eventPublisher) flush() {
 		p.dropped = 0
 	}
 }
+
+// pluginMetrics is one plugin run's values as …/metrics carries them.
+type pluginMetrics struct {
+	DeviceID  string    `json:"device_id"`
+	Component string    `json:"component"`
+	Metrics   any       `json:"metrics"`
+	TS        time.Time `json:"ts"`
+}
+
+// metricsBuffer bounds the plugin runs waiting to be published.
+const metricsBuffer = 16
+
+// PublishMetrics publishes a plugin run's mapped values on …/metrics at
+// QoS 0, when Config.PublishMetrics is set and the connection is up. It
+// never blocks the caller (a plugin's schedule): past a few waiting runs,
+// or while disconnected, values are dropped, since /metrics has them
+// anyway.
+func (d *Device) PublishMetrics(component string, metrics any) {
+	if !d.cfg.PublishMetrics {
+		return
+	}
+	select {
+	case d.metrics <- pluginMetrics{DeviceID: d.cfg.DeviceID, Component: component, Metrics: metrics, TS: d.cfg.Now()}:
+	default:
+	}
+}
+
+// metricsLoop publishes what PublishMetrics queued until ctx ends.
+func (d *Device) metricsLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-d.metrics:
+			conn, cm, _ := d.connection()
+			if conn == nil {
+				continue
+			}
+			body, err := json.Marshal(m)
+			if err != nil {
+				d.log.Debug("encode plugin metrics", "error", err)
+				continue
+			}
+			pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if _, err := cm.Publish(pubCtx, &paho.Publish{Topic: d.cfg.topics.Metrics(), QoS: 0, Payload: body}); err != nil {
+				d.log.Debug("publish plugin metrics", "error", err)
+			}
+			cancel()
+		}
+	}
+}

@@ -2,9 +2,15 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/keystone-edge/keystone/comms/message"
+	"github.com/keystone-edge/keystone/internal/mqtttest"
 )
 
 // timedApply runs keystonectl deploy apply -f manifest --wait and returns
@@ -97,4 +103,76 @@ func BenchmarkLeafBump(b *testing.B) {
 	b.StopTimer()
 	reportDurations(b, took)
 	d.stop()
+}
+
+// BenchmarkMQTTJob times signed deployment jobs end to end through a real
+// broker (mosquitto when installed): from the controller publishing a job
+// (a config change of one running component) until it receives the job's
+// SUCCEEDED status. Each round is 50 jobs; it reports p50 and p99.
+func BenchmarkMQTTJob(b *testing.B) {
+	f := newFleet(b, mqtttest.Options{})
+	f.dev.start()
+	f.connect()
+	one := []comp{{short: "one", version: "1.0.0", greeting: "g-0"}}
+	f.send(f.job("warm", f.publish(one...)))
+	f.wait("warm", message.StatusSucceeded)
+	var took []time.Duration
+	n := 0
+	for b.Loop() {
+		for range 50 {
+			n++
+			one[0].greeting = fmt.Sprintf("g-%d", n)
+			j := f.job(fmt.Sprintf("job-%d", n), f.publish(one...))
+			start := time.Now()
+			f.send(j)
+			f.wait(j.JobID, message.StatusSucceeded)
+			took = append(took, time.Since(start))
+		}
+	}
+	slices.Sort(took)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(took[len(took)/2]), "ms/p50")
+	b.ReportMetric(ms(took[len(took)*99/100]), "ms/p99")
+	f.dev.stop()
+}
+
+// BenchmarkAgentPSSWithMQTT reports the agent's proportional set size
+// (/proc/PID/smaps_rollup) running three components, local-only and with
+// its MQTT connection up, in the same run.
+func BenchmarkAgentPSSWithMQTT(b *testing.B) {
+	var local, connected float64
+	for b.Loop() {
+		d := newDevice(b, deviceOptions{})
+		d.start()
+		d.ctlOK("deploy", "apply", "-f", d.writeDeployment("three", manifestOptions{}, threeComponents(d)...), "--wait")
+		local = pssMiB(b, d.agent.cmd.Process.Pid)
+		d.stop()
+
+		f := newFleet(b, mqtttest.Options{})
+		f.dev.start()
+		f.connect()
+		set := threeComponents(f.dev)
+		f.send(f.job("three", f.publish(set...)))
+		f.wait("three", message.StatusSucceeded)
+		connected = pssMiB(b, f.dev.agent.cmd.Process.Pid)
+		f.dev.stop()
+	}
+	b.ReportMetric(local, "MiB-PSS-local")
+	b.ReportMetric(connected, "MiB-PSS-mqtt")
+	b.ReportMetric(connected/local, "mqtt/local")
+}
+
+// pssMiB reads a process's PSS in MiB.
+func pssMiB(tb testing.TB, pid int) float64 {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^Pss:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		tb.Fatalf("no Pss in smaps_rollup of %d", pid)
+	}
+	kb, _ := strconv.Atoi(string(m[1]))
+	return float64(kb) / 1024
 }

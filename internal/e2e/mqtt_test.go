@@ -27,7 +27,7 @@ import (
 // TUF component repository served over HTTP and a controller that signs
 // jobs with a key the device trusts and records every status it gets.
 type fleet struct {
-	t       *testing.T
+	t       testing.TB
 	broker  *mqtttest.Broker
 	repoDir string
 	repoURL string
@@ -40,13 +40,13 @@ type fleet struct {
 	published map[string]bool // name@version already in the repository
 }
 
-func newFleet(t *testing.T, brokerOpts mqtttest.Options) *fleet {
+func newFleet(t testing.TB, brokerOpts mqtttest.Options) *fleet {
 	t.Helper()
 	return newFleetWith(t, brokerOpts, "")
 }
 
 // newFleetWith is newFleet with more [mqtt] keys for the device.
-func newFleetWith(t *testing.T, brokerOpts mqtttest.Options, mqttExtra string) *fleet {
+func newFleetWith(t testing.TB, brokerOpts mqtttest.Options, mqttExtra string) *fleet {
 	t.Helper()
 	f := &fleet{t: t, broker: mqtttest.Start(t, brokerOpts), repoDir: t.TempDir()}
 	if err := tufrepo.Init(f.repoDir, tufrepo.Options{}); err != nil {

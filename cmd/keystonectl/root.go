@@ -90,6 +90,7 @@ Exit codes:
 	root.AddCommand(newComponentCmd(opts))
 	root.AddCommand(newDeployCmd(opts))
 	root.AddCommand(newEventsCmd(opts))
+	root.AddCommand(newFleetCmd(opts))
 	root.AddCommand(newKeysCmd(opts))
 	root.AddCommand(newPluginCmd(opts))
 	root.AddCommand(newRecipeCmd(opts))

@@ -78,6 +78,9 @@ log_type information
 log_type subscribe
 log_timestamp_format %%H:%%M:%%S
 connection_messages true
+# A controller's one subscription takes every device's statuses: mosquitto's
+# default queue of 1000 messages per client drops the rest of a burst.
+max_queued_messages 1000000
 acl_file %s
 %s
 listener %s 127.0.0.1

@@ -1,0 +1,530 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keystone-edge/keystone/comms/controller"
+	"github.com/keystone-edge/keystone/comms/message"
+	"github.com/keystone-edge/keystone/store"
+)
+
+// Control actions another process may ask of a rollout's driver through
+// the state file (store.Fleet.RequestControl).
+const (
+	ControlPause  = "pause"
+	ControlResume = "resume"
+	ControlCancel = "cancel"
+)
+
+// ErrTarget is wrapped by Runner.Resolve for a target that is neither
+// group:NAME nor device:ID.
+var ErrTarget = errors.New("fleet: invalid target")
+
+// RunnerConfig says how a Runner connects and where it keeps its record.
+type RunnerConfig struct {
+	// Controller is the broker connection; its OnStatus and OnState are
+	// the Runner's and are overwritten.
+	Controller controller.Config
+	// State is the state file; required. The Runner does not close it.
+	State *store.Fleet
+	// Logger receives what the Runner did; nil discards it.
+	Logger *slog.Logger
+	// Now is the clock events are stamped with; nil means time.Now.
+	Now func() time.Time
+	// TickInterval is how often time is given to the rollouts and control
+	// requests are taken; zero means one second.
+	TickInterval time.Duration
+	// Settle is how long Open waits for the retained device states to
+	// arrive after connecting (they come as a burst); zero means 2 s.
+	Settle time.Duration
+}
+
+// Runner drives rollouts: it owns a broker connection and, inside one
+// goroutine (Run), the rollout cores. Statuses and states arriving from
+// the broker are recorded in the state file and queued for that
+// goroutine; every decision is stored before what it decided is
+// published. No goroutine per device or per rollout.
+type Runner struct {
+	cfg   RunnerConfig
+	log   *slog.Logger
+	ctl   *controller.Controller
+	owner string // this process's name for rollout leases
+
+	mu     sync.Mutex
+	queue  []Event       // statuses and states waiting for Run
+	notify chan struct{} // signalled when queue grows
+
+	// Owned by Run.
+	rollouts map[string]*driven
+	// onFinished, when set, is called by Run as a rollout finishes.
+	onFinished func(id string, c *Core)
+	// life bounds the state file writes of the broker's callbacks, which
+	// have no context of their own.
+	life context.Context
+}
+
+// driven is one rollout this Runner drives.
+type driven struct {
+	core  *Core
+	saved []byte // the last stored snapshot
+}
+
+// leaseFor is how long a claim on a rollout lasts without renewal: a
+// driver that died leaves it for another after this.
+const leaseFor = 30 * time.Second
+
+// OpenRunner connects to the broker and waits cfg.Settle for the retained
+// device states. It starts driving nothing until Run.
+func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
+	if cfg.State == nil {
+		return nil, errors.New("fleet: runner: no state file")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 2 * time.Second
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	r := &Runner{cfg: cfg, log: cfg.Logger, owner: "runner-" + hex.EncodeToString(b[:]),
+		notify: make(chan struct{}, 1), rollouts: map[string]*driven{}, life: context.WithoutCancel(ctx)}
+	cc := cfg.Controller
+	cc.OnStatus, cc.OnState = r.onStatus, r.onState
+	if cc.Now == nil {
+		cc.Now = cfg.Now
+	}
+	ctl, err := controller.Connect(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	r.ctl = ctl
+	t := time.NewTimer(cfg.Settle)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		_ = ctl.Close(context.WithoutCancel(ctx))
+		return nil, ctx.Err()
+	}
+	return r, nil
+}
+
+// Close disconnects. Call it after Run has returned.
+func (r *Runner) Close(ctx context.Context) error { return r.ctl.Close(ctx) }
+
+// onStatus records a status, once per (device, seq), and queues it. It
+// runs on the controller's receive goroutine, which acknowledges the
+// status to the broker when it returns: the record is durable by then.
+func (r *Runner) onStatus(st message.JobStatus) {
+	body, _ := json.Marshal(st)
+	isNew, err := r.cfg.State.RecordStatus(r.life, store.FleetStatus{
+		DeviceID: st.DeviceID, Seq: st.Seq, JobID: st.JobID, Status: st.Status, Body: body})
+	if err != nil {
+		r.log.Error("record a job status", "device_id", st.DeviceID, "seq", st.Seq, "error", err)
+	}
+	if err == nil && !isNew {
+		return // a redelivery of a status already counted
+	}
+	r.enqueue(Event{Kind: EventJobStatus, Device: st.DeviceID, JobID: st.JobID, Status: st.Status,
+		ErrorCode: st.ErrorCode, Detail: st.Detail})
+}
+
+// onState records a device's latest state and queues it.
+func (r *Runner) onState(st message.State) {
+	body, _ := json.Marshal(st)
+	if err := r.cfg.State.SaveDeviceState(r.life, store.FleetDevice{
+		ID: st.DeviceID, Online: st.Online, Body: body}); err != nil {
+		r.log.Error("record a device state", "device_id", st.DeviceID, "error", err)
+	}
+	r.enqueue(stateEvent(st))
+}
+
+func stateEvent(st message.State) Event {
+	return Event{Kind: EventDeviceState, Device: st.DeviceID, Online: st.Online, Healthy: st.Online && healthy(st)}
+}
+
+// healthy: the device says so and every component it lists is RUNNING.
+func healthy(st message.State) bool {
+	if !st.Healthy {
+		return false
+	}
+	for _, c := range st.Components {
+		if c.State != "RUNNING" {
+			return false
+		}
+	}
+	return true
+}
+
+// enqueue never blocks: the controller's receive goroutine must not wait
+// for Run, which may itself be waiting for a PUBACK that goroutine reads.
+func (r *Runner) enqueue(ev Event) {
+	r.mu.Lock()
+	r.queue = append(r.queue, ev)
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Runner) dequeue() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queue
+	r.queue = nil
+	return q
+}
+
+// Resolve turns targets (group:NAME, device:ID) into device ids, sorted,
+// from the retained states seen (on the broker, or recorded earlier in the
+// state file). A group no device belongs to is an error.
+func (r *Runner) Resolve(ctx context.Context, targets []string) ([]string, error) {
+	states := map[string]message.State{}
+	recorded, err := r.cfg.State.DeviceStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range recorded {
+		var st message.State
+		if json.Unmarshal(d.Body, &st) == nil {
+			states[d.ID] = st
+		}
+	}
+	for id, st := range r.ctl.States() {
+		states[id] = st
+	}
+	return ResolveTargets(targets, states)
+}
+
+// ResolveTargets turns targets (group:NAME, device:ID) into device ids,
+// sorted and without duplicates, the groups from states.
+func ResolveTargets(targets []string, states map[string]message.State) ([]string, error) {
+	seen := map[string]bool{}
+	for _, t := range targets {
+		kind, name, ok := strings.Cut(t, ":")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%w %q: want group:NAME or device:ID", ErrTarget, t)
+		}
+		switch kind {
+		case "device":
+			seen[name] = true
+		case "group":
+			n := 0
+			for id, st := range states {
+				if slices.Contains(st.Groups, name) {
+					seen[id] = true
+					n++
+				}
+			}
+			if n == 0 {
+				return nil, fmt.Errorf("%w %q: no device has reported being in group %s", ErrTarget, t, name)
+			}
+		default:
+			return nil, fmt.Errorf("%w %q: want group:NAME or device:ID", ErrTarget, t)
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Create records a new rollout, with what is known of its devices'
+// states, in the state file. It is started at the next tick of a Run —
+// this Runner's or another process's.
+func (r *Runner) Create(ctx context.Context, cfg Config) (*Core, error) {
+	return CreateRollout(ctx, r.cfg.State, cfg, r.ctl.States())
+}
+
+// CreateRollout records a new rollout in state, with states as the
+// devices' known retained states, for a Runner to start.
+func CreateRollout(ctx context.Context, state *store.Fleet, cfg Config, states map[string]message.State) (*Core, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range c.s.Devices {
+		if st, ok := states[d.ID]; ok {
+			if _, err := c.Step(stateEvent(st)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	snap, err := json.Marshal(c.Snapshot())
+	if err != nil {
+		return nil, err
+	}
+	if err := state.CreateRollout(ctx, store.FleetRollout{ID: cfg.ID, Phase: string(c.Phase()), Open: true, State: snap}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Run drives every open rollout of the state file until ctx ends: those
+// open when it starts (continued from their record) and those created
+// while it runs. It returns ctx's error, or the state file's.
+func (r *Runner) Run(ctx context.Context) error {
+	defer r.release(context.WithoutCancel(ctx))
+	tick := time.NewTicker(r.cfg.TickInterval)
+	defer tick.Stop()
+	if err := r.tick(ctx); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.notify:
+			for _, ev := range r.dequeue() {
+				ev.At = r.cfg.Now()
+				for id, d := range r.rollouts {
+					if err := r.step(ctx, id, d, ev); err != nil {
+						return err
+					}
+				}
+			}
+		case <-tick.C:
+			if err := r.tick(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Wait drives rollouts like Run until rollout id has finished, and
+// returns its summary; at once for a rollout already finished. It must not
+// be called while Run runs.
+func (r *Runner) Wait(ctx context.Context, id string) (Summary, error) {
+	if sum, open, err := LoadSummary(ctx, r.cfg.State, id); err != nil || !open {
+		return sum, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var sum Summary
+	r.onFinished = func(fid string, c *Core) {
+		if fid == id {
+			sum = c.Summary()
+			cancel()
+		}
+	}
+	defer func() { r.onFinished = nil }()
+	err := r.Run(ctx)
+	if sum.ID == id {
+		return sum, nil
+	}
+	return Summary{}, err
+}
+
+// LoadSummary reads rollout id's summary from the state file, and whether
+// the rollout is still open.
+func LoadSummary(ctx context.Context, state *store.Fleet, id string) (Summary, bool, error) {
+	ro, err := state.Rollout(ctx, id)
+	if err != nil {
+		return Summary{}, false, err
+	}
+	c, err := RestoreJSON(ro.State)
+	if err != nil {
+		return Summary{}, false, fmt.Errorf("read the record of rollout %s: %w", id, err)
+	}
+	return c.Summary(), ro.Open, nil
+}
+
+// RestoreJSON restores a core from its snapshot as stored.
+func RestoreJSON(snapshot []byte) (*Core, error) {
+	var s State
+	if err := json.Unmarshal(snapshot, &s); err != nil {
+		return nil, err
+	}
+	return Restore(s)
+}
+
+// tick adopts the open rollouts it does not drive yet, renews its leases,
+// applies control requests and lets time pass.
+func (r *Runner) tick(ctx context.Context) error {
+	now := r.cfg.Now()
+	open, err := r.cfg.State.Rollouts(ctx, true)
+	if err != nil {
+		return err
+	}
+	for _, ro := range open {
+		ok, err := r.cfg.State.ClaimRollout(ctx, ro.ID, r.owner, now.Add(leaseFor))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if _, mine := r.rollouts[ro.ID]; mine {
+				r.log.Warn("another process took over the rollout", "rollout_id", ro.ID)
+				delete(r.rollouts, ro.ID)
+			}
+			continue
+		}
+		if _, mine := r.rollouts[ro.ID]; !mine {
+			if err := r.adopt(ctx, ro, now); err != nil {
+				r.log.Error("cannot drive rollout", "rollout_id", ro.ID, "error", err)
+				continue
+			}
+		}
+		d := r.rollouts[ro.ID]
+		if d == nil {
+			continue
+		}
+		controls, err := r.cfg.State.TakeControls(ctx, ro.ID)
+		if err != nil {
+			return err
+		}
+		for _, c := range controls {
+			ev := Event{At: now, Reason: c.Reason}
+			switch c.Action {
+			case ControlPause:
+				ev.Kind = EventPause
+			case ControlResume:
+				ev.Kind = EventResume
+			case ControlCancel:
+				ev.Kind = EventCancel
+			default:
+				r.log.Warn("unknown control request dropped", "rollout_id", ro.ID, "action", c.Action)
+				continue
+			}
+			if err := r.step(ctx, ro.ID, d, ev); err != nil {
+				return err
+			}
+		}
+		if r.rollouts[ro.ID] != nil {
+			if err := r.step(ctx, ro.ID, d, Event{Kind: EventTick, At: now}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// adopt starts driving a recorded rollout: a new one is started; one
+// already under way is restored, given again the statuses recorded for it
+// (one may have been recorded but not yet in its snapshot when the last
+// driver stopped) and restarted, which publishes again, identically, the
+// jobs no status acknowledged.
+func (r *Runner) adopt(ctx context.Context, ro store.FleetRollout, now time.Time) error {
+	c, err := RestoreJSON(ro.State)
+	if err != nil {
+		return fmt.Errorf("read the record of rollout %s: %w", ro.ID, err)
+	}
+	d := &driven{core: c, saved: ro.State}
+	r.rollouts[ro.ID] = d
+	for _, st := range r.ctl.States() {
+		if err := r.step(ctx, ro.ID, d, withAt(stateEvent(st), now)); err != nil {
+			return err
+		}
+	}
+	if c.Phase() == PhaseNew {
+		r.log.Info("rollout starting", "rollout_id", ro.ID, "devices", len(c.s.Devices))
+		return r.step(ctx, ro.ID, d, Event{Kind: EventStart, At: now})
+	}
+	recorded, err := r.cfg.State.StatusesOfJobs(ctx, ro.ID+"-")
+	if err != nil {
+		return err
+	}
+	for _, fs := range recorded {
+		var st message.JobStatus
+		if json.Unmarshal(fs.Body, &st) != nil {
+			continue
+		}
+		ev := Event{Kind: EventJobStatus, At: now, Device: st.DeviceID, JobID: st.JobID, Status: st.Status,
+			ErrorCode: st.ErrorCode, Detail: st.Detail}
+		if err := r.step(ctx, ro.ID, d, ev); err != nil {
+			return err
+		}
+	}
+	r.log.Info("rollout resumed from its record", "rollout_id", ro.ID, "phase", c.Phase())
+	return r.step(ctx, ro.ID, d, Event{Kind: EventRestart, At: now})
+}
+
+func withAt(ev Event, at time.Time) Event { ev.At = at; return ev }
+
+// step gives ev to one rollout, stores its record if it changed, and only
+// then publishes what it decided. An event the rollout's phase refuses
+// (a pause of a paused rollout) is logged and dropped. Only the state
+// file failing is an error: a publish that fails is logged, and the job
+// goes out again when the rollout is next restored.
+func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error {
+	actions, err := d.core.Step(ev)
+	if errors.Is(err, ErrIllegal) {
+		r.log.Warn("event refused", "rollout_id", id, "error", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	snap, err := json.Marshal(d.core.Snapshot())
+	if err != nil {
+		return err
+	}
+	phase := d.core.Phase()
+	open := !phase.over()
+	if !bytes.Equal(snap, d.saved) {
+		if err := r.cfg.State.SaveRollout(ctx, id, string(phase), open, snap); err != nil {
+			return err
+		}
+		d.saved = snap
+	}
+	for _, a := range actions {
+		r.act(ctx, id, a)
+	}
+	if !open {
+		r.log.Info("rollout finished", "rollout_id", id, "phase", phase)
+		if r.onFinished != nil {
+			r.onFinished(id, d.core)
+		}
+		delete(r.rollouts, id)
+		_ = r.cfg.State.ReleaseRollout(ctx, id, r.owner)
+	}
+	return nil
+}
+
+func (r *Runner) act(ctx context.Context, id string, a Action) {
+	switch a.Kind {
+	case ActionPublish, ActionCancelJob, ActionRollback:
+		if err := r.ctl.PublishJob(ctx, *a.Job); err != nil {
+			r.log.Error("publish a job", "rollout_id", id, "device_id", a.Device, "job_id", a.Job.JobID, "error", err)
+		}
+	case ActionOutcome:
+		r.log.Info("device outcome", "rollout_id", id, "device_id", a.Device, "from", a.From, "to", a.To,
+			"error_code", a.ErrorCode, "detail", a.Detail)
+	case ActionHalted:
+		r.log.Warn("rollout halted", "rollout_id", id, "reason", a.Reason)
+	case ActionNoRollback:
+		r.log.Warn("device not rolled back", "rollout_id", id, "device_id", a.Device, "reason", a.Reason)
+	default:
+		r.log.Info(a.Kind.String(), "rollout_id", id, "ring", a.Ring, "phase", a.Phase, "reason", a.Reason)
+	}
+}
+
+// release gives up the leases this Runner holds, so that another process
+// may continue its rollouts at once.
+func (r *Runner) release(ctx context.Context) {
+	for id := range r.rollouts {
+		_ = r.cfg.State.ReleaseRollout(ctx, id, r.owner)
+	}
+	r.rollouts = map[string]*driven{}
+}

@@ -1,0 +1,456 @@
+package fleetsim
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/keystone-edge/keystone/comms/controller"
+	"github.com/keystone-edge/keystone/comms/message"
+	"github.com/keystone-edge/keystone/internal/mqtttest"
+)
+
+// EnvBenchFleet sets the fleet size of the benchmarks (default 1000).
+const EnvBenchFleet = "KEYSTONE_BENCH_FLEET"
+
+// publishParallel bounds the jobs the controller side publishes at once.
+const publishParallel = 32
+
+func fleetSize(b *testing.B) int {
+	n := 1000
+	if v := os.Getenv(EnvBenchFleet); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a positive number of devices", EnvBenchFleet, v)
+		}
+	}
+	return n
+}
+
+// raiseFileLimit lets the process (and the broker it starts) hold a
+// connection and the store files of every device; best effort.
+func raiseFileLimit(b *testing.B, n int) {
+	want := uint64(n*8 + 4096)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= want {
+		return
+	}
+	lim.Cur = want
+	lim.Max = max(lim.Max, want)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Logf("cannot raise the open file limit to %d: %v", want, err)
+	}
+}
+
+// rssMB is the process's resident set, in MiB.
+func rssMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// round is one measured publish-to-answer round over the fleet.
+type round struct {
+	total    time.Duration
+	p50, p99 time.Duration
+	lost     int
+}
+
+func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
+	if len(lat) == 0 {
+		return 0, 0
+	}
+	slices.Sort(lat)
+	at := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	return at(0.50), at(0.99)
+}
+
+func roundTimeout(n int) time.Duration {
+	return max(2*time.Minute, time.Duration(n)*30*time.Millisecond)
+}
+
+// inParallel calls fn for every index, at most k at a time.
+func inParallel(n, k int, fn func(i int)) {
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range min(k, n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// rawFleet is the floor: bare autopaho clients with mutual TLS, each
+// subscribed to its own jobs topic and answering every job once on a
+// status topic, and one controller-identity client that publishes the jobs
+// and takes the answers. No store, no checks, no signature.
+type rawFleet struct {
+	b       *testing.B
+	ids     []string
+	clients []*autopaho.ConnectionManager
+	ctl     *autopaho.ConnectionManager
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	got     map[string]time.Duration // this round's answers: latency by device
+	done    chan struct{}
+	current atomic.Int64 // the round the answers must carry
+}
+
+func mustURL(b *testing.B, raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return u
+}
+
+func startRawFleet(b *testing.B, br *mqtttest.Broker, n int) *rawFleet {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rawFleet{b: b, cancel: cancel}
+	u := mustURL(b, br.URL)
+	ctlID := br.ControllerIdentity(b)
+	var err error
+	r.ctl, err = autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, TlsCfg: ctlID.TLSConfig(), KeepAlive: 30, CleanStartOnInitialConnection: true,
+		ConnectTimeout: 30 * time.Second,
+		ClientConfig: paho.ClientConfig{ClientID: "raw-controller",
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){r.answer}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.ctl.AwaitConnection(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := r.ctl.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: message.AllStatuses(br.Prefix), QoS: 1}}}); err != nil {
+		b.Fatal(err)
+	}
+	idents := make([]*mqtttest.Identity, n)
+	width := len(fmt.Sprint(n - 1))
+	for i := range n {
+		r.ids = append(r.ids, fmt.Sprintf("raw-%0*d", width, i))
+		idents[i] = br.Device(b, r.ids[i])
+	}
+	r.clients = make([]*autopaho.ConnectionManager, n)
+	errs := make([]error, n)
+	inParallel(n, startParallel, func(i int) {
+		id := r.ids[i]
+		topics := message.Topics{Prefix: br.Prefix, DeviceID: id}
+		var cm atomic.Pointer[autopaho.ConnectionManager]
+		onJob := func(pr paho.PublishReceived) (bool, error) {
+			if pr.Packet.Topic != topics.JobNotify() || len(pr.Packet.Payload) == 0 {
+				return true, nil
+			}
+			payload := slices.Clone(pr.Packet.Payload)
+			go func() { // never publish from inside the receive handler
+				pctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				if _, err := cm.Load().Publish(pctx, &paho.Publish{Topic: topics.JobStatus("raw"), QoS: 1, Payload: payload}); err != nil && ctx.Err() == nil {
+					b.Errorf("%s: answer: %v", id, err)
+				}
+			}()
+			return true, nil
+		}
+		c, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+			ServerUrls: []*url.URL{u}, TlsCfg: idents[i].TLSConfig(), KeepAlive: 30, CleanStartOnInitialConnection: true,
+			ConnectTimeout: 30 * time.Second, ReconnectBackoff: autopaho.NewConstantBackoff(time.Second),
+			ClientConfig: paho.ClientConfig{ClientID: id,
+				OnPublishReceived: []func(paho.PublishReceived) (bool, error){onJob}},
+		})
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		cm.Store(c)
+		r.clients[i] = c
+		actx, acancel := context.WithTimeout(ctx, time.Minute)
+		defer acancel()
+		if err := c.AwaitConnection(actx); err != nil {
+			errs[i] = fmt.Errorf("%s: connect: %w", id, err)
+			return
+		}
+		if _, err := c.Subscribe(actx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topics.JobNotify(), QoS: 1}}}); err != nil {
+			errs[i] = fmt.Errorf("%s: subscribe: %w", id, err)
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			r.close()
+			b.Fatal(err)
+		}
+	}
+	return r
+}
+
+// answer takes one device's answer: the round and the publish time, as
+// the job carried them.
+func (r *rawFleet) answer(pr paho.PublishReceived) (bool, error) {
+	p := pr.Packet.Payload
+	if len(p) != 16 || int64(binary.BigEndian.Uint64(p[8:])) != r.current.Load() {
+		return true, nil
+	}
+	lat := time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(p[:8]))))
+	id, _, err := message.ParseStatusTopic(message.DefaultTopicPrefix, pr.Packet.Topic)
+	if err != nil {
+		return true, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, seen := r.got[id]; !seen && r.got != nil {
+		r.got[id] = lat
+		if len(r.got) == len(r.ids) {
+			close(r.done)
+		}
+	}
+	return true, nil
+}
+
+// run publishes one job per device (retained, QoS 1) and waits for every
+// answer.
+func (r *rawFleet) run(seq int64) round {
+	r.mu.Lock()
+	r.got, r.done = map[string]time.Duration{}, make(chan struct{})
+	done := r.done
+	r.mu.Unlock()
+	r.current.Store(seq)
+	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout(len(r.ids)))
+	defer cancel()
+	start := time.Now()
+	inParallel(len(r.ids), publishParallel, func(i int) {
+		p := make([]byte, 16)
+		binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+		binary.BigEndian.PutUint64(p[8:], uint64(seq))
+		topic := message.Topics{Prefix: message.DefaultTopicPrefix, DeviceID: r.ids[i]}.JobNotify()
+		if _, err := r.ctl.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: p}); err != nil {
+			r.b.Errorf("publish to %s: %v", r.ids[i], err)
+		}
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	total := time.Since(start)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lat := make([]time.Duration, 0, len(r.got))
+	for _, l := range r.got {
+		lat = append(lat, l)
+	}
+	p50, p99 := percentiles(lat)
+	res := round{total: total, p50: p50, p99: p99, lost: len(r.ids) - len(r.got)}
+	r.got = nil
+	return res
+}
+
+func (r *rawFleet) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inParallel(len(r.clients), 64, func(i int) {
+		if c := r.clients[i]; c != nil {
+			_ = c.Disconnect(ctx)
+		}
+	})
+	_ = r.ctl.Disconnect(ctx)
+	r.cancel()
+}
+
+// BenchmarkRolloutRawFloor measures the floor under any rollout: N bare
+// MQTT clients each take one retained QoS 1 message and answer it once at
+// QoS 1; the time until every answer arrived, and each answer's latency
+// from its publication.
+func BenchmarkRolloutRawFloor(b *testing.B) {
+	n := fleetSize(b)
+	b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+		raiseFileLimit(b, n)
+		br := mqtttest.Start(b, mqtttest.Options{})
+		raw := startRawFleet(b, br, n)
+		defer raw.close()
+		var total, p50, p99 time.Duration
+		lost, rounds := 0, 0
+		for b.Loop() {
+			rounds++
+			r := raw.run(int64(rounds))
+			total += r.total
+			p50 += r.p50
+			p99 += r.p99
+			lost += r.lost
+		}
+		if lost > 0 {
+			b.Errorf("%d answers never arrived", lost)
+		}
+		d := time.Duration(rounds)
+		b.ReportMetric((total / d).Seconds(), "s/rollout")
+		b.ReportMetric(float64((p50/d).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64((p99/d).Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(lost), "lost")
+	})
+}
+
+// simRound collects one round's final statuses at the controller.
+type simRound struct {
+	mu      sync.Mutex
+	jobID   string
+	sent    map[string]time.Time
+	lat     map[string]time.Duration
+	status  map[string]string
+	want    int
+	done    chan struct{}
+	settled bool
+}
+
+func (s *simRound) onStatus(st message.JobStatus) {
+	switch st.Status {
+	case message.StatusQueued, message.StatusInProgress:
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.settled || st.JobID != s.jobID {
+		return
+	}
+	if _, seen := s.status[st.DeviceID]; seen {
+		return
+	}
+	s.status[st.DeviceID] = st.Status
+	if t, ok := s.sent[st.DeviceID]; ok {
+		s.lat[st.DeviceID] = now.Sub(t)
+	}
+	if len(s.status) == s.want {
+		close(s.done)
+	}
+}
+
+// BenchmarkSimulatedFleet measures a one-component rollout to N simulated
+// devices running the real device code: each job signed and published by
+// comms/controller, and the time until every SUCCEEDED arrived. The raw
+// floor is measured first, on the same broker, for the ratio.
+func BenchmarkSimulatedFleet(b *testing.B) {
+	n := fleetSize(b)
+	b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+		raiseFileLimit(b, n)
+		if err := checkFileLimit(n); err != nil {
+			b.Fatal(err) // before the floor, which would take minutes for nothing
+		}
+		br := mqtttest.Start(b, mqtttest.Options{})
+
+		raw := startRawFleet(b, br, n)
+		floor := raw.run(1)
+		raw.close()
+		if floor.lost > 0 {
+			b.Errorf("raw floor: %d answers never arrived", floor.lost)
+		}
+		b.Logf("raw floor, %d devices: %.3f s, p50 %s, p99 %s", n, floor.total.Seconds(), floor.p50, floor.p99)
+		runtime.GC()
+
+		setup := time.Now()
+		sim := Start(b, br, Options{N: n, Seed: 1})
+		setupTime := time.Since(setup)
+		b.Logf("fleet of %d started in %.1f s", n, setupTime.Seconds())
+		rec := &simRound{}
+		cfg := sim.ControllerConfig(b)
+		cfg.ClientID = "bench-controller"
+		cfg.OnStatus = rec.onStatus
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctl, err := controller.Connect(ctx, cfg)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ctl.Close(context.Background())
+
+		ids := sim.Devices()
+		var total, p50, p99 time.Duration
+		lost, notOK, rounds := 0, 0, 0
+		for b.Loop() {
+			rounds++
+			jobID := fmt.Sprintf("bench-%d", rounds)
+			rec.mu.Lock()
+			rec.jobID, rec.want, rec.settled = jobID, n, false
+			rec.sent, rec.lat, rec.status = make(map[string]time.Time, n), make(map[string]time.Duration, n), make(map[string]string, n)
+			rec.done = make(chan struct{})
+			done := rec.done
+			rec.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), roundTimeout(n))
+			start := time.Now()
+			inParallel(n, publishParallel, func(i int) {
+				job := Job(ids[i], jobID, "com.example.hello", fmt.Sprintf("1.%d.0", rounds))
+				rec.mu.Lock()
+				rec.sent[ids[i]] = time.Now()
+				rec.mu.Unlock()
+				if err := ctl.PublishJob(ctx, job); err != nil {
+					b.Errorf("publish to %s: %v", ids[i], err)
+				}
+			})
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+			elapsed := time.Since(start)
+			cancel()
+			rec.mu.Lock()
+			rec.settled = true
+			lat := make([]time.Duration, 0, len(rec.lat))
+			for _, l := range rec.lat {
+				lat = append(lat, l)
+			}
+			for _, s := range rec.status {
+				if s != message.StatusSucceeded {
+					notOK++
+				}
+			}
+			lost += n - len(rec.status)
+			rec.mu.Unlock()
+			q50, q99 := percentiles(lat)
+			total += elapsed
+			p50 += q50
+			p99 += q99
+		}
+		rss := rssMB()
+		if lost > 0 || notOK > 0 {
+			b.Errorf("%d final statuses never arrived, %d were not SUCCEEDED", lost, notOK)
+		}
+		d := time.Duration(rounds)
+		mean := total / d
+		b.ReportMetric(mean.Seconds(), "s/rollout")
+		b.ReportMetric(float64((p50/d).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64((p99/d).Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(lost), "lost")
+		b.ReportMetric(rss, "rss-MiB")
+		b.ReportMetric(setupTime.Seconds(), "setup-s")
+		b.ReportMetric(floor.total.Seconds(), "floor-s")
+		b.ReportMetric(mean.Seconds()/floor.total.Seconds(), "x-floor")
+		b.Logf("simulated fleet, %d devices: %.3f s per rollout (p50 %s, p99 %s), floor %.3f s, ratio %.1f, RSS %.0f MiB, counts %+v",
+			n, mean.Seconds(), p50/d, p99/d, floor.total.Seconds(), mean.Seconds()/floor.total.Seconds(), rss, sim.Counts())
+	})
+}

@@ -181,3 +181,32 @@ func TestFleetClaimIsExclusive(t *testing.T) {
 		t.Fatal("a could not claim after b released")
 	}
 }
+
+// A device's last successful deployment replaces the one before and
+// survives reopening the file.
+func TestFleetDeploymentsKeepTheLastPerDevice(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	f := openFleet(t, path)
+	for _, d := range []store.FleetDeployment{
+		{DeviceID: "pos-1", RolloutID: "r1", JobID: "r1-pos-1", Manifest: "v1"},
+		{DeviceID: "pos-2", RolloutID: "r1", JobID: "r1-pos-2", Manifest: "v1"},
+		{DeviceID: "pos-1", RolloutID: "r2", JobID: "r2-pos-1", Manifest: "v2"},
+	} {
+		if err := f.RecordDeployment(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.RecordDeployment(ctx, store.FleetDeployment{DeviceID: "pos-3", JobID: "j"}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("deployment without a manifest: %v; want ErrInvalid", err)
+	}
+	f.Close()
+	f = openFleet(t, path)
+	got, err := f.Deployments(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["pos-1"].Manifest != "v2" || got["pos-1"].JobID != "r2-pos-1" || got["pos-2"].Manifest != "v1" {
+		t.Errorf("deployments %+v; want pos-1 at v2 (r2), pos-2 at v1", got)
+	}
+}

@@ -98,7 +98,7 @@ its record, and no device gets a different job for it.
   keystonectl fleet status rollout-20260101-120000
   keystonectl fleet pause rollout-20260101-120000`)
 	cmd.PersistentFlags().StringVar(&fo.config, "config", "", "fleet configuration `FILE` (default ./fleet.toml, else "+defaultFleetConfig+")")
-	cmd.AddCommand(newFleetDeployCmd(fo), newFleetStatusCmd(fo), newFleetListCmd(fo), newFleetDevicesCmd(fo),
+	cmd.AddCommand(newFleetDeployCmd(fo), newFleetAgentUpdateCmd(fo), newFleetStatusCmd(fo), newFleetListCmd(fo), newFleetDevicesCmd(fo),
 		newFleetControlCmd(fo, fleet.ControlPause, "Stop publishing new jobs of a rollout until resumed"),
 		newFleetControlCmd(fo, fleet.ControlResume, "Continue a paused rollout"),
 		newFleetControlCmd(fo, fleet.ControlCancel, "Cancel a rollout: devices not reached get nothing, jobs in flight are canceled"),
@@ -201,7 +201,11 @@ within --device-timeout is TIMED_OUT; one offline when its ring starts is
 OFFLINE (not a failure: its job waits for it on the broker). Once
 --min-executed devices of a ring finished, failures above
 --max-failure-rate halt the rollout; --on-halt rollback then sends the
-devices that took the deployment the one they ran before, where known.
+devices that took the deployment the one they ran before: the manifest of
+the last job that succeeded on the device in an earlier rollout recorded
+in the state file, or else a manifest made from the device's reported
+state (its components at the versions it runs, WITHOUT configuration
+overrides); a device with neither is not rolled back.
 
 Without --wait the rollout is recorded and 'fleet serve' drives it.
 ` + fleetConfigHelp + `
@@ -228,39 +232,53 @@ Exit codes:
 				return fmt.Errorf("read the manifest: %w", err)
 			}
 			cfg.Job.Manifest = string(manifest)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			r, st, err := fo.runner(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			defer r.Close(context.WithoutCancel(ctx))
-			if cfg.Targets, err = r.Resolve(ctx, f.targets); err != nil {
-				return err
-			}
-			if _, err := r.Create(ctx, cfg); err != nil {
-				return fmt.Errorf("record rollout %s: %w", cfg.ID, err)
-			}
-			if !f.wait {
-				return fo.render(map[string]any{"id": cfg.ID, "devices": len(cfg.Targets)},
-					table{rows: [][]string{{fmt.Sprintf("rollout %s recorded for %d device(s); 'keystonectl fleet serve' drives it", cfg.ID, len(cfg.Targets))}}})
-			}
-			sum, err := r.Wait(ctx, cfg.ID)
-			if err != nil {
-				return err
-			}
-			if err := renderSummary(fo.options, sum); err != nil {
-				return err
-			}
-			if sum.Phase != fleet.PhaseSucceeded {
-				return &SilentError{Code: exitError}
-			}
-			return nil
+			return fo.startRollout(cmd, cfg, f.targets, f.wait)
 		},
 	}
+	f.register(cmd, true)
+	return cmd
+}
+
+// startRollout resolves the targets, records the rollout and, when wait,
+// drives it here until it ends.
+func (fo *fleetOptions) startRollout(cmd *cobra.Command, cfg fleet.Config, targets []string, wait bool) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, st, err := fo.runner(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defer r.Close(context.WithoutCancel(ctx))
+	if cfg.Targets, err = r.Resolve(ctx, targets); err != nil {
+		return err
+	}
+	if _, err := r.Create(ctx, cfg); err != nil {
+		return fmt.Errorf("record rollout %s: %w", cfg.ID, err)
+	}
+	if !wait {
+		return fo.render(map[string]any{"id": cfg.ID, "devices": len(cfg.Targets)},
+			table{rows: [][]string{{fmt.Sprintf("rollout %s recorded for %d device(s); 'keystonectl fleet serve' drives it", cfg.ID, len(cfg.Targets))}}})
+	}
+	sum, err := r.Wait(ctx, cfg.ID)
+	if err != nil {
+		return err
+	}
+	if err := renderSummary(fo.options, sum); err != nil {
+		return err
+	}
+	if sum.Phase != fleet.PhaseSucceeded {
+		return &SilentError{Code: exitError}
+	}
+	return nil
+}
+
+// register adds the rollout flags to cmd; -f FILE too when manifest.
+func (f *deployFlags) register(cmd *cobra.Command, manifest bool) {
 	fl := cmd.Flags()
-	fl.StringVarP(&f.file, "file", "f", "", "the deployment manifest `FILE` (required)")
+	if manifest {
+		fl.StringVarP(&f.file, "file", "f", "", "the deployment manifest `FILE` (required)")
+	}
 	fl.StringArrayVar(&f.targets, "target", nil, "group:NAME or device:ID (repeatable; required)")
 	fl.StringVar(&f.id, "id", "", "the rollout's `ID` (default rollout-<UTC time>)")
 	fl.StringVar(&f.rings, "rings", "100%", "cumulative ring sizes, e.g. 1%,10%,100%")
@@ -269,9 +287,9 @@ Exit codes:
 	fl.DurationVar(&f.soak, "soak", 2*time.Minute, "how long a device must stay healthy after its job succeeded")
 	fl.DurationVar(&f.deviceTimeout, "device-timeout", 30*time.Minute, "time a device has to finish (0: no limit)")
 	fl.StringVar(&f.rate, "rate", "200/m", "most jobs published per second, minute or hour (0: no limit)")
-	fl.StringVar(&f.onHalt, "on-halt", "pause", "what a halt does besides stopping: pause or rollback")
+	fl.StringVar(&f.onHalt, "on-halt", "pause", "what a halt does besides stopping: pause, or rollback (devices that took the job get their last\n"+
+		"deployment recorded here, else their reported components and versions without configuration overrides)")
 	fl.BoolVar(&f.wait, "wait", false, "drive the rollout here until it ends")
-	return cmd
 }
 
 // renderSummary prints a rollout's status: counts per outcome and per

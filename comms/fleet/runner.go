@@ -49,6 +49,11 @@ type RunnerConfig struct {
 	// Settle is how long Open waits for the retained device states to
 	// arrive after connecting (they come as a burst); zero means 2 s.
 	Settle time.Duration
+	// PublishTimeout bounds each attempt to publish a job (waiting for a
+	// connection and the broker's acknowledgement); a job not
+	// acknowledged in time is tried again, identical, at the next ticks.
+	// Zero means 2 s.
+	PublishTimeout time.Duration
 }
 
 // Runner drives rollouts: it owns a broker connection and, inside one
@@ -63,11 +68,18 @@ type Runner struct {
 	owner string // this process's name for rollout leases
 
 	mu     sync.Mutex
-	queue  []Event       // statuses and states waiting for Run
+	queue  []Event       // statuses and states waiting for Run, at most maxQueued
+	lost   bool          // events were dropped from a full queue: Run must read them again
 	notify chan struct{} // signalled when queue grows
 
 	// Owned by Run.
 	rollouts map[string]*driven
+	// draining are rollouts that finished with jobs still to publish
+	// (the broker was away); they finish once those went out.
+	draining map[string]*driven
+	// away: a publish failed during this tick; the others wait for the
+	// next one rather than each waiting out its timeout.
+	away bool
 	// onFinished, when set, is called by Run as a rollout finishes.
 	onFinished func(id string, c *Core)
 	// life bounds the state file writes of the broker's callbacks, which
@@ -79,7 +91,18 @@ type Runner struct {
 type driven struct {
 	core  *Core
 	saved []byte // the last stored snapshot
+	// unsent are the jobs decided and stored but not yet acknowledged by
+	// the broker, in the order decided.
+	unsent []message.Job
+	// told: the rollout's end was reported (onFinished) while it stays
+	// open for devices that were offline.
+	told bool
 }
+
+// maxQueued bounds the events waiting for Run. Every status is in the
+// state file and every state is held by the controller before it is
+// queued, so an event dropped from a full queue is read again from there.
+const maxQueued = 4096
 
 // leaseFor is how long a claim on a rollout lasts without renewal: a
 // driver that died leaves it for another after this.
@@ -103,10 +126,13 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 	if cfg.Settle <= 0 {
 		cfg.Settle = 2 * time.Second
 	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 2 * time.Second
+	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	r := &Runner{cfg: cfg, log: cfg.Logger, owner: "runner-" + hex.EncodeToString(b[:]),
-		notify: make(chan struct{}, 1), rollouts: map[string]*driven{}, life: context.WithoutCancel(ctx)}
+		notify: make(chan struct{}, 1), rollouts: map[string]*driven{}, draining: map[string]*driven{}, life: context.WithoutCancel(ctx)}
 	cc := cfg.Controller
 	cc.OnStatus, cc.OnState = r.onStatus, r.onState
 	if cc.Now == nil {
@@ -177,9 +203,15 @@ func healthy(st message.State) bool {
 
 // enqueue never blocks: the controller's receive goroutine must not wait
 // for Run, which may itself be waiting for a PUBACK that goroutine reads.
+// A full queue drops ev and has Run read the events again from the state
+// file and the controller.
 func (r *Runner) enqueue(ev Event) {
 	r.mu.Lock()
-	r.queue = append(r.queue, ev)
+	if len(r.queue) < maxQueued {
+		r.queue = append(r.queue, ev)
+	} else {
+		r.lost = true
+	}
 	r.mu.Unlock()
 	select {
 	case r.notify <- struct{}{}:
@@ -187,12 +219,12 @@ func (r *Runner) enqueue(ev Event) {
 	}
 }
 
-func (r *Runner) dequeue() []Event {
+func (r *Runner) dequeue() ([]Event, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	q := r.queue
-	r.queue = nil
-	return q
+	q, lost := r.queue, r.lost
+	r.queue, r.lost = nil, false
+	return q, lost
 }
 
 // Resolve turns targets (group:NAME, device:ID) into device ids, sorted,
@@ -259,8 +291,20 @@ func (r *Runner) Create(ctx context.Context, cfg Config) (*Core, error) {
 }
 
 // CreateRollout records a new rollout in state, with states as the
-// devices' known retained states, for a Runner to start.
+// devices' known retained states, for a Runner to start. Under
+// HaltRollback, a cfg without Previous gets each target's previous
+// deployment filled in: the manifest of the last job that SUCCEEDED on it
+// in an earlier rollout, or else one made from its retained state (its
+// components at their versions, without configuration overrides); a
+// device with neither has no known previous deployment.
 func CreateRollout(ctx context.Context, state *store.Fleet, cfg Config, states map[string]message.State) (*Core, error) {
+	if cfg.OnHalt == HaltRollback && cfg.Previous == nil {
+		prev, err := previousJobs(ctx, state, cfg.Job.Kind, cfg.Targets, states)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Previous = prev
+	}
 	c, err := New(cfg)
 	if err != nil {
 		return nil, err
@@ -297,10 +341,19 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-r.notify:
-			for _, ev := range r.dequeue() {
+			evs, lost := r.dequeue()
+			for _, ev := range evs {
 				ev.At = r.cfg.Now()
 				for id, d := range r.rollouts {
 					if err := r.step(ctx, id, d, ev); err != nil {
+						return err
+					}
+				}
+			}
+			if lost {
+				r.log.Warn("events came faster than they were handled; reading them again from the state file")
+				for id, d := range r.rollouts {
+					if err := r.replay(ctx, id, d, r.cfg.Now()); err != nil {
 						return err
 					}
 				}
@@ -364,6 +417,10 @@ func RestoreJSON(snapshot []byte) (*Core, error) {
 // applies control requests and lets time pass.
 func (r *Runner) tick(ctx context.Context) error {
 	now := r.cfg.Now()
+	r.away = false
+	for id, d := range r.draining {
+		r.flush(ctx, id, d)
+	}
 	open, err := r.cfg.State.Rollouts(ctx, true)
 	if err != nil {
 		return err
@@ -416,6 +473,9 @@ func (r *Runner) tick(ctx context.Context) error {
 				return err
 			}
 		}
+		if r.rollouts[ro.ID] != nil {
+			r.flush(ctx, ro.ID, d)
+		}
 	}
 	return nil
 }
@@ -432,16 +492,32 @@ func (r *Runner) adopt(ctx context.Context, ro store.FleetRollout, now time.Time
 	}
 	d := &driven{core: c, saved: ro.State}
 	r.rollouts[ro.ID] = d
-	for _, st := range r.ctl.States() {
-		if err := r.step(ctx, ro.ID, d, withAt(stateEvent(st), now)); err != nil {
-			return err
-		}
-	}
 	if c.Phase() == PhaseNew {
+		for _, st := range r.ctl.States() {
+			if err := r.step(ctx, ro.ID, d, withAt(stateEvent(st), now)); err != nil {
+				return err
+			}
+		}
 		r.log.Info("rollout starting", "rollout_id", ro.ID, "devices", len(c.s.Devices))
 		return r.step(ctx, ro.ID, d, Event{Kind: EventStart, At: now})
 	}
-	recorded, err := r.cfg.State.StatusesOfJobs(ctx, ro.ID+"-")
+	if err := r.replay(ctx, ro.ID, d, now); err != nil {
+		return err
+	}
+	r.log.Info("rollout resumed from its record", "rollout_id", ro.ID, "phase", c.Phase())
+	return r.step(ctx, ro.ID, d, Event{Kind: EventRestart, At: now})
+}
+
+// replay gives a rollout again the devices' states the controller holds
+// and the statuses recorded for its jobs: those it has seen already
+// change nothing.
+func (r *Runner) replay(ctx context.Context, id string, d *driven, now time.Time) error {
+	for _, st := range r.ctl.States() {
+		if err := r.step(ctx, id, d, withAt(stateEvent(st), now)); err != nil {
+			return err
+		}
+	}
+	recorded, err := r.cfg.State.StatusesOfJobs(ctx, id+"-")
 	if err != nil {
 		return err
 	}
@@ -452,12 +528,14 @@ func (r *Runner) adopt(ctx context.Context, ro store.FleetRollout, now time.Time
 		}
 		ev := Event{Kind: EventJobStatus, At: now, Device: st.DeviceID, JobID: st.JobID, Status: st.Status,
 			ErrorCode: st.ErrorCode, Detail: st.Detail}
-		if err := r.step(ctx, ro.ID, d, ev); err != nil {
+		if r.rollouts[id] != d {
+			return nil // it finished
+		}
+		if err := r.step(ctx, id, d, ev); err != nil {
 			return err
 		}
 	}
-	r.log.Info("rollout resumed from its record", "rollout_id", ro.ID, "phase", c.Phase())
-	return r.step(ctx, ro.ID, d, Event{Kind: EventRestart, At: now})
+	return nil
 }
 
 func withAt(ev Event, at time.Time) Event { ev.At = at; return ev }
@@ -465,8 +543,10 @@ func withAt(ev Event, at time.Time) Event { ev.At = at; return ev }
 // step gives ev to one rollout, stores its record if it changed, and only
 // then publishes what it decided. An event the rollout's phase refuses
 // (a pause of a paused rollout) is logged and dropped. Only the state
-// file failing is an error: a publish that fails is logged, and the job
-// goes out again when the rollout is next restored.
+// file failing is an error: a job the broker did not acknowledge within
+// the publish timeout stays unsent and is published again, identical, at
+// the next ticks (flush). A rollout that finished with jobs unsent
+// finishes once they went out.
 func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error {
 	actions, err := d.core.Step(ev)
 	if errors.Is(err, ErrIllegal) {
@@ -476,12 +556,18 @@ func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error
 	if err != nil {
 		return err
 	}
+	if err := recordSuccess(ctx, r.cfg.State, d.core, ev); err != nil {
+		return err
+	}
 	snap, err := json.Marshal(d.core.Snapshot())
 	if err != nil {
 		return err
 	}
 	phase := d.core.Phase()
-	open := !phase.over()
+	// A finished rollout stays open while a device that was offline may
+	// still come back and run its job (retained): its outcome is recorded
+	// when it does.
+	open := !phase.over() || awaitingOffline(d.core, r.cfg.Now())
 	if !bytes.Equal(snap, d.saved) {
 		if err := r.cfg.State.SaveRollout(ctx, id, string(phase), open, snap); err != nil {
 			return err
@@ -489,25 +575,91 @@ func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error
 		d.saved = snap
 	}
 	for _, a := range actions {
-		r.act(ctx, id, a)
+		r.act(id, d, a)
+	}
+	r.flush(ctx, id, d)
+	if phase.over() && open && !d.told { // still recording latecomers; the course is over
+		r.finished(id, d)
 	}
 	if !open {
-		r.log.Info("rollout finished", "rollout_id", id, "phase", phase)
-		if r.onFinished != nil {
-			r.onFinished(id, d.core)
-		}
 		delete(r.rollouts, id)
 		_ = r.cfg.State.ReleaseRollout(ctx, id, r.owner)
+		if len(d.unsent) > 0 {
+			r.log.Warn("rollout finished with jobs the broker has not acknowledged; publishing them again",
+				"rollout_id", id, "phase", phase, "jobs", len(d.unsent))
+			r.draining[id] = d
+			return nil
+		}
+		r.finished(id, d)
 	}
 	return nil
 }
 
-func (r *Runner) act(ctx context.Context, id string, a Action) {
+// awaitingOffline reports whether a device counted OFFLINE still has an
+// unexpired job out, so that its result may yet come.
+func awaitingOffline(c *Core, now time.Time) bool {
+	ttl := c.s.Config.JobTTL
+	for _, dev := range c.s.Devices {
+		if dev.Outcome == Offline && !dev.PublishedAt.IsZero() && now.Sub(dev.PublishedAt) < ttl {
+			return true
+		}
+	}
+	return false
+}
+
+// finished tells of a rollout that finished and has nothing left to
+// publish.
+func (r *Runner) finished(id string, d *driven) {
+	if d.told {
+		return
+	}
+	d.told = true
+	r.log.Info("rollout finished", "rollout_id", id, "phase", d.core.Phase())
+	if r.onFinished != nil {
+		r.onFinished(id, d.core)
+	}
+}
+
+// flush publishes the rollout's unsent jobs in order, each within the
+// publish timeout, and stops at the first the broker did not acknowledge:
+// it stays unsent for the next tick, and no other publish is tried before
+// then. A job that expired before it could go out is dropped.
+func (r *Runner) flush(ctx context.Context, id string, d *driven) {
+	for len(d.unsent) > 0 && !r.away && ctx.Err() == nil {
+		j := d.unsent[0]
+		if !r.cfg.Now().Before(j.ExpiresAt) {
+			r.log.Error("job expired before the broker took it; dropped", "rollout_id", id, "device_id", j.DeviceID, "job_id", j.JobID)
+			d.unsent = d.unsent[1:]
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+		err := r.ctl.PublishJob(pctx, j)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				r.away = true
+				r.log.Warn("publish a job; trying again at the next tick", "rollout_id", id, "device_id", j.DeviceID,
+					"job_id", j.JobID, "unsent", len(d.unsent), "error", err)
+			}
+			return
+		}
+		d.unsent = d.unsent[1:]
+	}
+	if len(d.unsent) == 0 {
+		d.unsent = nil
+		if r.draining[id] == d {
+			delete(r.draining, id)
+			r.finished(id, d)
+		}
+	}
+}
+
+// act records what a rollout decided: jobs join its unsent ones (flush
+// publishes them), the rest is logged.
+func (r *Runner) act(id string, d *driven, a Action) {
 	switch a.Kind {
 	case ActionPublish, ActionCancelJob, ActionRollback:
-		if err := r.ctl.PublishJob(ctx, *a.Job); err != nil {
-			r.log.Error("publish a job", "rollout_id", id, "device_id", a.Device, "job_id", a.Job.JobID, "error", err)
-		}
+		d.unsent = append(d.unsent, *a.Job)
 	case ActionOutcome:
 		r.log.Info("device outcome", "rollout_id", id, "device_id", a.Device, "from", a.From, "to", a.To,
 			"error_code", a.ErrorCode, "detail", a.Detail)
@@ -527,4 +679,5 @@ func (r *Runner) release(ctx context.Context) {
 		_ = r.cfg.State.ReleaseRollout(ctx, id, r.owner)
 	}
 	r.rollouts = map[string]*driven{}
+	r.draining = map[string]*driven{}
 }

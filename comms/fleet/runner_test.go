@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func newBench(t *testing.T, ids ...string) *bench {
 		c.AwaitUp(t)
 		be.devices[d] = c
 		body, _ := json.Marshal(message.State{DeviceID: d, Seq: 1, Online: true, Groups: []string{"pos"},
-			Healthy: true, Components: []message.ComponentStatus{{Name: "app", Version: "1", State: "RUNNING"}}})
+			Healthy: true, Components: []message.ComponentStatus{{Name: "com.example.app", Version: "1.0.0", State: "RUNNING"}}})
 		c.MustPublish(t, "keystone/"+d+"/state", body, 1, true)
 	}
 	return be
@@ -65,9 +66,14 @@ func newBench(t *testing.T, ids ...string) *bench {
 
 func (be *bench) runner() *fleet.Runner {
 	be.t.Helper()
+	return be.runnerLogging(testWriter{t: be.t})
+}
+
+func (be *bench) runnerLogging(w testWriter) *fleet.Runner {
+	be.t.Helper()
 	r, err := fleet.OpenRunner(be.t.Context(), fleet.RunnerConfig{Controller: be.ctlCfg, State: be.state,
-		TickInterval: 50 * time.Millisecond, Settle: 300 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(testWriter{be.t}, nil))})
+		TickInterval: 50 * time.Millisecond, Settle: 300 * time.Millisecond, PublishTimeout: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(w, nil))})
 	if err != nil {
 		be.t.Fatal(err)
 	}
@@ -219,9 +225,159 @@ func TestRunnerContinuesAfterRestart(t *testing.T) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// finish waits for a Wait to return.
+func finish(t *testing.T, done chan waited) waited {
+	t.Helper()
+	select {
+	case w := <-done:
+		return w
+	case <-time.After(mqtttest.WaitTimeout):
+		t.Fatal("the rollout did not finish")
+		return waited{}
+	}
+}
+
+// A rollout that halts under on-halt rollback sends each device that took
+// its deployment the one it ran before: the manifest of the last job that
+// succeeded on it in an earlier rollout, or else one made from its
+// retained state. Devices that failed get nothing.
+func TestRunnerHaltRollsBackToThePreviousManifest(t *testing.T) {
+	be := newBench(t, "pos-1", "pos-2", "pos-3", "pos-4")
+	r := be.runner()
+	defer r.Close(context.WithoutCancel(t.Context()))
+	const manifestA = "format = 1\n\n[[components]]\nname = \"com.example.app\"\nversion = \"2.0.0\"\n"
+	const manifestB = "format = 1\n\n[[components]]\nname = \"com.example.app\"\nversion = \"3.0.0\"\n"
+	first := config("r0", []string{"pos-1", "pos-2"})
+	first.Job.Manifest = manifestA
+	if _, err := r.Create(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	done := wait(r, t.Context(), "r0")
+	for range 2 {
+		j, _ := be.nextJob()
+		be.answer(j, message.StatusSucceeded, false)
+	}
+	if w := finish(t, done); w.err != nil || w.sum.Phase != fleet.PhaseSucceeded {
+		t.Fatalf("first rollout %+v, %v; want SUCCEEDED", w.sum, w.err)
+	}
+
+	cfg := config("r1", []string{"pos-1", "pos-2", "pos-3", "pos-4"})
+	cfg.Job.Manifest, cfg.Rings, cfg.MinExecuted, cfg.MaxFailureRate, cfg.OnHalt = manifestB, nil, 4, 0.25, fleet.HaltRollback
+	if _, err := r.Create(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	done = wait(r, t.Context(), "r1")
+	for range 4 {
+		j, _ := be.nextJob()
+		if j.Deployment == nil || j.Deployment.Manifest != manifestB {
+			t.Fatalf("job %s carries %+v; want manifest B", j.JobID, j.Deployment)
+		}
+		status := message.StatusSucceeded
+		if j.DeviceID == "pos-2" || j.DeviceID == "pos-4" {
+			status = message.StatusFailed
+		}
+		be.answer(j, status, false)
+	}
+	rollbacks := map[string]string{}
+	for range 2 {
+		j, _ := be.nextJob()
+		if j.JobID != "r1-"+j.DeviceID+"-rollback" || j.Kind != message.KindDeployment || j.Deployment == nil {
+			t.Fatalf("after the halt: job %s (%s) for %s; want a rollback deployment", j.JobID, j.Kind, j.DeviceID)
+		}
+		rollbacks[j.DeviceID] = j.Deployment.Manifest
+	}
+	w := finish(t, done)
+	if w.err != nil || w.sum.Phase != fleet.PhaseHalted {
+		t.Fatalf("summary %+v, %v; want HALTED", w.sum, w.err)
+	}
+	if len(rollbacks) != 2 || rollbacks["pos-1"] != manifestA {
+		t.Errorf("rollbacks %q; want pos-1 back on manifest A and pos-3 on its reported state", rollbacks)
+	}
+	if m := rollbacks["pos-3"]; !strings.Contains(m, "name = \"com.example.app\"\nversion = \"1.0.0\"") {
+		t.Errorf("pos-3's rollback manifest %q; want com.example.app 1.0.0 from its retained state", m)
+	}
+	deployed, err := be.state.Deployments(t.Context())
+	if err != nil || deployed["pos-1"].Manifest != manifestB || deployed["pos-2"].Manifest != manifestA {
+		t.Errorf("recorded deployments %+v, %v; want pos-1 on B (its r1 job succeeded), pos-2 still on A", deployed, err)
+	}
+}
+
+// testWriter logs to the test and, when watch is set, signals seen each
+// time a line contains it.
+type testWriter struct {
+	t     *testing.T
+	watch string
+	seen  chan struct{}
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
+	if w.watch != "" && strings.Contains(string(p), w.watch) {
+		select {
+		case w.seen <- struct{}{}:
+		default:
+		}
+	}
 	return len(p), nil
+}
+
+// A broker that goes away mid-rollout stalls nothing and loses nothing:
+// the jobs it did not acknowledge are published again once it is back,
+// and the rollout finishes SUCCEEDED.
+func TestRunnerRidesOutABrokerOutage(t *testing.T) {
+	be := newBench(t, "pos-1", "pos-2", "pos-3", "pos-4")
+	failed := make(chan struct{}, 1)
+	r := be.runnerLogging(testWriter{t: t, watch: "trying again at the next tick", seen: failed})
+	defer r.Close(context.WithoutCancel(t.Context()))
+	cfg := config("r3", []string{"pos-1", "pos-2", "pos-3", "pos-4"})
+	cfg.Rings, cfg.Rate = nil, 120 // a job every half second
+	if _, err := r.Create(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	done := wait(r, t.Context(), "r3")
+	first, _ := be.nextJob()
+	be.b.Stop(t)
+	select {
+	case <-failed:
+	case <-time.After(mqtttest.WaitTimeout):
+		t.Fatal("no publish failed while the broker was away")
+	}
+	// The loop goes on deciding while the broker is away: every device's
+	// job comes due and is recorded as published, unacknowledged.
+	deadline := time.Now().Add(mqtttest.WaitTimeout)
+	for {
+		sum, _, err := fleet.LoadSummary(t.Context(), be.state, "r3")
+		if err == nil && sum.Counts[fleet.Published] == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("while the broker was away: %+v, %v; want all 4 jobs decided", sum.Counts, err)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond): // polling the state file, not settling
+		case <-t.Context().Done():
+		}
+	}
+	be.b.Restart(t)
+	be.farm.AwaitUp(t)
+	be.farm.MustSubscribe(t, "keystone/+/jobs/notify", 1)
+	for _, c := range be.devices {
+		c.AwaitUp(t)
+	}
+	jobs := []message.Job{first}
+	seen := map[string]bool{first.DeviceID: true}
+	for len(seen) < 4 {
+		j, _ := be.nextJob()
+		if !seen[j.DeviceID] {
+			seen[j.DeviceID] = true
+			jobs = append(jobs, j)
+		}
+	}
+	for _, j := range jobs {
+		be.answer(j, message.StatusSucceeded, false)
+	}
+	w := finish(t, done)
+	if w.err != nil || w.sum.Phase != fleet.PhaseSucceeded || w.sum.Counts[fleet.Succeeded] != 4 {
+		t.Fatalf("summary %+v, %v; want 4 SUCCEEDED after the outage", w.sum, w.err)
+	}
 }

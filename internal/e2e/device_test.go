@@ -56,6 +56,11 @@ type deviceOptions struct {
 	extra func(d *device) string
 	// trust is more [trust] keys (a repository, its root).
 	trust func(d *device) string
+	// keyPair, when set, is the key recipes and jobs are signed with (a
+	// fleet's), instead of one generated for the device.
+	keyPair [2]string // private, public
+	// top is more top-level agent.toml keys (groups, for example).
+	top string
 }
 
 // newDevice makes a device in a short temporary folder (Unix socket paths
@@ -75,7 +80,11 @@ func newDevice(t testing.TB, o deviceOptions) *device {
 	t.Cleanup(d.cleanup)
 
 	trust := "allow_unsigned = true"
-	if !o.allowUnsigned {
+	switch {
+	case o.keyPair[0] != "":
+		d.key = o.keyPair[0]
+		trust = fmt.Sprintf("keys = [%q]", o.keyPair[1])
+	case !o.allowUnsigned:
 		d.ctlOK("keys", "generate", "--out", filepath.Join(dir, "ops"))
 		d.key = filepath.Join(dir, "ops.key")
 		trust = fmt.Sprintf("keys = [%q]", filepath.Join(dir, "ops.pub"))
@@ -84,6 +93,7 @@ func newDevice(t testing.TB, o deviceOptions) *device {
 		trust += "\n" + o.trust(d)
 	}
 	cfg := fmt.Sprintf(`device_id = "e2e-%s"
+`+o.top+`
 data_dir  = %q
 root_dir  = %q
 log_level = "debug"

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	fleetcore "github.com/keystone-edge/keystone/comms/fleet"
 	"github.com/keystone-edge/keystone/internal/mqtttest"
 	"github.com/keystone-edge/keystone/ota/tufrepo"
 )
@@ -88,11 +90,17 @@ func runCtl(t *testing.T, args ...string) result {
 	return d.ctl(args...)
 }
 
-// publish adds version v of the fleet component to the repository.
+// publish adds version v of the fleet component to the repository. Only
+// 2.0.0 fails on the devices listed in failDir: 1.0.0 is what they go back
+// to.
 func (r *rollout) publish(version string) {
 	r.t.Helper()
 	src := r.t.TempDir()
 	recipe := filepath.Join(src, "app.recipe.toml")
+	failDir := r.failDir
+	if version != "2.0.0" {
+		failDir = filepath.Join(r.failDir, "never")
+	}
 	text := fmt.Sprintf(`format = 1
 [metadata]
 name    = %q
@@ -106,7 +114,7 @@ timeout = "2m"
 [lifecycle.run]
 script         = "test -f %s/${device.id} && { echo 'cannot reach the till' >&2; exit 3; }; exec sleep 1000"
 restart_policy = "never"
-`, fleetComponent, version, r.slowDir, r.failDir)
+`, fleetComponent, version, r.slowDir, failDir)
 	if err := os.WriteFile(recipe, []byte(text), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
@@ -265,4 +273,191 @@ func (p *serveProc) stop(t *testing.T) {
 func (p *serveProc) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
+}
+
+// ringsOf is the ring of each device id of the rollout, as the controller
+// decides them.
+func (r *rollout) ringsOf(id string, fractions []float64) map[string]int {
+	var ids []string
+	for _, d := range r.devs {
+		ids = append(ids, "e2e-"+d.tag)
+	}
+	ordered, rings := fleetcore.AssignRings(id, ids, fractions)
+	out := map[string]int{}
+	for i, dev := range ordered {
+		out[dev] = rings[i]
+	}
+	return out
+}
+
+// hasJob reports whether device d ever got job id (its deployment).
+func (d *device) hasJob(id string) bool {
+	for _, dep := range d.deployments() {
+		if dep.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Acceptance 2: 3 of 20 devices fail with a failure budget of 10% after 5
+// executed: the rollout halts in the ring that crosses it, the next ring
+// never gets a job, fleet status names the failed devices with their error
+// codes, and with --on-halt rollback the devices that took the new
+// deployment are back on the previous one.
+func TestFleetHaltsOnTheFailureBudgetAndRollsBack(t *testing.T) {
+	r := newRollout(t, 20)
+	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "base",
+		"--soak", "1s", "--rate", "600/m", "--wait"); res.code != 0 {
+		t.Fatalf("the first rollout: %s", res)
+	}
+	rings := r.ringsOf("r2", []float64{0.1, 0.5, 1})
+	var failing []string
+	for dev, ring := range rings {
+		if ring == 1 && len(failing) < 3 {
+			failing = append(failing, dev)
+			if err := os.WriteFile(filepath.Join(r.failDir, dev), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	res := r.fleet("deploy", "-f", r.manifest("2.0.0"), "--target", "group:pos", "--id", "r2",
+		"--rings", "10%,50%,100%", "--max-failure-rate", "10%", "--min-executed", "5", "--on-halt", "rollback",
+		"--soak", "1s", "--rate", "600/m", "--wait")
+	if res.code == 0 {
+		t.Fatalf("a rollout over its failure budget succeeded: %s", res)
+	}
+	status := r.fleet("status", "r2").stdout
+	if !strings.Contains(status, "HALTED") {
+		t.Errorf("fleet status does not say it halted:\n%s", status)
+	}
+	// It halts as soon as the budget is crossed: the third failing device
+	// may still be on its way, and is then rolled back by itself.
+	named := 0
+	for _, dev := range failing {
+		if strings.Contains(status, dev) {
+			named++
+		}
+	}
+	if named < 2 {
+		t.Errorf("fleet status names %d of the failed devices %v:\n%s", named, failing, status)
+	}
+	if !strings.Contains(status, "COMPONENT_FAILED") {
+		t.Errorf("fleet status lacks the error code:\n%s", status)
+	}
+	for _, d := range r.devs {
+		id := "e2e-" + d.tag
+		if rings[id] == 2 && d.hasJob("r2-"+id) {
+			t.Errorf("device %s of the last ring got a job after the halt", id)
+		}
+	}
+	for _, d := range r.devs {
+		d.waitFor(d.tag+" back on 1.0.0", time.Minute, func() bool {
+			v, st := d.fleetVersion()
+			return v == "1.0.0" && st == "RUNNING"
+		})
+	}
+	for _, d := range r.devs {
+		d.stop()
+	}
+}
+
+// Acceptance 4: fleet serve is SIGKILLed at 10 moments during a rollout
+// and started again each time: the rollout finishes with every device
+// SUCCEEDED once, and every device ran its job exactly once.
+func TestFleetControllerSurvivesKills(t *testing.T) {
+	r := newRollout(t, 20)
+	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "r4",
+		"--rings", "10%,50%,100%", "--soak", "1s", "--rate", "60/m"); res.code != 0 {
+		t.Fatalf("fleet deploy: %s", res)
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	for range 10 {
+		s := r.startServe()
+		time.Sleep(time.Duration(300+rng.IntN(1700)) * time.Millisecond)
+		s.kill()
+	}
+	s := r.startServe()
+	defer s.stop(t)
+	r.waitStatus("r4", 3*time.Minute, func(st string) bool { return strings.Contains(st, "SUCCEEDED 20") })
+	for _, d := range r.devs {
+		id := "e2e-" + d.tag
+		n := 0
+		for _, dep := range d.deployments() {
+			if dep.ID == "r4-"+id {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("device %s ran job r4-%s %d times", id, id, n)
+		}
+		if v, st := d.fleetVersion(); v != "1.0.0" || st != "RUNNING" {
+			t.Errorf("device %s runs %q (%s)", id, v, st)
+		}
+	}
+	for _, d := range r.devs {
+		d.stop()
+	}
+}
+
+// Acceptance 5: fleet pause stops new jobs within a tick, resume goes on;
+// fleet cancel sends cancel jobs, and a device whose deployment had not
+// finished reports CANCELED.
+func TestFleetPauseResumeCancel(t *testing.T) {
+	r := newRollout(t, 6)
+	for _, d := range r.devs[2:] { // their installs take a minute: still running at the cancel
+		if err := os.WriteFile(filepath.Join(r.slowDir, "e2e-"+d.tag), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "r5",
+		"--soak", "1s", "--rate", "20/m", "--device-timeout", "10m"); res.code != 0 {
+		t.Fatalf("fleet deploy: %s", res)
+	}
+	s := r.startServe()
+	defer s.stop(t)
+	published := func() int {
+		n := 0
+		for _, d := range r.devs {
+			if d.hasJob("r5-e2e-" + d.tag) {
+				n++
+			}
+		}
+		return n
+	}
+	r.devs[0].waitFor("a first job", time.Minute, func() bool { return published() >= 1 })
+	if res := r.fleet("pause", "r5"); res.code != 0 {
+		t.Fatalf("fleet pause: %s", res)
+	}
+	time.Sleep(2 * time.Second) // one tick for the pause to be taken
+	before := published()
+	time.Sleep(7 * time.Second) // two publish slots at 20/m
+	if after := published(); after != before {
+		t.Errorf("jobs went out while paused: %d -> %d", before, after)
+	}
+	if res := r.fleet("resume", "r5"); res.code != 0 {
+		t.Fatalf("fleet resume: %s", res)
+	}
+	r.devs[0].waitFor("jobs again after resume", time.Minute, func() bool { return published() > before })
+	if res := r.fleet("cancel", "r5"); res.code != 0 {
+		t.Fatalf("fleet cancel: %s", res)
+	}
+	status := r.waitStatus("r5", 2*time.Minute, func(st string) bool { return strings.Contains(st, "CANCELED") })
+	if !strings.Contains(status, "CANCELED") {
+		t.Errorf("fleet status after cancel:\n%s", status)
+	}
+	canceled := 0
+	for _, d := range r.devs[2:] {
+		for _, dep := range d.deployments() {
+			if dep.ID == "r5-e2e-"+d.tag && dep.Status == "CANCELED" {
+				canceled++
+			}
+		}
+	}
+	if canceled == 0 {
+		t.Errorf("no device whose deployment was running reports CANCELED:\n%s", status)
+	}
+	for _, d := range r.devs {
+		d.stop()
+	}
 }

@@ -405,7 +405,7 @@ func TestFleetControllerSurvivesKills(t *testing.T) {
 // finished reports CANCELED.
 func TestFleetPauseResumeCancel(t *testing.T) {
 	r := newRollout(t, 6)
-	for _, d := range r.devs[2:] { // their installs take a minute: still running at the cancel
+	for _, d := range r.devs { // their installs take a minute: still running at the cancel
 		if err := os.WriteFile(filepath.Join(r.slowDir, "e2e-"+d.tag), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -446,15 +446,28 @@ func TestFleetPauseResumeCancel(t *testing.T) {
 	if !strings.Contains(status, "CANCELED") {
 		t.Errorf("fleet status after cancel:\n%s", status)
 	}
-	canceled := 0
-	for _, d := range r.devs[2:] {
-		for _, dep := range d.deployments() {
-			if dep.ID == "r5-e2e-"+d.tag && dep.Status == "CANCELED" {
-				canceled++
+	// A device with its job in flight takes the cancel at its deployment's
+	// next safe point: give it the time to get there.
+	inFlight := func() (running, canceled int) {
+		for _, d := range r.devs {
+			for _, dep := range d.deployments() {
+				if dep.ID == "r5-e2e-"+d.tag {
+					switch dep.Status {
+					case "CANCELED":
+						canceled++
+					case "QUEUED", "IN_PROGRESS":
+						running++
+					}
+				}
 			}
 		}
+		return running, canceled
 	}
-	if canceled == 0 {
+	r.devs[0].waitFor("the devices with a job in flight to report CANCELED", 2*time.Minute, func() bool {
+		running, _ := inFlight()
+		return running == 0
+	})
+	if _, canceled := inFlight(); canceled == 0 {
 		t.Errorf("no device whose deployment was running reports CANCELED:\n%s", status)
 	}
 	for _, d := range r.devs {

@@ -559,20 +559,27 @@ func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error
 	if err := recordSuccess(ctx, r.cfg.State, d.core, ev); err != nil {
 		return err
 	}
-	snap, err := json.Marshal(d.core.Snapshot())
-	if err != nil {
-		return err
-	}
 	phase := d.core.Phase()
 	// A finished rollout stays open while a device that was offline may
 	// still come back and run its job (retained): its outcome is recorded
 	// when it does.
 	open := !phase.over() || awaitingOffline(d.core, r.cfg.Now())
-	if !bytes.Equal(snap, d.saved) {
-		if err := r.cfg.State.SaveRollout(ctx, id, string(phase), open, snap); err != nil {
+	// The record must be durable before a job goes out, and at the end; a
+	// status alone need not be saved at once: it is in the state file
+	// already and replayed after a restart. Saving a whole rollout after
+	// every status made a rollout's cost grow with the square of its
+	// devices, so those changes are saved at the next tick.
+	if publishes(actions) || !open || ev.Kind == EventTick || ev.Kind == EventRestart {
+		snap, err := json.Marshal(d.core.Snapshot())
+		if err != nil {
 			return err
 		}
-		d.saved = snap
+		if !bytes.Equal(snap, d.saved) {
+			if err := r.cfg.State.SaveRollout(ctx, id, string(phase), open, snap); err != nil {
+				return err
+			}
+			d.saved = snap
+		}
 	}
 	for _, a := range actions {
 		r.act(id, d, a)
@@ -680,4 +687,15 @@ func (r *Runner) release(ctx context.Context) {
 	}
 	r.rollouts = map[string]*driven{}
 	r.draining = map[string]*driven{}
+}
+
+// publishes reports whether actions send anything to a device.
+func publishes(actions []Action) bool {
+	for _, a := range actions {
+		switch a.Kind {
+		case ActionPublish, ActionCancelJob, ActionRollback:
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -21,8 +22,10 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/keystone-edge/keystone/comms/controller"
+	"github.com/keystone-edge/keystone/comms/fleet"
 	"github.com/keystone-edge/keystone/comms/message"
 	"github.com/keystone-edge/keystone/internal/mqtttest"
+	"github.com/keystone-edge/keystone/store"
 )
 
 // EnvBenchFleet sets the fleet size of the benchmarks (default 1000).
@@ -452,5 +455,64 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 		b.ReportMetric(mean.Seconds()/floor.total.Seconds(), "x-floor")
 		b.Logf("simulated fleet, %d devices: %.3f s per rollout (p50 %s, p99 %s), floor %.3f s, ratio %.1f, RSS %.0f MiB, counts %+v",
 			n, mean.Seconds(), p50/d, p99/d, floor.total.Seconds(), mean.Seconds()/floor.total.Seconds(), rss, sim.Counts())
+	})
+}
+
+// BenchmarkFleetRollout is a whole rollout through the fleet controller's
+// Runner (the code keystonectl fleet runs): one ring, no rate limit, no
+// soak, a one-component deployment to every simulated device, from the
+// rollout's creation until its core reports SUCCEEDED for all; against the
+// bare-client floor measured in the same run.
+func BenchmarkFleetRollout(b *testing.B) {
+	n := fleetSize(b)
+	b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+		raiseFileLimit(b, n)
+		if err := checkFileLimit(n); err != nil {
+			b.Fatal(err)
+		}
+		br := mqtttest.Start(b, mqtttest.Options{})
+		raw := startRawFleet(b, br, n)
+		floor := raw.run(1)
+		raw.close()
+		sim := Start(b, br, Options{N: n, Seed: 1})
+		state, err := store.OpenFleet(context.Background(), filepath.Join(b.TempDir(), "fleet.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer state.Close()
+		cc := sim.ControllerConfig(b)
+		cc.ClientID = "bench-fleet"
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		runner, err := fleet.OpenRunner(ctx, fleet.RunnerConfig{Controller: cc, State: state})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer runner.Close(context.Background())
+		var took time.Duration
+		rounds := 0
+		for b.Loop() {
+			rounds++
+			start := time.Now()
+			manifest := fmt.Sprintf("format = 1\n\n[[components]]\nname = %q\nversion = %q\n", "com.sim.app", fmt.Sprintf("1.0.%d", rounds))
+			id := fmt.Sprintf("bench-%d", rounds)
+			if _, err := runner.Create(ctx, fleet.Config{ID: id, Job: fleet.Template{Kind: message.KindDeployment, Manifest: manifest},
+				Targets: sim.Devices(), Rings: []float64{1}, DeviceTimeout: 5 * time.Minute, MaxFailureRate: 1, OnHalt: fleet.HaltPause}); err != nil {
+				b.Fatal(err)
+			}
+			sum, err := runner.Wait(ctx, id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			took += time.Since(start)
+			if sum.Counts[fleet.Succeeded] != n {
+				b.Fatalf("rollout %s: %v", id, sum.Counts)
+			}
+		}
+		mean := took / time.Duration(rounds)
+		b.ReportMetric(mean.Seconds(), "s/rollout")
+		b.ReportMetric(floor.total.Seconds(), "floor-s")
+		b.ReportMetric(mean.Seconds()/floor.total.Seconds(), "x-floor")
+		b.ReportMetric(rssMB(), "rss-MiB")
 	})
 }

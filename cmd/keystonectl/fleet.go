@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -242,8 +240,7 @@ Exit codes:
 // startRollout resolves the targets, records the rollout and, when wait,
 // drives it here until it ends.
 func (fo *fleetOptions) startRollout(cmd *cobra.Command, cfg fleet.Config, targets []string, wait bool) error {
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := cmd.Context() // canceled by Ctrl-C or SIGTERM (see untilSignal)
 	r, st, err := fo.runner(ctx)
 	if err != nil {
 		return err
@@ -504,8 +501,7 @@ Exit codes:
 		Example: `  keystonectl fleet serve --config /etc/keystone-fleet/fleet.toml`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context() // canceled by Ctrl-C or SIGTERM (see untilSignal)
 			r, st, err := fo.runner(ctx)
 			if err != nil {
 				return err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/keystone-edge/keystone/agent/config"
@@ -64,6 +66,15 @@ type Options struct {
 	// Ready is called once, when the API answers on every address. nil =
 	// not called.
 	Ready func(Addresses)
+	// HandedOver is what the previous image of this process handed over
+	// (TakeHandOver): its running components are taken over, not
+	// started. nil = nothing.
+	HandedOver *HandedOver
+	// Reload asks for a re-execution in place (SIGHUP, systemctl reload):
+	// the agent hands its components over to the release root_dir/current
+	// names (or to its own executable when there is none) and Run returns
+	// the *HandOver to exec. nil = never.
+	Reload <-chan struct{}
 	// ShutdownTimeout bounds the clean shutdown (stopping every component
 	// in order); past it what still runs is killed, a step still running
 	// is abandoned, and the steps left share ShutdownGrace. 0 =
@@ -82,12 +93,24 @@ type Addresses struct {
 // configuration (config.Load) with overrides applied; Run does not change
 // it. A second agent on the same data folder fails at once with a
 // *LockedError.
+//
+// When the agent hands its components over to another image of this
+// process (a reload, a self-update), Run returns a *HandOver once
+// everything else is shut down; the caller execs it.
 func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	a, err := New(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, a.Shutdown(ctx)) }()
+	defer func() {
+		err = errors.Join(err, a.Shutdown(ctx))
+		if h := a.handing; h != nil && a.frozen {
+			if err != nil {
+				a.log.Warn("shutdown before the hand-over", "err", err)
+			}
+			err = h
+		}
+	}()
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
@@ -121,6 +144,13 @@ type Agent struct {
 	api     *apiServer
 	watch   *watcher // nil without a watch folder
 	addrs   Addresses
+
+	// handOver receives requests to hand the components over to another
+	// image of this process; handing is the one Wait took, frozen says
+	// the supervisor froze for it.
+	handOver chan *HandOver
+	handing  *HandOver
+	frozen   bool
 }
 
 // New wires an agent on cfg: it locks the data folder, opens the store and
@@ -186,6 +216,15 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	a.stack.push("stop every component", func(ctx context.Context) error {
+		if a.handing != nil {
+			frozen, err := a.sup.Freeze(ctx)
+			if err != nil {
+				return err
+			}
+			a.handing.Components, a.frozen = frozen, true
+			a.log.Info("components frozen for the hand-over", "components", len(frozen), "to", a.handing.Target)
+			return a.sup.Stop(ctx) // ends the goroutines only
+		}
 		a.log.Info("stopping components")
 		return a.sup.Stop(ctx)
 	})
@@ -210,7 +249,12 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	sd := systemd{log: a.log}
 	wdCtx, stopWatchdog := context.WithCancel(ctx)
-	a.own("stop the systemd watchdog", func() { sd.stopping(); stopWatchdog() },
+	a.own("stop the systemd watchdog", func() {
+		if a.handing == nil {
+			sd.stopping()
+		}
+		stopWatchdog()
+	},
 		func() { sd.watchdog(wdCtx, a.health.check) })
 	sd.ready()
 	a.log.Info("agent ready", "socket", a.addrs.Socket, "http_listen", a.addrs.HTTP)
@@ -231,7 +275,14 @@ func (a *Agent) Wait(ctx context.Context) error {
 	case err := <-a.fatal:
 		a.log.Error("shutting down after a failure", "err", err)
 		return err
+	case <-a.opts.Reload:
+		a.handing = &HandOver{Target: reloadTarget(a.cfg.RootDir), Reason: "reload", dataDir: a.cfg.DataDir}
+	case h := <-a.handOver:
+		a.handing = h
 	}
+	a.log.Info("handing the components over", "to", a.handing.Target, "reason", a.handing.Reason)
+	systemd{log: a.log}.reloading()
+	return nil
 }
 
 // Shutdown undoes what New and Start did, in reverse order: it stops
@@ -268,4 +319,19 @@ func (a *Agent) fail(err error) {
 	case a.fatal <- err:
 	default:
 	}
+}
+
+// reloadTarget is what a reload re-executes: the release rootDir/current
+// names when there is one, else this program's own executable.
+func reloadTarget(rootDir string) string {
+	if rootDir != "" {
+		p := filepath.Join(rootDir, "current", "keystone-agent")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	if exe, err := os.Executable(); err == nil {
+		return exe
+	}
+	return "/proc/self/exe"
 }

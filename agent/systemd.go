@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 )
 
 // systemd speaks the sd_notify protocol when the agent runs as a
@@ -28,6 +30,22 @@ func (s systemd) notify(state string) {
 
 // ready tells systemd the agent is up.
 func (s systemd) ready() { s.notify(daemon.SdNotifyReady) }
+
+// reloading tells systemd the agent is re-executing itself in place; the
+// next image sends READY=1 when it is up.
+func (s systemd) reloading() {
+	s.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
+// with RELOADING=1.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
+}
 
 // stopping tells systemd the agent is shutting down.
 func (s systemd) stopping() { s.notify(daemon.SdNotifyStopping) }

@@ -40,7 +40,7 @@ func newAgent(cfg *config.Config, opts Options) *Agent {
 		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
 	clock := cmp.Or[supervisor.Clock](opts.Clock, supervisor.SystemClock{})
-	return &Agent{cfg: cfg, opts: opts, log: log, clock: clock, fatal: make(chan error, 4)}
+	return &Agent{cfg: cfg, opts: opts, log: log, clock: clock, fatal: make(chan error, 4), handOver: make(chan *HandOver, 1)}
 }
 
 // openDataDir creates and locks the data folder, then opens the store and
@@ -126,6 +126,7 @@ func (a *Agent) newSupervisor() (*pluginParts, error) {
 		Shell:    supervisor.ShellUser{DefaultRunAs: cfg.DefaultRunAs, AllowRoot: cfg.Security.AllowRoot},
 		Logs:     a.logs,
 		Logger:   log.With("part", "supervisor"),
+		Takeover: a.takeover(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
@@ -318,4 +319,18 @@ func pruneCgroupRoot(c cgroup.Config, log *slog.Logger) {
 	if err != nil {
 		log.Warn("remove the cgroup root", "root", c.Root, "err", err)
 	}
+}
+
+// takeover is what the previous image of this process handed over, for
+// the supervisor.
+func (a *Agent) takeover() map[string]supervisor.Takeover {
+	h := a.opts.HandedOver
+	if h == nil {
+		return nil
+	}
+	a.log.Info("taking over from the previous agent image", "what", h.String())
+	if h.ExecFailed != "" {
+		a.log.Warn("the hand-over target could not be started; this release keeps its components", "err", h.ExecFailed)
+	}
+	return h.Takeover
 }

@@ -65,9 +65,15 @@ func exitStatusOf(ps *os.ProcessState, waitErr error) ExitStatus {
 		return ExitStatus{Code: -1, Err: waitErr}
 	}
 	ws, ok := ps.Sys().(syscall.WaitStatus)
-	switch {
-	case !ok:
+	if !ok {
 		return ExitStatus{Code: ps.ExitCode()}
+	}
+	return exitStatusOfWait(ws)
+}
+
+// exitStatusOfWait turns a wait status into an ExitStatus.
+func exitStatusOfWait(ws syscall.WaitStatus) ExitStatus {
+	switch {
 	case ws.Signaled():
 		return ExitStatus{Code: -1, Signal: unix.SignalName(ws.Signal())}
 	default:

@@ -44,12 +44,14 @@ type LeftoverProcess struct {
 // The processes get opts.Signal, up to opts.Timeout to go (all groups at
 // once, so the wait is one timeout, not one per group; a ctx that ends cuts
 // it short), then SIGKILL; the shutdown script is not run. It returns the
-// groups that held processes, for the caller to report. It refuses with
-// ErrLiveProcesses while a process this Runner started is running. On a
-// host without cgroups there is nothing to find: an unrecorded process
-// there is not found.
-func (r *Runner) SweepLeftovers(ctx context.Context, opts StopOptions) ([]Leftover, error) {
-	if n := r.live.Load(); n > 0 {
+// groups that held processes, for the caller to report. keep names groups
+// (as Process.CgroupPath) to leave alone: those of processes handed over
+// by the previous image of this agent (see Adopt). It refuses with
+// ErrLiveProcesses while a process this Runner started, not adopted, is
+// running. On a host without cgroups there is nothing to find: an
+// unrecorded process there is not found.
+func (r *Runner) SweepLeftovers(ctx context.Context, opts StopOptions, keep ...string) ([]Leftover, error) {
+	if n := r.live.Load() - r.adopted.Load(); n > 0 {
 		return nil, fmt.Errorf("sweep leftover cgroups: %w (%d)", ErrLiveProcesses, n)
 	}
 	opts = opts.withDefaults()
@@ -66,7 +68,14 @@ func (r *Runner) SweepLeftovers(ctx context.Context, opts StopOptions) ([]Leftov
 		all  []*found
 		errs []error
 	)
+	kept := map[string]bool{}
+	for _, k := range keep {
+		kept[path.Clean(k)] = true
+	}
 	for _, gp := range paths {
+		if kept[path.Clean(gp)] {
+			continue
+		}
 		g, err := r.cgroups.Open(gp)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

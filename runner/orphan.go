@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"syscall"
 	"time"
 )
 
@@ -42,10 +43,12 @@ func (r *Runner) StopOrphan(ctx context.Context, rec Record, opts StopOptions) (
 		pgid = rec.PID // the runner starts every process as its group's leader
 	}
 	t := targets{}
+	reap := 0 // the pid to reap after the stop: set when it is our own child
 	st, err := readStat(rec.PID)
 	switch {
 	case err == nil && st.StartTicks == rec.StartTicks:
 		t.pgid, t.minTicks = pgid, rec.StartTicks // the leader itself (maybe a zombie): the group is ours
+		reap = rec.PID
 	case errors.Is(err, ErrNoProcess):
 		t.pgid, t.minTicks = pgid, rec.StartTicks // only members started after it can be ours
 	case err == nil:
@@ -64,6 +67,12 @@ func (r *Runner) StopOrphan(ctx context.Context, rec Record, opts StopOptions) (
 		}
 	}
 	res, err := t.stop(ctx, opts)
+	if reap != 0 {
+		// A process handed over by the previous image of this agent is
+		// still our child: it must be reaped, or it stays a zombie (and
+		// in its cgroup) for as long as the agent runs.
+		reapIfChild(reap)
+	}
 	if err != nil {
 		return res, fmt.Errorf("stop orphan %s: %w", rec.Component, err)
 	}
@@ -105,4 +114,11 @@ func (t targets) stop(ctx context.Context, opts StopOptions) (OrphanResult, erro
 		res.Processes += killed - len(left)
 	}
 	return res, err
+}
+
+// reapIfChild collects the exit of pid if it is an ended child of this
+// process; anything else is left alone.
+func reapIfChild(pid int) {
+	var ws syscall.WaitStatus
+	_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 }

@@ -45,11 +45,17 @@ type Process struct {
 
 	stopMu sync.Mutex // one Stop sequence at a time
 
-	mu       sync.Mutex
-	exited   bool // the leader has exited: no more signals to its group id
-	stopping bool
-	forced   bool
-	status   ExitStatus
+	// adopted: taken over from the previous image of this agent process
+	// (Runner.Adopt); cmd is nil and the exit is reaped with wait4.
+	adopted bool
+
+	mu     sync.Mutex
+	exited bool // the leader has exited: no more signals to its group id
+	// handingOver: HandOver was called; the next image owns the process.
+	handingOver bool
+	stopping    bool
+	forced      bool
+	status      ExitStatus
 }
 
 // Record is what must be stored about a started process so that an agent
@@ -122,10 +128,21 @@ func (p *Process) kill() {
 	}
 }
 
+// handedOver reports whether HandOver was called.
+func (p *Process) handedOver() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.handingOver
+}
+
 // capture copies one output pipe into the log until it closes.
 func (p *Process) capture(stream logs.Stream, f io.Reader) {
 	defer p.readers.Done()
-	if err := p.log.Capture(stream, f); err != nil && !errors.Is(err, logs.ErrClosed) {
+	err := p.log.Capture(stream, f)
+	if errors.Is(err, os.ErrDeadlineExceeded) && p.handedOver() {
+		return // HandOver stopped the reading; the rest is the next image's
+	}
+	if err != nil && !errors.Is(err, logs.ErrClosed) {
 		p.r.log.Warn("component output lost", "component", p.spec.Component, "stream", stream.String(), "err", err)
 	}
 }
@@ -159,12 +176,21 @@ func (k *keepWriting) Write(b []byte) (int, error) {
 // held (so the group id cannot be reused), reaps, reads the OOM counter,
 // lets the output drain, removes the cgroup and publishes the status.
 func (p *Process) wait() {
-	defer close(p.done)
-	defer p.r.live.Add(-1)
 	noReapErr := waitExitNoReap(p.pid)
 	p.mu.Lock()
+	if p.handingOver {
+		// The next image reaps it (it stays a zombie until then): this
+		// image is about to be replaced and must not touch it again.
+		p.mu.Unlock()
+		select {}
+	}
 	p.exited = true
 	p.mu.Unlock()
+	defer close(p.done)
+	defer p.r.live.Add(-1)
+	if p.adopted {
+		defer p.r.adopted.Add(-1)
+	}
 	// From here on this goroutine is the only user of p.group.
 
 	t := targets{pgid: p.pid, minTicks: p.ticks, group: p.group}
@@ -177,12 +203,7 @@ func (p *Process) wait() {
 	if _, err := t.killAll(sweepBound); err != nil {
 		p.r.log.Warn("processes left after exit", "component", p.spec.Component, "err", err)
 	}
-	waitErr := p.cmd.Wait()
-	var ee *exec.ExitError
-	if errors.As(waitErr, &ee) {
-		waitErr = nil // an exit status, not a failure to wait
-	}
-	status := exitStatusOf(p.cmd.ProcessState, waitErr)
+	status := p.reap()
 	if n, err := p.group.OOMKills(); err != nil {
 		p.r.log.Warn("read OOM kills", "component", p.spec.Component, "err", err)
 	} else {

@@ -53,7 +53,8 @@ type Runner struct {
 	mu     sync.Mutex
 	warned map[string]bool // component, limit and value already reported
 
-	live        atomic.Int64 // processes started and not yet reaped
+	live        atomic.Int64 // processes started or adopted and not yet reaped
+	adopted     atomic.Int64 // of which adopted from the previous image (Adopt)
 	noCloneInto atomic.Bool  // the kernel refused CLONE_INTO_CGROUP once
 
 	seccompOnce    sync.Once // compiles the default seccomp profile

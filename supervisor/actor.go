@@ -32,6 +32,8 @@ type actorDeps struct {
 type actorMsg struct {
 	in   Input
 	done func(commandResult) // nil: no answer wanted; called in the actor goroutine, must not block
+	// freeze: hand over (see Supervisor.Freeze) and answer here.
+	freeze chan<- Frozen
 }
 
 type commandResult struct {
@@ -59,6 +61,8 @@ type Actor struct {
 	handleOf uint64 // the run handle belongs to
 	recorded bool
 	timers   [numTimers]Timer
+	takeover *Takeover // handed over by the previous image; used by the first launch
+	frozen   bool      // handed over to the next image: handles nothing more
 	now      time.Time // time of the message being handled
 
 	ctx    context.Context // the actor's life; done when it must quit
@@ -109,7 +113,11 @@ func (a *Actor) ask(in Input, done func(commandResult)) { a.inbox.put(actorMsg{i
 // its timers and waits for its helper goroutines.
 func (a *Actor) run() {
 	defer close(a.done)
-	a.send(Input{Kind: InputInstall})
+	if a.takeover != nil {
+		a.send(Input{Kind: InputAdopt, Restarts: a.takeover.Restarts})
+	} else {
+		a.send(Input{Kind: InputInstall})
+	}
 	for {
 		select {
 		case <-a.inbox.ready():
@@ -130,6 +138,9 @@ func (a *Actor) quit() {
 }
 
 func (a *Actor) shutdown() {
+	if a.frozen {
+		return // the processes belong to the next image
+	}
 	for i, t := range a.timers {
 		if t != nil {
 			t.Stop()
@@ -151,6 +162,12 @@ func (a *Actor) shutdown() {
 }
 
 func (a *Actor) handleMsg(m actorMsg) {
+	if m.freeze != nil && !a.frozen {
+		m.freeze <- a.freeze()
+	}
+	if a.frozen {
+		return
+	}
 	a.now = a.deps.clock.Now()
 	in := m.in
 	in.At = a.now
@@ -256,7 +273,7 @@ func (a *Actor) install() {
 }
 
 func (a *Actor) launch(gen uint64) *Input {
-	h, err := a.deps.launcher.Launch(a.ctx, a.comp)
+	h, err := a.adoptOrLaunch()
 	if err != nil {
 		return &Input{Kind: InputLaunchFailed, Gen: gen, Err: err}
 	}

@@ -35,10 +35,15 @@ const (
 	// InputRan: a run of run Gen's instance (a plugin's) ended; Healthy
 	// and Detail say how.
 	InputRan
+	// InputAdopt: the component was handed over by the previous image of
+	// the agent process, with Restarts so far (sent once, instead of
+	// InputInstall): it counts as installed, and its first start takes
+	// over the running process.
+	InputAdopt
 )
 
 var inputNames = [...]string{"install", "installed", "start", "stop", "restart",
-	"launched", "launch-failed", "exited", "health", "timer", "ran"}
+	"launched", "launch-failed", "exited", "health", "timer", "ran", "adopt"}
 
 // String names the input kind.
 func (k InputKind) String() string {
@@ -87,6 +92,8 @@ type Input struct {
 	Detail  string     // InputHealth, InputRan: what the check or run saw
 	Timer   TimerKind  // InputTimer
 	Gen     uint64     // InputLaunched/LaunchFailed/Exited: run; InputHealth/InputTimer: arming
+	// Restarts (InputAdopt): the restart count the previous image reached.
+	Restarts int
 	// Dependency (InputStop): the stop is because a hard dependency is not
 	// ready; stopping a running process for it is a FailureDependency.
 	Dependency bool
@@ -322,6 +329,13 @@ func (c *Core) step(ctx context.Context, in Input) error {
 		}
 		c.emit(Effect{Kind: EffectInstall})
 		return nil
+	case InputAdopt:
+		if c.State() != StateNew {
+			return c.invalid("adopt")
+		}
+		c.restarts.Restore(in.Restarts)
+		c.installed = true
+		return c.fire(ctx, in.At, evInstalled, "taken over from the previous agent image")
 	case InputInstalled:
 		if in.Err != nil {
 			return c.failWith(ctx, FailureInstall, in.At, evInstallFailed, "install failed: "+in.Err.Error())

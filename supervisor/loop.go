@@ -21,6 +21,7 @@ const (
 	msgApply                   // replace the set
 	msgCommand                 // a command by hand
 	msgShutdown                // agent shutdown
+	msgFreeze                  // hand-over to the next agent image
 )
 
 type mgrMsg struct {
@@ -31,6 +32,7 @@ type mgrMsg struct {
 	input  Input
 	result chan<- commandResult // msgCommand
 	reply  chan<- error         // msgApply, msgShutdown
+	frozen chan<- []Frozen      // msgFreeze
 }
 
 // entry is one supervised component, owned by the loop.
@@ -57,6 +59,8 @@ type loopState struct {
 	applying chan<- error // an Apply waiting for removals to finish
 	shutdown chan<- error // a Stop waiting for everything to stop
 	stopping bool
+	frozen   bool // Freeze was called: nothing is decided any more
+	applied  bool // the first Apply was made (takeovers not claimed by it are dropped)
 }
 
 func (s *Supervisor) loop() {
@@ -69,7 +73,9 @@ func (s *Supervisor) loop() {
 			for _, m := range s.inbox.drain() {
 				s.handle(ls, m)
 			}
-			s.converge(ls)
+			if !ls.frozen {
+				s.converge(ls)
+			}
 		case <-s.ctx.Done():
 			return
 		}
@@ -77,7 +83,22 @@ func (s *Supervisor) loop() {
 }
 
 func (s *Supervisor) handle(ls *loopState, m mgrMsg) {
+	if ls.frozen {
+		switch {
+		case m.kind == msgShutdown:
+			m.reply <- nil // nothing to stop: the processes were handed over
+		case m.reply != nil:
+			m.reply <- ErrStopped
+		case m.result != nil:
+			m.result <- commandResult{err: ErrStopped}
+		case m.frozen != nil:
+			m.frozen <- nil
+		}
+		return
+	}
 	switch m.kind {
+	case msgFreeze:
+		m.frozen <- s.freezeAll(ls)
 	case msgChanged:
 		s.broadcast()
 	case msgCmdDone:
@@ -95,6 +116,10 @@ func (s *Supervisor) handle(ls *loopState, m mgrMsg) {
 		}
 		s.apply(ls, m.comps)
 		ls.applying = m.reply
+		if !ls.applied {
+			ls.applied = true
+			s.dropTakeovers()
+		}
 	case msgCommand:
 		e := ls.entries[m.name]
 		if e == nil || e.removing {
@@ -225,6 +250,7 @@ func (s *Supervisor) apply(ls *loopState, comps []*Component) {
 
 func (s *Supervisor) newEntry(c *Component) *entry {
 	a := newActor(s.ctx, c, s.deps)
+	a.takeover = s.claimTakeover(c)
 	go a.run()
 	return &entry{actor: a, wanted: true}
 }

@@ -53,6 +53,27 @@ func (l *ProcessLauncher) Launch(ctx context.Context, c *Component) (Handle, err
 	return &processHandle{p: p, stop: stop}, nil
 }
 
+// Adopt takes over c's process handed over by the previous image of the
+// agent process (see Supervisor.Freeze).
+func (l *ProcessLauncher) Adopt(ctx context.Context, c *Component, h runner.HandOver) (Handle, error) {
+	spec, err := runner.SpecFromRecipe(c.Recipe, runner.RecipeContext{
+		VersionDir: c.VersionDir, WorkDir: c.WorkDir, DefaultRunAs: l.DefaultRunAs,
+		AllowRoot: l.AllowRoot, Secrets: c.Secrets,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s@%s: %w", c.Name(), c.Version(), err)
+	}
+	stop, err := runner.StopOptionsFromRecipe(c.Recipe)
+	if err != nil {
+		return nil, fmt.Errorf("adopt %s@%s: %w", c.Name(), c.Version(), err)
+	}
+	p, err := l.Runner.Adopt(spec, h)
+	if err != nil {
+		return nil, err
+	}
+	return &processHandle{p: p, stop: stop}, nil
+}
+
 // processHandle adapts a *runner.Process to a Handle.
 type processHandle struct {
 	p    *runner.Process
@@ -65,6 +86,8 @@ func (h *processHandle) Done() <-chan struct{} { return h.p.Done() }
 func (h *processHandle) Process() store.Process {
 	return store.Process{PID: h.p.Pid(), StartTicks: h.p.StartTicks(), PGID: h.p.Pgid(), CgroupPath: h.p.CgroupPath()}
 }
+
+func (h *processHandle) HandOver() (runner.HandOver, error) { return h.p.HandOver() }
 
 func (h *processHandle) Exit() ExitStatus {
 	st := h.p.Wait()
@@ -98,8 +121,8 @@ func (o orphanReaper) Reap(ctx context.Context, p store.Process) error {
 	return err
 }
 
-func (o orphanReaper) Sweep(ctx context.Context) ([]Leftover, error) {
-	found, err := o.r.SweepLeftovers(ctx, o.opts)
+func (o orphanReaper) Sweep(ctx context.Context, keep []string) ([]Leftover, error) {
+	found, err := o.r.SweepLeftovers(ctx, o.opts, keep...)
 	out := make([]Leftover, 0, len(found))
 	for _, f := range found {
 		lo := Leftover{Component: f.Component, Where: "cgroup " + f.CgroupPath}

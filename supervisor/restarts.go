@@ -207,6 +207,10 @@ func NewRestarts(p RestartPolicy, rand func() float64) *Restarts {
 // or last reset by hand.
 func (r *Restarts) Total() int { return r.total }
 
+// Restore carries on the count of a component taken over from the
+// previous agent image; the window and the delays start afresh.
+func (r *Restarts) Restore(total int) { r.total = max(total, 0) }
+
 // Reset forgets the restart history: a restart by hand clears BROKEN and
 // starts the delays and the window afresh.
 func (r *Restarts) Reset() {

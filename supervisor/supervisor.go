@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -51,6 +52,11 @@ type Config struct {
 	Rand func() float64
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Takeover, by component name: what the previous image of this agent
+	// process handed over (see Freeze). Start leaves these processes
+	// alone; the first Apply takes over those it names with the same
+	// version and stops the rest.
+	Takeover map[string]Takeover
 }
 
 // Supervisor owns the set of component actors and the dependencies between
@@ -64,6 +70,9 @@ type Config struct {
 type Supervisor struct {
 	cfg   Config
 	deps  actorDeps
+	// takeover: what is left to claim of Config.Takeover; the loop's once
+	// started.
+	takeover map[string]Takeover
 	inbox *mailbox[mgrMsg]
 
 	actors  atomic.Pointer[[]*Actor]          // immutable, sorted by name; for Snapshot
@@ -109,6 +118,7 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg:      cfg,
+		takeover: maps.Clone(cfg.Takeover),
 		inbox:    newMailbox[mgrMsg](),
 		changeCh: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -151,7 +161,11 @@ func (s *Supervisor) reapLeftovers(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("supervisor start: list recorded processes: %w", err)
 	}
+	keepPids, keepGroups := s.takeoverKeeps()
 	for _, p := range procs {
+		if pid, ok := keepPids[p.Component]; ok && pid == p.PID {
+			continue // handed over, still running: taken over at the first Apply
+		}
 		if s.cfg.Reaper != nil {
 			if err := s.cfg.Reaper.Reap(ctx, p); err != nil {
 				return fmt.Errorf("supervisor start: stop leftover process %d of %s: %w", p.PID, p.Component, err)
@@ -167,7 +181,7 @@ func (s *Supervisor) reapLeftovers(ctx context.Context) error {
 		}
 	}
 	if sw, ok := s.cfg.Reaper.(LeftoverSweeper); ok {
-		s.sweepLeftovers(ctx, sw)
+		s.sweepLeftovers(ctx, sw, keepGroups)
 	}
 	return nil
 }
@@ -176,8 +190,8 @@ func (s *Supervisor) reapLeftovers(ctx context.Context) error {
 // and reports each find as a warning. A sweep that fails is reported too,
 // but does not stop the agent: a component whose leftovers are still there
 // fails to start (its cgroup is busy) and says so, and never runs twice.
-func (s *Supervisor) sweepLeftovers(ctx context.Context, sw LeftoverSweeper) {
-	found, err := sw.Sweep(ctx)
+func (s *Supervisor) sweepLeftovers(ctx context.Context, sw LeftoverSweeper, keep []string) {
+	found, err := sw.Sweep(ctx, keep)
 	for _, lo := range found {
 		procs := make([]string, len(lo.Processes))
 		pids := make([]int, len(lo.Processes))

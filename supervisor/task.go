@@ -112,8 +112,9 @@ type Reaper interface {
 // recorded process and before starting anything.
 type LeftoverSweeper interface {
 	// Sweep stops every process an earlier agent left that no record
-	// names, and says what it found.
-	Sweep(ctx context.Context) ([]Leftover, error)
+	// names, and says what it found; the cgroups in keep (as
+	// runner.Process.CgroupPath) are left alone.
+	Sweep(ctx context.Context, keep []string) ([]Leftover, error)
 }
 
 // Leftover is a set of processes of one component that a sweep found and

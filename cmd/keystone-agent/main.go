@@ -56,6 +56,11 @@ and exits 0. A second Ctrl-C exits at once. Logs are JSON lines on stderr.
 Under systemd (Type=notify) it reports readiness and, with WatchdogSec=,
 pings the watchdog while healthy.
 
+SIGHUP (systemctl reload) re-executes the agent in place: it hands its running
+components over to the release root_dir/current names (or to its own program
+when there is none) without stopping or restarting any of them; the process
+keeps its pid. See docs/self-update.md.
+
 Options of run:
   --config FILE    the agent configuration, agent.toml (required; see
                    docs/configuration.md)
@@ -148,7 +153,23 @@ func runAgent(args []string, stderr io.Writer) int {
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal ends the process at once
 
-	opts := agent.Options{Version: version, Stderr: stderr}
+	handed, err := agent.TakeHandOver()
+	if err != nil {
+		fmt.Fprintf(stderr, "keystone-agent: %v; starting without it (its components are stopped as leftovers)\n", err)
+	}
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	opts := agent.Options{Version: version, Stderr: stderr, HandedOver: handed, Reload: reload}
 	if step := os.Getenv(faultEnv); step != "" {
 		opts.FaultHook = func(s string) {
 			if s == step {
@@ -158,7 +179,15 @@ func runAgent(args []string, stderr io.Writer) int {
 			}
 		}
 	}
-	if err := agent.Run(ctx, cfg, opts); err != nil {
+	err = agent.Run(ctx, cfg, opts)
+	var h *agent.HandOver
+	if errors.As(err, &h) {
+		signal.Stop(hup)
+		err = h.Exec(os.Args[1:], os.Environ()) // returns only if no image could be exec'd
+		fmt.Fprintf(stderr, "keystone-agent: %v\n", err)
+		return exitError
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "keystone-agent: %v\n", err)
 		return exitError
 	}

@@ -26,6 +26,8 @@ type comp struct {
 	// fail makes this version a bad release: "exit" exits at once with
 	// status 3, "unhealthy" runs but answers /healthz with 503.
 	fail string
+	// tick, when set, makes svc print "tick N" this often ("10ms").
+	tick string
 }
 
 // recipe is the component's recipe text: svc fetched from a file:// URI
@@ -42,6 +44,9 @@ func (d *device) recipe(c comp) string {
 	}
 	if c.port != 0 {
 		args = append(args, "--listen", "127.0.0.1:${config.port}")
+	}
+	if c.tick != "" {
+		args = append(args, "--tick", c.tick)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `format = 1

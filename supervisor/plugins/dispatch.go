@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"fmt"
+	"github.com/keystone-edge/keystone/runner"
 
 	"github.com/keystone-edge/keystone/recipes"
 	"github.com/keystone-edge/keystone/supervisor"
@@ -26,4 +27,14 @@ func (d Dispatcher) Launch(ctx context.Context, c *supervisor.Component) (superv
 		return d.Process.Launch(ctx, c)
 	}
 	return nil, fmt.Errorf("start %s@%s: unknown kind %q", c.Name(), c.Version(), c.Recipe.Metadata.Kind)
+}
+
+// Adopt takes over a process component's process handed over by the
+// previous image of the agent process; plugins have none to take over.
+func (d Dispatcher) Adopt(ctx context.Context, c *supervisor.Component, h runner.HandOver) (supervisor.Handle, error) {
+	ad, ok := d.Process.(supervisor.Adopter)
+	if !ok || c.Recipe.Metadata.Kind != recipes.KindProcess {
+		return nil, fmt.Errorf("adopt %s@%s: its launcher cannot take over a process", c.Name(), c.Version())
+	}
+	return ad.Adopt(ctx, c, h)
 }

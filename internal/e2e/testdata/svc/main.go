@@ -3,12 +3,14 @@
 // serve a health endpoint, and can be told to fail in the ways a bad
 // release fails.
 //
-//	svc --marker M [--listen ADDR] [--greeting G] [--exit-now] [--unhealthy]
+//	svc --marker M [--listen ADDR] [--greeting G] [--exit-now] [--unhealthy] [--tick D]
 //
 // --marker only labels the process in /proc/PID/cmdline, so that a test can
 // count the copies of a component that run. Each start appends
 // "start <pid> <version> <greeting>" to ./journal (the version is
 // $SVC_VERSION), which is how a test sees that a work folder survived.
+// --tick D prints "tick N" (N = 1, 2, …) every D, for tests that check
+// no line of output is lost.
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -27,6 +30,7 @@ func main() {
 	greeting := flag.String("greeting", "", "written to the journal")
 	exitNow := flag.Bool("exit-now", false, "exit with status 3 at once")
 	unhealthy := flag.Bool("unhealthy", false, "answer /healthz with 503")
+	tick := flag.Duration("tick", 0, "print a numbered line this often")
 	flag.Parse()
 
 	if *exitNow {
@@ -57,6 +61,15 @@ func main() {
 			fmt.Fprintln(w, "ok")
 		})
 		go func() { _ = http.Serve(l, mux) }()
+	}
+
+	if *tick > 0 {
+		go func() {
+			for n := 1; ; n++ {
+				fmt.Printf("tick %d\n", n)
+				time.Sleep(*tick)
+			}
+		}()
 	}
 
 	sig := make(chan os.Signal, 1)

@@ -1,0 +1,173 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/keystone-edge/keystone/runner/cgroup"
+	"github.com/keystone-edge/keystone/runner/logs"
+	"golang.org/x/sys/unix"
+)
+
+// HandOver is what a Process hands to the next program image of the same
+// agent process (an execve in place, see the agent's self-update): the
+// process, told apart from a later one with the same pid by its start
+// time, and the read ends of its output pipes as descriptors that stay
+// open across exec. The component keeps running throughout; its children
+// stay the agent's children because the agent's pid does not change.
+type HandOver struct {
+	Record
+	// Stdout and Stderr are descriptors of the pipes' read ends, open and
+	// without close-on-exec.
+	Stdout, Stderr int
+}
+
+// HandOver stops reading the process's output, leaving what it writes from
+// now on in the pipes for the next image, and returns descriptors of the
+// pipes that survive an exec. A partial line already read is written to
+// the log as a line of its own; nothing is lost. From here on this
+// Process no longer reaps the process, reads its output or removes its
+// cgroup: it waits, forever, for the exec. It returns ErrFinished when the
+// process has already exited.
+//
+// It is meant to be followed by an exec; the caller closes the returned
+// descriptors if the exec does not happen.
+func (p *Process) HandOver() (HandOver, error) {
+	p.mu.Lock()
+	if p.exited {
+		p.mu.Unlock()
+		return HandOver{}, ErrFinished
+	}
+	p.handingOver = true
+	p.mu.Unlock()
+	p.r.live.Add(-1) // the next image's now, not this one's
+
+	// Wake the readers without closing the pipes: a deadline in the past
+	// ends the read in progress, and what is still in the pipe stays there.
+	_ = p.outR.SetReadDeadline(time.Unix(1, 0))
+	_ = p.errR.SetReadDeadline(time.Unix(1, 0))
+	p.readers.Wait()
+	out, err := dupNoCloexec(p.outR)
+	if err != nil {
+		return HandOver{}, fmt.Errorf("hand over %s: %w", p.spec.Component, err)
+	}
+	errFd, err := dupNoCloexec(p.errR)
+	if err != nil {
+		_ = unix.Close(out)
+		return HandOver{}, fmt.Errorf("hand over %s: %w", p.spec.Component, err)
+	}
+	return HandOver{Record: p.Record(), Stdout: out, Stderr: errFd}, nil
+}
+
+// dupNoCloexec duplicates f's descriptor; dup leaves close-on-exec clear.
+func dupNoCloexec(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.Dup(int(s)) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
+}
+
+// Adopt takes over a process handed over by the previous image of this
+// agent process (see Process.HandOver): spec is what it was started with
+// (the same recipe renders the same spec), h the hand-over. The process
+// must still be this process's child with the recorded start time;
+// otherwise Adopt closes the descriptors and returns an error wrapping
+// ErrNoProcess, and the caller starts the component afresh. A process that
+// exited during the hand-over is adopted as exited: Done closes at once
+// with its real exit status.
+func (r *Runner) Adopt(spec ProcessSpec, h HandOver) (*Process, error) {
+	out := os.NewFile(uintptr(h.Stdout), "stdout of "+spec.Component)
+	errR := os.NewFile(uintptr(h.Stderr), "stderr of "+spec.Component)
+	fail := func(err error) (*Process, error) {
+		_ = out.Close()
+		_ = errR.Close()
+		return nil, fmt.Errorf("adopt %s (pid %d): %w", spec.Component, h.PID, err)
+	}
+	if out == nil || errR == nil {
+		return fail(errors.New("bad output descriptors"))
+	}
+	unix.CloseOnExec(h.Stdout)
+	unix.CloseOnExec(h.Stderr)
+	if err := isOurChild(h.PID); err != nil {
+		return fail(err)
+	}
+	st, err := readStat(h.PID)
+	if err != nil {
+		return fail(err)
+	}
+	if st.StartTicks != h.StartTicks {
+		return fail(fmt.Errorf("%w: pid %d is another process now", ErrNoProcess, h.PID))
+	}
+	acct, err := CheckRunAs(spec.RunAs, spec.AllowRoot)
+	if err != nil {
+		return fail(err)
+	}
+	lg, err := r.logs.Log(spec.Component)
+	if err != nil {
+		return fail(err)
+	}
+	group := &cgroup.Group{}
+	if h.CgroupPath != "" {
+		if group, err = r.cgroups.Open(h.CgroupPath); err != nil {
+			return fail(err)
+		}
+	}
+	r.live.Add(1)
+	r.adopted.Add(1)
+	p := &Process{
+		r: r, spec: spec, acct: acct, pid: h.PID, ticks: h.StartTicks, group: group, cgPath: h.CgroupPath, log: lg,
+		outR: out, errR: errR, errTail: NewTail(StderrTailBytes), done: make(chan struct{}), adopted: true,
+	}
+	p.readers.Add(2)
+	go p.capture(logs.Stdout, out)
+	go p.capture(logs.Stderr, io.TeeReader(errR, p.errTail))
+	go p.wait()
+	return p, nil
+}
+
+// isOurChild checks that pid is a child of this process, running or a
+// zombie, without reaping it.
+func isOurChild(pid int) error {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	if errors.Is(err, unix.ECHILD) {
+		return fmt.Errorf("%w: pid %d is not a child of this agent", ErrNoProcess, pid)
+	}
+	return err
+}
+
+// reap collects the exit status of the leader, which waitExitNoReap saw
+// exit: through os/exec for a process this image started, through wait4
+// for one it adopted.
+func (p *Process) reap() ExitStatus {
+	if !p.adopted {
+		waitErr := p.cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) {
+			waitErr = nil // an exit status, not a failure to wait
+		}
+		return exitStatusOf(p.cmd.ProcessState, waitErr)
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(p.pid, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return ExitStatus{Code: -1, Err: fmt.Errorf("wait for pid %d: %w", p.pid, err)}
+		}
+		return exitStatusOfWait(ws)
+	}
+}

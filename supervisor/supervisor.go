@@ -68,12 +68,12 @@ type Config struct {
 // talk to it through methods that send it messages. Create with New, then
 // Start; Stop ends it.
 type Supervisor struct {
-	cfg   Config
-	deps  actorDeps
+	cfg  Config
+	deps actorDeps
 	// takeover: what is left to claim of Config.Takeover; the loop's once
 	// started.
 	takeover map[string]Takeover
-	inbox *mailbox[mgrMsg]
+	inbox    *mailbox[mgrMsg]
 
 	actors  atomic.Pointer[[]*Actor]          // immutable, sorted by name; for Snapshot
 	waiting atomic.Pointer[map[string]string] // immutable; what a down component waits for

@@ -37,8 +37,8 @@ var ReleaseArches = []string{"amd64", "arm64", "arm", "386", "riscv64"}
 // ExecutablePlatform reads the ELF header of the file at path and returns
 // the GOOS and GOARCH it runs on, always "linux" for goos. A file that is
 // not a little-endian ELF executable (or position-independent executable)
-// for linux on one of ReleaseArches fails with an error wrapping
-// ErrNotExecutable that says what the file is instead. For a Go binary the
+// for linux on one of ReleaseArches fails with a *NotExecutableError that
+// says what the file is instead. For a Go binary the
 // GOOS and GOARCH it was built with must agree with the header.
 func ExecutablePlatform(path string) (goos, goarch string, err error) {
 	f, err := os.Open(path)
@@ -49,11 +49,11 @@ func ExecutablePlatform(path string) (goos, goarch string, err error) {
 	head := make([]byte, 4)
 	n, _ := io.ReadFull(f, head)
 	if n < 4 || !bytes.Equal(head, []byte(elf.ELFMAG)) {
-		return "", "", fmt.Errorf("%s: %w: %s", path, ErrNotExecutable, notELF(head[:n]))
+		return "", "", notExec(path, "%s", notELF(head[:n]))
 	}
 	ef, err := elf.NewFile(f)
 	if err != nil {
-		return "", "", fmt.Errorf("%s: %w: unreadable ELF header: %v", path, ErrNotExecutable, err)
+		return "", "", notExec(path, "has an unreadable ELF header (%v)", err)
 	}
 	defer ef.Close()
 	h := ef.FileHeader
@@ -61,37 +61,57 @@ func ExecutablePlatform(path string) (goos, goarch string, err error) {
 	case h.Type == elf.ET_EXEC:
 	case h.Type == elf.ET_DYN && h.Entry != 0: // a position-independent executable
 	case h.Type == elf.ET_DYN:
-		return "", "", fmt.Errorf("%s: %w: it is a shared library (ELF ET_DYN without an entry point)", path, ErrNotExecutable)
+		return "", "", notExec(path, "is a shared library (ELF ET_DYN without an entry point), not an executable")
 	default:
-		return "", "", fmt.Errorf("%s: %w: it is an ELF %s, not an executable", path, ErrNotExecutable, h.Type)
+		return "", "", notExec(path, "is an ELF %s, not an executable", h.Type)
 	}
 	if h.OSABI != elf.ELFOSABI_NONE && h.OSABI != elf.ELFOSABI_LINUX {
-		return "", "", fmt.Errorf("%s: %w: it is built for %s", path, ErrNotExecutable, osabiName(h.OSABI))
+		return "", "", notExec(path, "is built for %s, not linux", osabiName(h.OSABI))
 	}
 	// OpenBSD and NetBSD binaries say so only in a note section.
 	for _, s := range ef.Sections {
 		if other, ok := strings.CutPrefix(s.Name, ".note."); ok && strings.HasSuffix(other, ".ident") {
-			return "", "", fmt.Errorf("%s: %w: it is built for %s (section %s)", path, ErrNotExecutable,
-				strings.TrimSuffix(other, ".ident"), s.Name)
+			return "", "", notExec(path, "is built for %s (section %s), not linux", strings.TrimSuffix(other, ".ident"), s.Name)
 		}
 	}
 	a, ok := elfArch[h.Machine]
 	if !ok || a.class != h.Class || h.Data != elf.ELFDATA2LSB {
-		return "", "", fmt.Errorf("%s: %w: it is built for %s (%s, %s); releases are built for linux on %s", path,
-			ErrNotExecutable, h.Machine, h.Class, h.Data, strings.Join(ReleaseArches, ", "))
+		return "", "", notExec(path, "is built for %s (%s, %s); agent releases run on linux on %s",
+			h.Machine, h.Class, h.Data, strings.Join(ReleaseArches, ", "))
 	}
 	goos, goarch = "linux", a.arch
 	// A Go binary also records what it was built for; the header alone
 	// does not tell linux from a BSD that reuses ELFOSABI_NONE.
 	if bi, err := buildinfo.Read(f); err == nil {
 		if s := setting(bi, "GOOS"); s != "" && s != goos {
-			return "", "", fmt.Errorf("%s: %w: it is a Go binary built for GOOS=%s", path, ErrNotExecutable, s)
+			return "", "", notExec(path, "is a Go binary built for GOOS=%s, not linux", s)
 		}
 		if s := setting(bi, "GOARCH"); s != "" && s != goarch {
-			return "", "", fmt.Errorf("%s: %w: its ELF header says %s but it was built for GOARCH=%s", path, ErrNotExecutable, goarch, s)
+			return "", "", notExec(path, "has an ELF header for %s but was built for GOARCH=%s", goarch, s)
 		}
 	}
 	return goos, goarch, nil
+}
+
+// NotExecutableError is why a file cannot be a release binary. It matches
+// ErrNotExecutable with errors.Is.
+type NotExecutableError struct {
+	Path string
+	// Why completes "Path ...", such as "is a script, not an ELF executable
+	// for linux".
+	Why string
+}
+
+// Error says what the file is and what publishing it would do.
+func (e *NotExecutableError) Error() string {
+	return e.Path + " " + e.Why + ": a device that installed it as its agent could not start it"
+}
+
+// Is reports whether target is ErrNotExecutable.
+func (e *NotExecutableError) Is(target error) bool { return target == ErrNotExecutable }
+
+func notExec(path, format string, args ...any) error {
+	return &NotExecutableError{Path: path, Why: fmt.Sprintf(format, args...)}
 }
 
 func setting(bi *buildinfo.BuildInfo, key string) string {
@@ -106,18 +126,18 @@ func setting(bi *buildinfo.BuildInfo, key string) string {
 func notELF(head []byte) string {
 	switch {
 	case len(head) == 0:
-		return "it is empty"
+		return "is empty"
 	case bytes.HasPrefix(head, []byte("MZ")):
-		return "it is a Windows executable, not an ELF executable for linux"
+		return "is a Windows executable, not an ELF executable for linux"
 	case bytes.Equal(head, []byte{0xcf, 0xfa, 0xed, 0xfe}), bytes.Equal(head, []byte{0xce, 0xfa, 0xed, 0xfe}),
 		bytes.Equal(head, []byte{0xca, 0xfe, 0xba, 0xbe}):
-		return "it is a macOS (Mach-O) executable, not an ELF executable for linux"
+		return "is a macOS (Mach-O) executable, not an ELF executable for linux"
 	case bytes.HasPrefix(head, []byte("#!")):
-		return "it is a script, not an ELF executable for linux"
+		return "is a script, not an ELF executable for linux"
 	case head[0] == 0x1f && len(head) > 1 && head[1] == 0x8b:
-		return "it is a gzip archive; give the keystone-agent binary itself"
+		return "is a gzip archive, not an ELF executable for linux; give the binary itself"
 	default:
-		return "it is not an ELF executable for linux"
+		return "is not an ELF executable for linux"
 	}
 }
 

@@ -58,8 +58,8 @@ func TestExecutablePlatformRefusesWhatDoesNotRunOnLinux(t *testing.T) {
 		name, path, want string
 	}{
 		{"text", file("notes.txt", "release notes\n"), "not an ELF executable for linux"},
-		{"script", file("agent.sh", "#!/bin/sh\nexec keystone-agent\n"), "it is a script"},
-		{"empty", file("empty", ""), "it is empty"},
+		{"script", file("agent.sh", "#!/bin/sh\nexec keystone-agent\n"), "is a script"},
+		{"empty", file("empty", ""), "is empty"},
 		{"windows", file("agent.exe", "MZ\x90\x00rest"), "Windows executable"},
 		{"macos", file("agent-darwin", "\xcf\xfa\xed\xfe rest"), "macOS"},
 		{"archive", file("agent.tar.gz", "\x1f\x8b\x08\x00rest"), "gzip archive"},

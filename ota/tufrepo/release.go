@@ -75,8 +75,8 @@ func AddRelease(dir string, rel Release, opts Options) (AddedRelease, error) {
 		return AddedRelease{}, fmt.Errorf("add %s: %w", what, err)
 	}
 	if (rel.OS != "" && rel.OS != goos) || (rel.Arch != "" && rel.Arch != goarch) {
-		return AddedRelease{}, fmt.Errorf("add %s: %s: %w: it is built for %s/%s, not %s/%s", what, rel.Agent,
-			ErrNotExecutable, goos, goarch, or2(rel.OS, goos), or2(rel.Arch, goarch))
+		return AddedRelease{}, fmt.Errorf("add %s: %w", what, notExec(rel.Agent, "is built for %s/%s, not %s/%s",
+			goos, goarch, or2(rel.OS, goos), or2(rel.Arch, goarch)))
 	}
 	files := []releaseFile{{ReleaseAgentFile, rel.Agent}}
 	if rel.Shim != "" {
@@ -85,8 +85,8 @@ func AddRelease(dir string, rel Release, opts Options) (AddedRelease, error) {
 			return AddedRelease{}, fmt.Errorf("add %s: shim: %w", what, err)
 		}
 		if sos != goos || sarch != goarch {
-			return AddedRelease{}, fmt.Errorf("add %s: shim %s: %w: it is built for %s/%s, the agent for %s/%s", what, rel.Shim,
-				ErrNotExecutable, sos, sarch, goos, goarch)
+			return AddedRelease{}, fmt.Errorf("add %s: shim: %w", what, notExec(rel.Shim, "is built for %s/%s, the agent for %s/%s",
+				sos, sarch, goos, goarch))
 		}
 		files = append(files, releaseFile{ReleaseShimFile, rel.Shim})
 	}
@@ -159,7 +159,7 @@ func packRelease(files []releaseFile) ([]byte, error) {
 			return nil, err
 		}
 		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%s: %w: not a regular file", f.path, ErrNotExecutable)
+			return nil, notExec(f.path, "is not a regular file")
 		}
 		infos[i] = fi
 		total += fi.Size()

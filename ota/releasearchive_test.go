@@ -128,6 +128,7 @@ func TestReadReleaseRefusesAnythingElse(t *testing.T) {
 		{"truncated", valid[:len(valid)-12], "", false},
 		{"truncated in the body", tarGzBytes(t, []entry{{name: "keystone-agent", size: 512 << 10}})[:200], "", false},
 		{"data after the tar", gzipBytes(t, append(rawTar(t), "#!/bin/sh\n"...)), "data after the end of its tar", false},
+		{"pax global header", paxGlobalRelease(t), "pax global header", false},
 		{"second gzip member", append(slices.Clone(valid), gzipBytes(t, []byte("more"))...), "data after the end of its tar", false},
 	} {
 		_, _, err := readAll(tc.data, 1<<20)
@@ -147,6 +148,24 @@ func TestReadReleaseKeepsPutErrorsApartFromArchiveErrors(t *testing.T) {
 	}
 }
 
+// paxGlobalRelease is a release preceded by a pax global header, which tar
+// readers report as an entry of its own.
+func paxGlobalRelease(t testing.TB) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "keystone-agent", Typeflag: tar.TypeReg, Mode: 0o755, Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tw.Write([]byte("A"))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return gzipBytes(t, buf.Bytes())
+}
+
 // FuzzReadRelease feeds arbitrary bytes to the release reader: it must
 // never panic, and whatever it accepts is exactly the format.
 func FuzzReadRelease(f *testing.F) {
@@ -156,6 +175,8 @@ func FuzzReadRelease(f *testing.F) {
 	f.Add(tarGzBytes(f, []entry{{name: "../keystone-agent", body: "x"}}))
 	f.Add(gzipBytes(f, append(rawTar(f), make([]byte, 1024)...)))
 	f.Add(rawTar(f))
+	f.Add(paxGlobalRelease(f))
+	f.Add(append(tarGzBytes(f, []entry{{name: "keystone-agent", body: "A"}}), gzipBytes(f, make([]byte, 512))...))
 	const max = 1 << 16
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, names, err := readAll(data, max)

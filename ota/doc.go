@@ -8,13 +8,15 @@
 // and places each new version folder, before anything running is touched;
 // GC keeps the cache within its limit given what installed versions need.
 // Repository resolves a component version from the signed component
-// repository. Every failure a caller branches on is an *Error whose Reason
+// repository, and installs an agent release from it (FetchRelease) for the
+// self-update. Every failure a caller branches on is an *Error whose Reason
 // is the job's error_code.
 //
 // Files: download.go (grab, retries, stalls), httpclient.go (the private
 // HTTP client), cache.go and gc.go (artifacts/<sha256> and its store index),
 // unpack.go (archives), fetcher.go and place.go (what the engine calls),
-// repository.go (the go-tuf updater), errors.go (reasons). The repository
+// repository.go (the go-tuf updater), release.go and releasearchive.go
+// (agent releases and their archive format), errors.go (reasons). The repository
 // authoring side is ota/tufrepo; ed25519 keys and detached signatures are
 // ota/sign.
 //

@@ -78,6 +78,15 @@ var (
 	ErrTooLarge = errors.New("ota: artifact exceeds size limit")
 	// ErrNoTarget: the repository's signed targets do not list the path.
 	ErrNoTarget = errors.New("ota: no such target in the repository")
+	// ErrNoRelease: the repository lists no agent release of the version
+	// asked for (with ErrNoTarget in the same chain).
+	ErrNoRelease = errors.New("ota: no such agent release")
+	// ErrNoReleaseBuild: the agent release exists, but not for the device's
+	// OS and architecture (with ErrNoTarget in the same chain).
+	ErrNoReleaseBuild = errors.New("ota: agent release not built for this platform")
+	// ErrReleaseConflict: the folder an agent release is to be installed in
+	// already holds other files than the signed release.
+	ErrReleaseConflict = errors.New("ota: release folder holds other files")
 )
 
 // fail wraps err as an *Error with reason, unless err already carries one.

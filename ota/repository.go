@@ -39,17 +39,27 @@ type RepositoryConfig struct {
 	AllowHTTP bool
 	// RequestTimeout bounds one metadata request. 0 = 60s.
 	RequestTimeout time.Duration
+	// Downloader fetches agent releases (FetchRelease) with resume and
+	// retries. nil = one on HTTPClient, with AllowHTTP and no size limit
+	// of its own.
+	Downloader *Downloader
+	// MaxReleaseSize caps an agent release: the signed length of its
+	// archive, and its files together once unpacked. 0 =
+	// tufrepo.MaxReleaseBytes.
+	MaxReleaseSize int64
 }
 
 // Repository is the device side of the component repository: a go-tuf
 // updater that resolves component versions to their recipe and artifacts,
-// every byte checked against signed targets metadata. Each call refreshes
+// and agent releases to installed files (FetchRelease), every byte checked
+// against signed targets metadata. Each call refreshes
 // the metadata once with a fresh updater (go-tuf allows one Refresh per
 // updater); calls are serialized by the caller or run on distinct
 // CacheDirs.
 type Repository struct {
-	cfg  RepositoryConfig
-	root []byte
+	cfg        RepositoryConfig
+	root       []byte
+	downloader *Downloader
 }
 
 // Target is one file listed in signed targets metadata.
@@ -101,7 +111,13 @@ func NewRepository(cfg RepositoryConfig) (*Repository, error) {
 		cfg.RequestTimeout = 60 * time.Second
 	}
 	cfg.URL = strings.TrimSuffix(cfg.URL, "/")
-	return &Repository{cfg: cfg, root: root}, nil
+	d := cfg.Downloader
+	if d == nil {
+		if d, err = NewDownloader(DownloadConfig{HTTPClient: cfg.HTTPClient, AllowHTTP: cfg.AllowHTTP}); err != nil {
+			return nil, err
+		}
+	}
+	return &Repository{cfg: cfg, root: root, downloader: d}, nil
 }
 
 // Resolve refreshes the metadata and returns name@version: its recipe bytes,

@@ -54,7 +54,7 @@ func New(ctx context.Context, cfg Config) (*Fetcher, *Repository, error) {
 	var repo *Repository
 	if cfg.TUFRoot != "" {
 		repo, err = NewRepository(RepositoryConfig{RootFile: cfg.TUFRoot, URL: cfg.RepositoryURL,
-			CacheDir: filepath.Join(cfg.DataDir, "tuf"), HTTPClient: hc, AllowHTTP: cfg.AllowHTTP})
+			CacheDir: filepath.Join(cfg.DataDir, "tuf"), HTTPClient: hc, AllowHTTP: cfg.AllowHTTP, Downloader: d})
 		if err != nil {
 			return nil, nil, fmt.Errorf("ota: %w", err)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,12 +15,14 @@ import (
 func newRepoCmd(opts *options) *cobra.Command {
 	cmd := newGroupCmd("repo", "Create and publish a signed component repository",
 		`Maintain a component repository: TUF metadata (root, targets, snapshot,
-timestamp) signed with ed25519 keys, plus recipes and artifacts, in a folder
-any static HTTP server can serve. Devices trust it through trust.tuf_root
-(a copy of DIR/repository/root.json) and fetch from trust.repository (the
-URL where DIR/repository is served). Private keys stay in DIR/keys.`,
+timestamp) signed with ed25519 keys, plus recipes, artifacts and agent
+releases, in a folder any static HTTP server can serve. Devices trust it
+through trust.tuf_root (a copy of DIR/repository/root.json) and fetch from
+trust.repository (the URL where DIR/repository is served). Private keys
+stay in DIR/keys.`,
 		`  keystonectl repo init ./repo
   keystonectl repo add ./repo --recipe hello.recipe.toml --artifact hello.tar.gz
+  keystonectl repo add ./repo --agent-release 1.4.0 --agent dist/linux-arm64/keystone-agent
   keystonectl repo publish ./repo`)
 	cmd.AddCommand(newRepoInitCmd(opts), newRepoAddCmd(opts), newRepoPublishCmd(opts), newRepoRotateKeyCmd(opts))
 	return cmd
@@ -75,19 +78,80 @@ Exit codes:
 	}
 }
 
-// repoAddResult is what repo add reports.
+// repoAddResult is what repo add reports for a component version.
 type repoAddResult struct {
 	Name    string   `json:"name"`
 	Version string   `json:"version"`
 	Targets []string `json:"targets"`
 }
 
+// repoAddReleaseResult is what repo add --agent-release reports.
+type repoAddReleaseResult struct {
+	Version string   `json:"version"`
+	OS      string   `json:"os"`
+	Arch    string   `json:"arch"`
+	Target  string   `json:"target"`
+	Files   []string `json:"files"`
+	Length  int64    `json:"length"`
+	SHA256  string   `json:"sha256"`
+}
+
+// repoAddFlags are the flags of repo add: a component version
+// (--recipe, --artifact) or an agent release (the others).
+type repoAddFlags struct {
+	recipe    string
+	artifacts []string
+	release   string
+	agent     string
+	shim      string
+	goos      string
+	goarch    string
+}
+
+// check refuses flag combinations that mix the two forms or leave one
+// incomplete.
+func (f *repoAddFlags) check(cmd *cobra.Command) error {
+	changed := func(names ...string) []string {
+		var out []string
+		for _, n := range names {
+			if cmd.Flags().Changed(n) {
+				out = append(out, "--"+n)
+			}
+		}
+		return out
+	}
+	releaseOnly := changed("agent", "shim", "os", "arch")
+	switch {
+	case f.recipe != "" && f.release != "":
+		return flagErrorf(cmd, "--recipe and --agent-release cannot be combined: stage a component version and an agent release with two commands")
+	case f.release == "" && len(releaseOnly) > 0:
+		return flagErrorf(cmd, "%s go with --agent-release VERSION", strings.Join(releaseOnly, ", "))
+	case f.release != "" && len(f.artifacts) > 0:
+		return flagErrorf(cmd, "--artifact goes with --recipe; an agent release takes --agent FILE [--shim FILE]")
+	case f.release == "" && f.recipe == "":
+		return flagErrorf(cmd, "--recipe R is required (or --agent-release VERSION --agent FILE for an agent release)")
+	case f.release == "":
+		return nil
+	case f.agent == "":
+		return flagErrorf(cmd, "--agent FILE is required with --agent-release")
+	}
+	if err := tufrepo.CheckVersion(f.release); err != nil {
+		return flagErrorf(cmd, "--agent-release: %v", err)
+	}
+	if f.goos != "" && f.goos != "linux" {
+		return flagErrorf(cmd, "--os must be linux: keystone-agent runs on linux only, got %q", f.goos)
+	}
+	if f.goarch != "" && !slices.Contains(tufrepo.ReleaseArches, f.goarch) {
+		return flagErrorf(cmd, "--arch must be one of %s, got %q", strings.Join(tufrepo.ReleaseArches, ", "), f.goarch)
+	}
+	return nil
+}
+
 func newRepoAddCmd(opts *options) *cobra.Command {
-	var recipe string
-	var artifacts []string
+	var f repoAddFlags
 	cmd := &cobra.Command{
-		Use:   "add DIR --recipe R [--artifact A...]",
-		Short: "Stage a component version: its recipe and artifacts",
+		Use:   "add DIR {--recipe R [--artifact A...] | --agent-release VERSION --agent FILE [--shim FILE]}",
+		Short: "Stage a component version, or an agent release",
 		Long: `Stage the component version described by recipe R in repository DIR. The
 recipe becomes target <name>/<version>/component.recipe.toml and each
 artifact A becomes <name>/<version>/<file name of A>, copied into the
@@ -97,18 +161,35 @@ artifact must be referenced. A version already published with other bytes
 is refused: versions are immutable. Devices see the change after
 "repo publish".
 
+With --agent-release VERSION, stage instead a release of keystone-agent
+itself, which devices install when an agent_update job ("keystonectl fleet
+agent-update") names VERSION: the binary FILE given by --agent, and the
+keystone-shim given by --shim if any, become the archive target
+keystone-agent/<VERSION>/<os>-<arch>. Each binary must be an ELF executable
+for linux; its architecture is read from the ELF header of --agent, and
+--os/--arch, when given, must agree with it. Anything else (a script, a
+Windows or macOS build, a binary for another architecture) is refused: a
+device that installed it could not start its agent. Run the command once
+per architecture.
+
 Exit codes:
-  0  the version was staged
-  1  the recipe and artifacts disagree, or DIR could not be updated
+  0  the version or release was staged
+  1  the recipe and artifacts disagree, a binary is not an executable for
+     the release's platform, or DIR could not be updated
   2  usage error`,
 		Example: `  keystonectl repo add ./repo --recipe hello.recipe.toml --artifact hello-1.2.0.tar.gz
-  keystonectl repo add ./repo --recipe plugin.recipe.toml --artifact collect.wasm --artifact README`,
+  keystonectl repo add ./repo --recipe plugin.recipe.toml --artifact collect.wasm --artifact README
+  keystonectl repo add ./repo --agent-release 1.4.0 --agent dist/linux-arm64/keystone-agent
+  keystonectl repo add ./repo --agent-release 1.4.0 --agent dist/keystone-agent --shim dist/keystone-shim --arch amd64`,
 		Args: oneDir,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if recipe == "" {
-				return flagErrorf(cmd, "--recipe R is required")
+			if err := f.check(cmd); err != nil {
+				return err
 			}
-			added, err := tufrepo.Add(args[0], recipe, artifacts, tufrepo.Options{})
+			if f.release != "" {
+				return addRelease(opts, args[0], &f)
+			}
+			added, err := tufrepo.Add(args[0], f.recipe, f.artifacts, tufrepo.Options{})
 			if err != nil {
 				return err
 			}
@@ -120,9 +201,27 @@ Exit codes:
 			return opts.render(res, t)
 		},
 	}
-	cmd.Flags().StringVar(&recipe, "recipe", "", "recipe `FILE` to stage (required)")
-	cmd.Flags().StringArrayVar(&artifacts, "artifact", nil, "artifact `FILE` the recipe references (repeatable)")
+	cmd.Flags().StringVar(&f.recipe, "recipe", "", "recipe `FILE` to stage")
+	cmd.Flags().StringArrayVar(&f.artifacts, "artifact", nil, "artifact `FILE` the recipe references (repeatable)")
+	cmd.Flags().StringVar(&f.release, "agent-release", "", "stage an agent release of `VERSION` (a semantic version such as 1.4.0) instead of a component")
+	cmd.Flags().StringVar(&f.agent, "agent", "", "keystone-agent binary `FILE` of the release (required with --agent-release)")
+	cmd.Flags().StringVar(&f.shim, "shim", "", "keystone-shim binary `FILE` of the release (default none: the agent runs itself as the shim)")
+	cmd.Flags().StringVar(&f.goos, "os", "", "`OS` the binaries run on, only linux (default read from the ELF header of --agent)")
+	cmd.Flags().StringVar(&f.goarch, "arch", "", "`ARCH` the binaries run on: "+strings.Join(tufrepo.ReleaseArches, ", ")+" (default read from the ELF header of --agent)")
 	return cmd
+}
+
+func addRelease(opts *options, dir string, f *repoAddFlags) error {
+	added, err := tufrepo.AddRelease(dir, tufrepo.Release{Version: f.release, OS: f.goos, Arch: f.goarch,
+		Agent: f.agent, Shim: f.shim}, tufrepo.Options{})
+	if err != nil {
+		return err
+	}
+	res := repoAddReleaseResult(added)
+	return opts.render(res, table{
+		header: []string{"TARGET", "FILES", "SIZE", "SHA256"},
+		rows:   [][]string{{res.Target, strings.Join(res.Files, ","), bytesIEC(uint64(res.Length)), res.SHA256}},
+	})
 }
 
 // repoPublishResult is what repo publish reports: metadata versions now served.

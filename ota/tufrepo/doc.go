@@ -16,6 +16,11 @@
 // at RecipeTarget(name, version) and its artifacts beside it, referenced from
 // the recipe as repo:<name>/<version>/<file>.
 //
+// Agent releases live under keystone-agent/<version>/, a name no recipe may
+// take: AddRelease packs the agent binary (and optional shim) for one
+// platform into the gzip'd tar ReleaseTarget(version, os, arch), after
+// ExecutablePlatform has checked that each is an ELF executable for it.
+//
 // The package never talks to the network and holds no state between calls:
 // every function reads the folder, changes it and writes it back, with files
 // replaced atomically so a server never serves half a file.

@@ -29,6 +29,32 @@ func ArtifactTarget(name, version, file string) string {
 	return path.Join(name, version, file)
 }
 
+// Agent releases live beside component versions, under a name no recipe may
+// take: the target ReleaseTarget(version, os, arch) is a gzip'd tar holding
+// exactly the regular files ReleaseAgentFile (required) and ReleaseShimFile
+// (optional), nothing else.
+const (
+	// ReleaseName is the first element of every agent release target, and a
+	// component name Add refuses.
+	ReleaseName = "keystone-agent"
+	// ReleaseAgentFile is the agent binary inside a release.
+	ReleaseAgentFile = "keystone-agent"
+	// ReleaseShimFile is the optional shim binary inside a release; without
+	// it the agent runs itself as the shim.
+	ReleaseShimFile = "keystone-shim"
+	// MaxReleaseBytes caps a release: its archive, and its files together
+	// once unpacked. AddRelease refuses larger ones and devices refuse them
+	// by default.
+	MaxReleaseBytes = 128 << 20
+)
+
+// ReleaseTarget is the target path of the agent release version for goos
+// and goarch (Go's names): keystone-agent/<version>/<goos>-<goarch>, e.g.
+// keystone-agent/1.4.0/linux-arm64.
+func ReleaseTarget(version, goos, goarch string) string {
+	return path.Join(ReleaseName, version, goos+"-"+goarch)
+}
+
 func keysDir(dir string) string       { return filepath.Join(dir, "keys") }
 func keyPath(dir, role string) string { return filepath.Join(keysDir(dir), role+".key") }
 func stagedTargets(dir string) string { return filepath.Join(dir, "staged", "targets.json") }

@@ -192,8 +192,21 @@ func checkNameVersion(name, version string) error {
 	if !filepath.IsLocal(name) || strings.ContainsAny(name, `/\`) {
 		return fmt.Errorf("metadata.name %q is not a plain name", name)
 	}
+	if name == ReleaseName {
+		return fmt.Errorf("metadata.name %q is reserved for agent releases (repo add --agent-release)", name)
+	}
+	if err := CheckVersion(version); err != nil {
+		return fmt.Errorf("metadata.version: %w", err)
+	}
+	return nil
+}
+
+// CheckVersion reports whether version may name a component version or an
+// agent release: a strict semantic version such as 1.4.0 or 2.0.0-rc.1,
+// without a leading "v".
+func CheckVersion(version string) error {
 	if _, err := semver.StrictNewVersion(version); err != nil {
-		return fmt.Errorf("metadata.version %q: %w", version, err)
+		return fmt.Errorf("version %q is not a semantic version such as 1.4.0: %w", version, err)
 	}
 	return nil
 }

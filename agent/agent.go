@@ -151,6 +151,11 @@ type Agent struct {
 	handOver chan *HandOver
 	handing  *HandOver
 	frozen   bool
+	// update is the agent's update of itself.
+	update *updater
+	// releases fetches agent releases from the component repository; nil
+	// without one.
+	releases releaseSource
 }
 
 // New wires an agent on cfg: it locks the data folder, opens the store and
@@ -189,9 +194,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		return nil, err
 	}
 	a.health = &healthCheck{sup: a.sup, store: a.store, now: a.clock.Now}
+	a.update = a.newUpdater()
+	if err := a.update.load(); err != nil {
+		// Never a reason not to start: the agent must stay reachable.
+		a.log.Error("self-update record unreadable; set aside", "err", err)
+	}
 	a.api = &apiServer{
 		sup: a.sup, deploys: a.engine, history: rec, logs: a.logs, bus: a.bus, plugins: pp.launcher,
-		metrics: m.handler, health: a.health.check, log: a.log.With("part", "api"),
+		metrics: m.handler, health: a.health.check, update: a.update, log: a.log.With("part", "api"),
 	}
 	if cfg.Dev.WatchDir != "" {
 		a.watch = &watcher{
@@ -214,6 +224,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 func (a *Agent) Start(ctx context.Context) error {
 	if err := a.sup.Start(ctx); err != nil {
 		return err
+	}
+	if a.update.onTrial() && a.opts.FaultHook != nil {
+		a.opts.FaultHook(FaultUpdateRestoring)
 	}
 	a.stack.push("stop every component", func(ctx context.Context) error {
 		if a.handing != nil {
@@ -238,6 +251,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := a.serveAPI(ctx); err != nil {
 		return err
 	}
+	updCtx, stopUpdate := context.WithCancel(context.WithoutCancel(ctx))
+	a.stack.push("stop the agent update", func(context.Context) error { stopUpdate(); return nil })
+	a.update.boot(updCtx, a.opts.HandedOver)
 	if w := a.watch; w != nil {
 		wctx, stopWatch := context.WithCancel(ctx)
 		a.own("stop watching the recipe folder", stopWatch, func() {

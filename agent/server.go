@@ -43,6 +43,7 @@ type apiServer struct {
 	plugins *plugins.Launcher
 	metrics http.Handler
 	health  func(ctx context.Context) error
+	update  *updater
 	// streams ends when the agent shuts down; followers end with it, since
 	// they have no end of their own.
 	streams context.Context
@@ -74,6 +75,8 @@ func (s *apiServer) socketHandler() http.Handler {
 	mux.HandleFunc("POST /v1/deployments/rollback", s.answer(s.rollbackDeployment))
 	mux.HandleFunc("POST /v1/plugins/{name}/run", s.answer(s.runPlugin))
 	mux.HandleFunc("GET /v1/events", s.streamEvents)
+	mux.HandleFunc("POST /v1/agent/update", s.answer(s.postAgentUpdate))
+	mux.HandleFunc("GET /v1/agent/update", s.answer(s.getAgentUpdate))
 	return s.withProbes(mux)
 }
 

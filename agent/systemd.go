@@ -32,9 +32,11 @@ func (s systemd) notify(state string) {
 func (s systemd) ready() { s.notify(daemon.SdNotifyReady) }
 
 // reloading tells systemd the agent is re-executing itself in place; the
-// next image sends READY=1 when it is up.
+// next image sends READY=1 when it is up. It also pings the watchdog:
+// systemd keeps the watchdog running across a reload, and the next image
+// pings only once it runs.
 func (s systemd) reloading() {
-	s.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
+	s.notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10) + "\nWATCHDOG=1")
 }
 
 // monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
@@ -66,19 +68,23 @@ func (s systemd) watchdog(ctx context.Context, healthy func(context.Context) err
 	s.log.Info("systemd watchdog enabled", "ping_every", period.String())
 	t := time.NewTicker(period)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			hctx, cancel := context.WithTimeout(ctx, period)
-			err := healthy(hctx)
-			cancel()
-			if err != nil {
-				s.log.Warn("unhealthy; withholding the watchdog ping", "err", err)
-				continue
+	// The first ping goes out at once: after a re-execution in place the
+	// watchdog has been running since the previous image's last ping.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
 			}
-			s.notify(daemon.SdNotifyWatchdog)
 		}
+		hctx, cancel := context.WithTimeout(ctx, period)
+		err := healthy(hctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("unhealthy; withholding the watchdog ping", "err", err)
+			continue
+		}
+		s.notify(daemon.SdNotifyWatchdog)
 	}
 }

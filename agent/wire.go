@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"sync"
 
 	"github.com/keystone-edge/keystone/agent/config"
 	"github.com/keystone-edge/keystone/ota"
@@ -230,7 +232,8 @@ func (a *Agent) newEngine(ctx context.Context, sup deploy.Supervisor) (*deploy.E
 		FaultHook:     a.opts.FaultHook,
 	}
 	if repo != nil { // a nil *Repository must not become a non-nil interface
-		dc.Repository = repo
+		shared := &sharedRepository{repo: repo}
+		dc.Repository, a.releases = shared, shared
 	}
 	engine, err := deploy.New(dc)
 	if err != nil {
@@ -333,4 +336,83 @@ func (a *Agent) takeover() map[string]supervisor.Takeover {
 		a.log.Warn("the hand-over target could not be started; this release keeps its components", "err", h.ExecFailed)
 	}
 	return h.Takeover
+}
+
+// releaseSource fetches a verified agent release into a folder.
+type releaseSource interface {
+	FetchRelease(ctx context.Context, version, goos, goarch, dest string) error
+}
+
+// sharedRepository serializes the deployment engine's and the self-update's
+// use of the component repository: each call refreshes the trusted
+// metadata in one cache folder.
+type sharedRepository struct {
+	mu   sync.Mutex
+	repo *ota.Repository
+}
+
+func (s *sharedRepository) Resolve(ctx context.Context, name, version string) (*ota.Resolved, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.repo.Resolve(ctx, name, version)
+}
+
+func (s *sharedRepository) FetchRelease(ctx context.Context, version, goos, goarch, dest string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.repo.FetchRelease(ctx, version, goos, goarch, dest)
+}
+
+// newUpdater wires the agent's update of itself.
+func (a *Agent) newUpdater() *updater {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	u := &updater{
+		version: a.opts.Version, exe: exe, rootDir: a.cfg.RootDir, dataDir: a.cfg.DataDir,
+		clock: a.clock, log: a.log.With("part", "update"), bus: a.bus,
+		healthy: a.updateHealthy,
+		fault:   a.opts.FaultHook,
+		handOver: func(exe, reason string) {
+			select {
+			case a.handOver <- &HandOver{Target: exe, Reason: reason, dataDir: a.cfg.DataDir}:
+			default: // one hand-over at a time
+			}
+		},
+	}
+	if rs := a.releases; rs != nil {
+		u.fetch = func(ctx context.Context, version, dir string) error {
+			return rs.FetchRelease(ctx, version, runtime.GOOS, runtime.GOARCH, dir)
+		}
+	}
+	return u
+}
+
+// updateHealthy is what a release on trial must pass to be committed: the
+// agent's own health (supervisor loop, store), every component handed
+// over to it still managed, and the broker connection when one is
+// configured.
+func (a *Agent) updateHealthy(ctx context.Context) error {
+	if err := a.health.check(ctx); err != nil {
+		return err
+	}
+	if h := a.opts.HandedOver; h != nil {
+		for name, t := range h.Takeover {
+			if t.Process == nil {
+				continue
+			}
+			st, err := a.sup.Component(name)
+			if err != nil {
+				return fmt.Errorf("component %s handed over but not managed: %w", name, err)
+			}
+			if st.State == supervisor.StateNew || st.State == supervisor.StateInstalled {
+				return fmt.Errorf("component %s not taken over yet (%s)", name, st.State)
+			}
+		}
+	}
+	if a.comms != nil && !a.comms.Connected() {
+		return errors.New("not connected to the broker")
+	}
+	return nil
 }

@@ -208,6 +208,20 @@ func (c *Client) RollbackDeployment(ctx context.Context, dryRun bool) (Deploymen
 	return call[DeploymentAccepted](ctx, c, http.MethodPost, path, nil)
 }
 
+// UpdateAgent asks the agent to update itself to req.Version (POST
+// /v1/agent/update). It answers once the update is accepted; the agent
+// then fetches the release and re-executes itself, so the socket goes away
+// for a moment: poll AgentUpdate until Finished.
+func (c *Client) UpdateAgent(ctx context.Context, req AgentUpdateRequest) (AgentUpdate, error) {
+	return call[AgentUpdate](ctx, c, http.MethodPost, PathAgentUpdate, req)
+}
+
+// AgentUpdate returns the agent's last update of itself (GET
+// /v1/agent/update); none yet is an *Error with code CodeNotFound.
+func (c *Client) AgentUpdate(ctx context.Context) (AgentUpdate, error) {
+	return call[AgentUpdate](ctx, c, http.MethodGet, PathAgentUpdate, nil)
+}
+
 // RunPlugin runs a metrics plugin now and returns its mapped metrics
 // (POST /v1/plugins/{name}/run).
 func (c *Client) RunPlugin(ctx context.Context, name string) ([]Metric, error) {

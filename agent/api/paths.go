@@ -18,6 +18,8 @@ package api
 //	POST /v1/deployments/{id}/cancel        202 Deployment: stops at the next safe point, rolls back
 //	POST /v1/deployments/rollback           202 DeploymentAccepted: re-applies the last successful one
 //	POST /v1/plugins/{name}/run             []Metric
+//	POST /v1/agent/update                   AgentUpdate (202): update the agent itself
+//	GET  /v1/agent/update                   AgentUpdate: the last update, or 404
 //	GET  /v1/events                         event stream (supervisor/events.Event objects):
 //	                                        the recent ones (?limit=N, default 100), or with
 //	                                        follow=1 every new one until the client goes away
@@ -29,4 +31,5 @@ const (
 	PathRollback    = "/v1/deployments/rollback"
 	PathPlugins     = "/v1/plugins"
 	PathEvents      = "/v1/events"
+	PathAgentUpdate = "/v1/agent/update"
 )

@@ -145,3 +145,33 @@ const (
 	// non-zero exit, invalid output); the message says why.
 	CodePluginFailed = "PLUGIN_FAILED"
 )
+
+// AgentUpdateRequest asks the agent to update itself (POST /v1/agent/update).
+type AgentUpdateRequest struct {
+	// Version is the release to run, from the component repository.
+	Version string `json:"version"`
+	// Timeout is how long the new release has to become healthy, as a Go
+	// duration ("2m"); "" = the agent's default.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// AgentUpdate is the agent's update of itself: where it stands, or how it
+// ended.
+type AgentUpdate struct {
+	ID    string `json:"id"`
+	JobID string `json:"job_id,omitempty"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	// Phase: staging, trial, reverting (in progress); committed, failed
+	// (ended).
+	Phase      string    `json:"phase"`
+	Finished   bool      `json:"finished"`
+	RolledBack bool      `json:"rolled_back"`
+	Detail     string    `json:"detail,omitempty"`
+	ErrorCode  string    `json:"error_code,omitempty"`
+	Deadline   time.Time `json:"deadline,omitzero"`
+	Requested  time.Time `json:"requested"`
+	Updated    time.Time `json:"updated"`
+	// Running is the version of the agent that answered.
+	Running string `json:"running"`
+}

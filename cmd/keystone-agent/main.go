@@ -162,6 +162,12 @@ func runAgent(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
+			// Like sshd -t: a configuration the next image could not load
+			// would leave the components without an agent.
+			if _, err := config.Load(*configPath); err != nil {
+				fmt.Fprintf(stderr, "keystone-agent: reload refused, the configuration does not load: %v\n", err)
+				continue
+			}
 			select {
 			case reload <- struct{}{}:
 			default:

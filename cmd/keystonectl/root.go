@@ -87,6 +87,7 @@ Exit codes:
 	flags.StringVar(&opts.Socket, "socket", socket, "agent API socket `PATH` (env KEYSTONE_SOCKET)")
 	flags.VarP(&opts.Output, "output", "o", "output format: table or json")
 
+	root.AddCommand(newAgentCmd(opts))
 	root.AddCommand(newComponentCmd(opts))
 	root.AddCommand(newDeployCmd(opts))
 	root.AddCommand(newEventsCmd(opts))

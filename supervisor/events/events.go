@@ -26,6 +26,8 @@ const (
 	KindWarning Kind = "warning"
 	// KindPlugin: a plugin run finished.
 	KindPlugin Kind = "plugin"
+	// KindAgentUpdate: the agent's update of itself changed phase.
+	KindAgentUpdate Kind = "agent_update"
 )
 
 // Event is one thing that happened. The zero value of every field but Kind

@@ -41,10 +41,10 @@ func (p Phase) Finished() bool {
 
 // State is the recorded update.
 type State struct {
-	ID    string `json:"id"`              // the request's id (a job id, or a local one)
+	ID    string `json:"id"`               // the request's id (a job id, or a local one)
 	JobID string `json:"job_id,omitempty"` // the MQTT job, when a job asked
-	From  string `json:"from"`            // version that ran when it was asked for
-	To    string `json:"to"`              // version asked for
+	From  string `json:"from"`             // version that ran when it was asked for
+	To    string `json:"to"`               // version asked for
 	// FromExe and ToExe are the executables of the two releases.
 	FromExe string `json:"from_exe"`
 	ToExe   string `json:"to_exe,omitempty"`

@@ -31,6 +31,7 @@ func (a *Agent) newComms(keyring *sign.Keyring) (*comms.Device, error) {
 		Keyring:        keyring,
 		Store:          a.store,
 		Deployer:       a.engine,
+		AgentUpdater:   agentUpdates{a},
 		Bus:            a.bus,
 		Components:     a.componentStates,
 		Now:            a.clock.Now,
@@ -66,4 +67,16 @@ func (a *Agent) startComms(ctx context.Context) {
 			a.fail(fmt.Errorf("mqtt: %w", err))
 		}
 	})
+}
+
+// agentUpdates gives comms the agent's self-update, which is built after
+// the MQTT connection is.
+type agentUpdates struct{ a *Agent }
+
+func (u agentUpdates) UpdateAgent(ctx context.Context, jobID, version string) error {
+	return u.a.update.UpdateAgent(ctx, jobID, version)
+}
+
+func (u agentUpdates) AgentUpdateStatus(jobID string) (comms.AgentUpdateStatus, bool) {
+	return u.a.update.AgentUpdateStatus(jobID)
 }

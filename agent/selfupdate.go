@@ -18,6 +18,7 @@ import (
 
 	"github.com/keystone-edge/keystone/agent/api"
 	"github.com/keystone-edge/keystone/agent/selfupdate"
+	"github.com/keystone-edge/keystone/comms"
 	"github.com/keystone-edge/keystone/supervisor"
 	"github.com/keystone-edge/keystone/supervisor/events"
 )
@@ -355,4 +356,24 @@ func wireAgentUpdate(st selfupdate.State, running string) api.AgentUpdate {
 	return api.AgentUpdate{ID: st.ID, JobID: st.JobID, From: st.From, To: st.To, Phase: string(st.Phase),
 		Finished: st.Phase.Finished(), RolledBack: st.RolledBack, Detail: st.Detail, ErrorCode: st.Code,
 		Deadline: st.Deadline, Requested: st.Requested, Updated: st.Updated, Running: running}
+}
+
+// UpdateAgent starts the update an agent_update job asks for; the job id
+// is the update's id, so a job seen again is not started twice.
+func (u *updater) UpdateAgent(_ context.Context, jobID, version string) error {
+	if u.current().ID == jobID {
+		return nil
+	}
+	_, err := u.request(api.AgentUpdateRequest{Version: version}, jobID)
+	return err
+}
+
+// AgentUpdateStatus is the update of job jobID as a job status reports it.
+func (u *updater) AgentUpdateStatus(jobID string) (comms.AgentUpdateStatus, bool) {
+	st := u.current()
+	if st.ID != jobID || jobID == "" {
+		return comms.AgentUpdateStatus{}, false
+	}
+	return comms.AgentUpdateStatus{Phase: string(st.Phase), Finished: st.Phase.Finished(),
+		Succeeded: st.Phase == selfupdate.PhaseCommitted, RolledBack: st.RolledBack, Code: st.Code, Detail: st.Detail}, true
 }

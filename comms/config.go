@@ -48,6 +48,27 @@ type Deployer interface {
 	Cancel(ctx context.Context, id string) error
 }
 
+// AgentUpdater is what comms needs of the agent's update of itself, for
+// agent_update jobs; the job id is the update's id.
+type AgentUpdater interface {
+	// UpdateAgent starts the update of job jobID to version; starting the
+	// same job again is not an error.
+	UpdateAgent(ctx context.Context, jobID, version string) error
+	// AgentUpdateStatus says where the update of job jobID stands; false
+	// when there is none.
+	AgentUpdateStatus(jobID string) (AgentUpdateStatus, bool)
+}
+
+// AgentUpdateStatus is an agent update as a job status reports it.
+type AgentUpdateStatus struct {
+	Phase      string // staging, trial, reverting, committed, failed
+	Finished   bool
+	Succeeded  bool
+	RolledBack bool
+	Code       string
+	Detail     string
+}
+
 // Config says how a Device connects and what it drives. DeviceID,
 // BrokerURL, Store, Deployer and Bus are required; every other zero value
 // has a meaning given here.
@@ -90,6 +111,8 @@ type Config struct {
 	Store *store.Store
 	// Deployer runs deployment jobs.
 	Deployer Deployer
+	// AgentUpdater runs agent_update jobs; nil refuses them (UNSUPPORTED).
+	AgentUpdater AgentUpdater
 	// Bus carries component transitions (published on …/events and
 	// reflected in …/state) and deployment progress (job statuses).
 	Bus *events.Bus

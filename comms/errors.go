@@ -17,6 +17,9 @@ const (
 	CodeConflict = "CONFLICT"
 	// CodeInternal: the device failed (its store or engine), not the job.
 	CodeInternal = string(deploy.CodeInternal)
+	// CodeAgentUpdateRefused: the agent did not take an agent_update job
+	// (another update in progress, no repository configured).
+	CodeAgentUpdateRefused = "AGENT_UPDATE_REFUSED"
 )
 
 // jobError turns an error of the Deployer into a job's error_code and

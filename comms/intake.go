@@ -60,6 +60,8 @@ type intakeInput struct {
 	// Retained: the document came as the retained copy a subscription
 	// delivers, not as a fresh publication.
 	Retained bool
+	// SelfUpdate: the agent can update itself (Config.AgentUpdater).
+	SelfUpdate bool
 }
 
 // intakeDecision is the intake's verdict; Code and Reason are set for a
@@ -71,7 +73,7 @@ type intakeDecision struct {
 }
 
 // reasonUnsupported is why an agent_update job is refused.
-const reasonUnsupported = "self-update is not built yet"
+const reasonUnsupported = "this agent does not update itself over MQTT (it runs without a self-update)"
 
 // decideIntake decides what becomes of a job document. A known id wins over
 // everything else: a job is never run twice, and the answer to a document
@@ -105,7 +107,7 @@ func decideIntake(in intakeInput) intakeDecision {
 			"job %s was created at %s, before the newest job this device accepted (created at %s): an older job cannot replace a newer one",
 			j.JobID, stamp(j.CreatedAt), stamp(in.NewestAccepted))}
 	}
-	if j.Kind == message.KindAgentUpdate {
+	if j.Kind == message.KindAgentUpdate && !in.SelfUpdate {
 		return intakeDecision{Action: intakeReject, Code: message.CodeUnsupported, Reason: reasonUnsupported}
 	}
 	return intakeDecision{Action: intakeAccept}
@@ -130,7 +132,7 @@ func (d *Device) intake(ctx context.Context, payload []byte, retained bool) erro
 	job, parseErr := message.ParseJob(payload, d.cfg.Keyring, d.cfg.DeviceID, now)
 	var dec intakeDecision
 	err := d.cfg.Store.Tx(ctx, func(tx *store.Tx) error {
-		in := intakeInput{Job: job, ParseErr: parseErr, Retained: retained}
+		in := intakeInput{Job: job, ParseErr: parseErr, Retained: retained, SelfUpdate: d.cfg.AgentUpdater != nil}
 		if job != nil && message.ValidJobID(job.JobID) {
 			known, err := tx.GetJob(ctx, job.JobID)
 			switch {

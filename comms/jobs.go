@@ -76,8 +76,11 @@ type worker struct {
 	// supersededBy names, for a job canceled because a newer one came, the
 	// newer one.
 	supersededBy map[string]string
-	poll         *time.Timer
-	pollC        <-chan time.Time
+	// updates are the agent_update jobs followed, with the phase last
+	// reported.
+	updates map[string]string
+	poll    *time.Timer
+	pollC   <-chan time.Time
 }
 
 // follow is a deployment the worker reports on.
@@ -87,7 +90,7 @@ type follow struct {
 }
 
 func newWorker(d *Device) *worker {
-	return &worker{d: d, follows: map[string]*follow{}, supersededBy: map[string]string{}}
+	return &worker{d: d, follows: map[string]*follow{}, supersededBy: map[string]string{}, updates: map[string]string{}}
 }
 
 // run resumes the jobs a previous run left unfinished, then takes new ones
@@ -172,6 +175,8 @@ func (w *worker) start(ctx context.Context, j *message.Job) {
 		w.submit(ctx, j)
 	case message.KindCancel:
 		w.cancel(ctx, j)
+	case message.KindAgentUpdate:
+		w.updateAgent(ctx, j)
 	default:
 		st := w.d.newStatus(j.JobID, message.StatusRejected)
 		st.ErrorCode, st.Detail = message.CodeUnsupported, reasonUnsupported
@@ -184,6 +189,13 @@ func (w *worker) start(ctx context.Context, j *message.Job) {
 // deployment id is the job id, so nothing runs twice).
 func (w *worker) resume(ctx context.Context, j store.Job) {
 	w.d.log.Info("resuming an unfinished job", "job_id", j.ID, "kind", j.Kind, "status", j.Status)
+	if u := w.d.cfg.AgentUpdater; j.Kind == message.KindAgentUpdate && u != nil {
+		if _, ok := u.AgentUpdateStatus(j.ID); ok {
+			w.updates[j.ID] = ""
+			w.checkUpdate(ctx, j.ID)
+			return
+		}
+	}
 	if j.Kind == message.KindDeployment {
 		_, err := w.d.cfg.Deployer.Get(ctx, j.ID)
 		switch {
@@ -219,7 +231,8 @@ func storedJob(j store.Job) (*message.Job, error) {
 		return nil, fmt.Errorf("job %s cannot be resumed: its document: %w", j.ID, err)
 	}
 	if job.JobID != j.ID || job.Kind != j.Kind ||
-		job.Kind == message.KindDeployment && job.Deployment == nil || job.Kind == message.KindCancel && job.Cancel == nil {
+		job.Kind == message.KindDeployment && job.Deployment == nil || job.Kind == message.KindCancel && job.Cancel == nil ||
+		job.Kind == message.KindAgentUpdate && job.AgentUpdate == nil {
 		return nil, fmt.Errorf("job %s cannot be resumed: its document does not match its record", j.ID)
 	}
 	return &job, nil
@@ -299,6 +312,12 @@ func (w *worker) cancel(ctx context.Context, j *message.Job) {
 // event takes one bus event: deployment progress of a followed job
 // becomes an IN_PROGRESS status, its end the final status.
 func (w *worker) event(ctx context.Context, e events.Event) {
+	if e.Kind == events.KindAgentUpdate {
+		if _, ok := w.updates[e.Detail["id"]]; ok {
+			w.checkUpdate(ctx, e.Detail["id"])
+		}
+		return
+	}
 	if e.Kind != events.KindDeployment {
 		return
 	}
@@ -415,4 +434,46 @@ func (w *worker) finish(ctx context.Context, st message.JobStatus) {
 	w.d.log.Info("job finished", "job_id", st.JobID, "status", st.Status, "error_code", st.ErrorCode)
 	w.d.pokeOutbox()
 	w.d.requestState()
+}
+
+// updateAgent hands an agent_update job to the agent's self-update and
+// follows it. The agent executes another release in the middle of it; the
+// next image resumes the job from the store and reports its end.
+func (w *worker) updateAgent(ctx context.Context, j *message.Job) {
+	if err := w.d.cfg.AgentUpdater.UpdateAgent(ctx, j.JobID, j.AgentUpdate.Version); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		st := w.d.newStatus(j.JobID, message.StatusFailed)
+		st.ErrorCode, st.Detail = CodeAgentUpdateRefused, err.Error()
+		w.finish(ctx, st)
+		return
+	}
+	w.updates[j.JobID] = ""
+	w.checkUpdate(ctx, j.JobID)
+}
+
+// checkUpdate reports where a followed agent update stands: each new phase
+// as IN_PROGRESS, its end as the final status.
+func (w *worker) checkUpdate(ctx context.Context, id string) {
+	u, ok := w.d.cfg.AgentUpdater.AgentUpdateStatus(id)
+	if !ok {
+		return
+	}
+	if !u.Finished {
+		if w.updates[id] != u.Phase {
+			w.updates[id] = u.Phase
+			w.progress(ctx, id, "agent_update:"+u.Phase, u.Detail)
+		}
+		return
+	}
+	status := message.StatusFailed
+	if u.Succeeded {
+		status = message.StatusSucceeded
+	}
+	st := w.d.newStatus(id, status)
+	st.ErrorCode, st.RolledBack, st.Detail = u.Code, u.RolledBack, u.Detail
+	st.Components = w.d.components()
+	delete(w.updates, id)
+	w.finish(ctx, st)
 }

@@ -370,3 +370,44 @@ func TestAgentUpdateSurvivesAKillAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// An agent_update job over MQTT, through keystonectl fleet agent-update:
+// each device fetches the release, executes it in place (the agent
+// process and its component stay), commits it, and the rollout SUCCEEDED.
+func TestFleetAgentUpdateOverMQTT(t *testing.T) {
+	r := newRollout(t, 2)
+	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "base", "--wait"); res.code != 0 {
+		t.Fatalf("fleet deploy: %s", res)
+	}
+	if _, err := tufrepo.AddRelease(r.repoDir, tufrepo.Release{Version: "2.0.0", Agent: agentRelease(t, "2.0.0")}, tufrepo.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tufrepo.Publish(r.repoDir, tufrepo.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]int{}
+	for _, d := range r.devs {
+		pids[d.tag] = d.components()[fleetComponent].Pid
+	}
+	res := r.fleet("agent-update", "2.0.0", "--target", "group:pos", "--id", "au1", "--soak", "1s", "--wait")
+	if res.code != 0 {
+		t.Fatalf("fleet agent-update --wait: %s", res)
+	}
+	for _, d := range r.devs {
+		if d.agent.exited() {
+			t.Fatalf("device %s: the agent process ended", d.tag)
+		}
+		c := api.NewClient(d.sock)
+		u, err := c.AgentUpdate(context.Background())
+		c.Close()
+		if err != nil || u.Running != "2.0.0" || u.Phase != "committed" || u.JobID == "" {
+			t.Errorf("device %s: %+v, %v", d.tag, u, err)
+		}
+		if got := d.components()[fleetComponent].Pid; got != pids[d.tag] {
+			t.Errorf("device %s: component pid %d, was %d", d.tag, got, pids[d.tag])
+		}
+	}
+	for _, d := range r.devs {
+		d.stop()
+	}
+}

@@ -65,6 +65,8 @@ itself what completes, so it stays right across upgrades.
 Exit codes:
   0  the script was printed
   2  usage error (no shell, or one not listed)`,
+		Example: `  keystonectl completion bash > /etc/bash_completion.d/keystonectl
+  keystonectl completion fish > ~/.config/fish/completions/keystonectl.fish`,
 		Args:      completionArgs,
 		ValidArgs: []string{"bash", "zsh", "fish"},
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -8,9 +8,15 @@ export CGO_ENABLED ?= 0
 
 all: build examples
 
+# version, commit and build date, shown by keystonectl version and keystone-agent version.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DATE     ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  ?= -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/keystone-agent ./cmd/keystonectl ./cmd/keystone-shim
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/keystone-agent ./cmd/keystonectl ./cmd/keystone-shim
 
 # The programs the example recipes run (recipes/examples); see docs/recipes.md.
 examples:

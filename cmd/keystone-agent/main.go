@@ -3,6 +3,8 @@
 //
 //	keystone-agent run --config /etc/keystone/agent.toml [--data-dir DIR] [--socket PATH]
 //	keystone-agent version
+//	keystone-agent config check --config FILE
+//	keystone-agent enroll --device-id ID [--key FILE] [--out FILE]
 //
 // This file holds only flag parsing and main; package agent does the work.
 package main
@@ -16,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"syscall"
 
 	"github.com/keystone-edge/keystone/agent"
@@ -48,6 +49,8 @@ order, and answers keystonectl on a local Unix socket.
 Usage:
   keystone-agent run --config FILE [--data-dir DIR] [--socket PATH]
   keystone-agent version
+  keystone-agent config check --config FILE
+  keystone-agent enroll --device-id ID [--key FILE] [--out FILE]
   keystone-agent help
 
 run starts the daemon in the foreground and runs until SIGTERM or SIGINT
@@ -60,6 +63,11 @@ SIGHUP (systemctl reload) re-executes the agent in place: it hands its running
 components over to the release root_dir/current names (or to its own program
 when there is none) without stopping or restarting any of them; the process
 keeps its pid. See docs/self-update.md.
+
+version prints the version, the commit and the build date. config check
+lists every problem of a configuration file (exit 1 when there is one).
+enroll makes this device's key and prints a certificate signing request for
+it (see keystone-agent enroll --help).
 
 Options of run:
   --config FILE    the agent configuration, agent.toml (required; see
@@ -95,8 +103,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return runAgent(args[1:], stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "keystone-agent %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return exitOK
+		return printVersion(stdout)
+	case "config":
+		return configCmd(args[1:], stdout, stderr)
+	case "enroll":
+		return enrollCmd(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keystone-edge/keystone/agent/doctor"
 )
 
 // rootName is the program name used in usage lines and hints.
@@ -34,6 +36,15 @@ type options struct {
 	// Terminal says whether Out is a terminal, where long waits draw
 	// progress on ErrOut; nil means ask the operating system about Out.
 	Terminal func() bool
+	// DoctorEnv is the machine doctor checks; nil means this one.
+	DoctorEnv func() doctor.Env
+}
+
+func (o *options) doctorEnv() doctor.Env {
+	if o.DoctorEnv == nil {
+		return doctor.Env{}
+	}
+	return o.DoctorEnv()
 }
 
 func (o *options) getenv(key string) string {
@@ -88,14 +99,19 @@ Exit codes:
 	flags.VarP(&opts.Output, "output", "o", "output format: table or json")
 
 	root.AddCommand(newAgentCmd(opts))
+	root.AddCommand(newCACmd(opts))
 	root.AddCommand(newComponentCmd(opts))
+	root.AddCommand(newCompletionCmd(opts))
 	root.AddCommand(newDeployCmd(opts))
+	root.AddCommand(newDeviceCmd(opts))
+	root.AddCommand(newDoctorCmd(opts, opts.doctorEnv))
 	root.AddCommand(newEventsCmd(opts))
 	root.AddCommand(newFleetCmd(opts))
 	root.AddCommand(newKeysCmd(opts))
 	root.AddCommand(newPluginCmd(opts))
 	root.AddCommand(newRecipeCmd(opts))
 	root.AddCommand(newRepoCmd(opts))
+	root.AddCommand(newVersionCmd(opts))
 	return root
 }
 

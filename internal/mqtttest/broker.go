@@ -41,6 +41,14 @@ type Options struct {
 	// Controller is the common name allowed on all of <prefix>/#; empty
 	// means DefaultController.
 	Controller string
+	// CA signs the broker's certificate and is what the broker trusts
+	// clients by (see LoadCA, for a CA made by keystonectl ca init); nil
+	// makes a new one for the test.
+	CA *CA
+	// ServerCertFile and ServerKeyFile are the broker's certificate and
+	// key (PEM), issued by CA for 127.0.0.1; empty: CA issues one for
+	// 127.0.0.1, ::1 and localhost.
+	ServerCertFile, ServerKeyFile string
 }
 
 // Broker is one running (or stopped) test broker. Stop, Restart and
@@ -89,7 +97,10 @@ func Start(t testing.TB, opts Options) *Broker {
 	if b.Controller == "" {
 		b.Controller = DefaultController
 	}
-	b.CA = NewCA(t, b.dir, "keystone-test")
+	b.CA = opts.CA
+	if b.CA == nil {
+		b.CA = NewCA(t, b.dir, "keystone-test")
+	}
 	b.CAFile = b.CA.File
 	b.log = newLogFile(t, filepath.Join(b.dir, "broker.log"))
 	switch kind {

@@ -183,3 +183,60 @@ func writeFile(t testing.TB, dir, name string, data []byte) string {
 	}
 	return path
 }
+
+// LoadCA returns the CA whose certificate and key (PEM; the key PKCS#8,
+// SEC 1 or PKCS#1, ECDSA) are in certFile and keyFile, such as one made by
+// keystonectl ca init, so a broker can trust it (Options.CA). The
+// identities it issues are written to a folder of the test's.
+func LoadCA(t testing.TB, name, certFile, keyFile string) *CA {
+	t.Helper()
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		t.Fatalf("load CA %s: no PEM certificate", certFile)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatalf("load CA %s: %v", certFile, err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		t.Fatalf("load CA %s: no PEM key", keyFile)
+	}
+	var key any
+	switch kb.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(kb.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
+	}
+	if err != nil {
+		t.Fatalf("load CA %s: %v", keyFile, err)
+	}
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("load CA %s: the key is %T; only ECDSA CAs can be loaded", keyFile, key)
+	}
+	return &CA{Name: name, File: certFile, PEM: certPEM, cert: cert, key: ec, dir: t.TempDir()}
+}
+
+// serverCert is the broker's certificate: the files of Options, or one
+// the CA issues.
+func (b *Broker) serverCert(t testing.TB) (certFile, keyFile string, pair tls.Certificate) {
+	t.Helper()
+	if b.opts.ServerCertFile == "" {
+		return b.CA.server(t)
+	}
+	pair, err := tls.LoadX509KeyPair(b.opts.ServerCertFile, b.opts.ServerKeyFile)
+	if err != nil {
+		t.Fatalf("broker certificate: %v", err)
+	}
+	return b.opts.ServerCertFile, b.opts.ServerKeyFile, pair
+}

@@ -26,7 +26,7 @@ type mochi struct {
 
 func newMochi(t testing.TB, b *Broker) *mochi {
 	t.Helper()
-	_, _, pair := b.CA.server(t)
+	_, _, pair := b.serverCert(t)
 	m := &mochi{tls: &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{pair},

@@ -41,7 +41,7 @@ func newMosquitto(t testing.TB, b *Broker) *mosquitto {
 		t.Fatal(err)
 	}
 	writeFile(t, b.dir, "acl", []byte(aclText(b.Prefix, b.Controller)))
-	m.certFile, m.keyFile, _ = b.CA.server(t)
+	m.certFile, m.keyFile, _ = b.serverCert(t)
 	return m
 }
 

@@ -9,7 +9,7 @@
 # version (packaging/version.sh) and the same with "+pkgtest2" appended,
 # which sorts higher, as the upgrade.
 #
-# Needs root, debootstrap, unshare and chroot. The pristine root is cached
+# Needs root, debootstrap, unshare, chroot and ip (the agent's loopback). The pristine root is cached
 # as a tarball in PACKAGE_TEST_CACHE (default ~/.cache/keystone/package-test)
 # and made again only when missing. DEBIAN_MIRROR and DEBIAN_SUITE default
 # to this machine's own apt source and release.
@@ -41,8 +41,8 @@ skip() {
 }
 
 [ "$(id -u)" = 0 ] || skip "needs root (chroot, unshare, debootstrap)"
-for tool in debootstrap unshare chroot dpkg; do
-	command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (apt-get install debootstrap util-linux dpkg)"
+for tool in debootstrap unshare chroot dpkg ip; do
+	command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (apt-get install debootstrap util-linux dpkg iproute2)"
 done
 unshare --mount --pid --fork true 2>/dev/null || skip "unshare cannot make mount and pid namespaces here"
 
@@ -117,7 +117,7 @@ log "root ready in $root ($(($(date +%s) - start))s so far)"
 # network.
 in_root() {
 	unshare --mount --pid --net --fork --kill-child \
-		sh -c 'root=$1; shift; ip link set lo up 2>/dev/null || true; mount -t proc proc "$root/proc" && exec chroot "$root" "$@"' \
+		sh -c 'root=$1; shift; ip link set lo up && mount -t proc proc "$root/proc" && exec chroot "$root" "$@"' \
 		sh "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C DEBIAN_FRONTEND=noninteractive HOME=/root "$@"
 }
 

@@ -4,7 +4,7 @@ PKGS     ?= ./...
 BIN      ?= bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build examples test vet fmt-check lint bench demo clean fuzz
+.PHONY: all build examples test vet fmt-check lint bench demo clean fuzz package package-check package-test
 
 all: build examples
 
@@ -54,5 +54,20 @@ fuzz:
 demo:
 	./scripts/demo.sh
 
+# Debian packages keystone and keystone-fleet for each PKG_ARCHES, into DIST
+# (see docs/install.md). package-check runs lintian, systemd-analyze verify
+# and the layout checks; package-test installs, upgrades, removes and purges
+# them in a debootstrapped Debian (root; cached under PACKAGE_TEST_CACHE).
+DIST       ?= dist
+PKG_ARCHES ?= amd64 arm64
+package:
+	GO=$(GO) packaging/build.sh $(DIST) $(PKG_ARCHES)
+
+package-check: package
+	packaging/check.sh $(DIST) $(PKG_ARCHES)
+
+package-test: package-check
+	GO=$(GO) packaging/test/package-test.sh $(DIST)
+
 clean:
-	rm -rf $(BIN) demo
+	rm -rf $(BIN) demo $(DIST)

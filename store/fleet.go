@@ -177,18 +177,40 @@ func (f *Fleet) CreateRollout(ctx context.Context, ro FleetRollout) error {
 	return nil
 }
 
-// SaveRollout replaces a rollout's phase, open flag and state; ErrNotFound
-// when there is no such rollout.
-func (f *Fleet) SaveRollout(ctx context.Context, id, phase string, open bool, state json.RawMessage) error {
+// SaveRollout replaces a rollout's phase, open flag and state, and records
+// deployments (as RecordDeployment does, in order), in one transaction;
+// ErrNotFound when there is no such rollout.
+func (f *Fleet) SaveRollout(ctx context.Context, id, phase string, open bool, state json.RawMessage, deployments ...FleetDeployment) error {
 	if !json.Valid(state) {
 		return fmt.Errorf("save rollout %s: %w: state is not JSON", id, ErrInvalid)
 	}
-	res, err := f.w.ExecContext(ctx, `UPDATE rollouts SET phase = ?, open = ?, state = ?, updated_at = ? WHERE id = ?`,
+	for _, d := range deployments {
+		if err := d.check(); err != nil {
+			return fmt.Errorf("save rollout %s: %w", id, err)
+		}
+	}
+	tx, err := f.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save rollout %s: %w", id, err)
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	res, err := tx.ExecContext(ctx, `UPDATE rollouts SET phase = ?, open = ?, state = ?, updated_at = ? WHERE id = ?`,
 		phase, open, string(state), toMillis(f.now()), id)
 	if err != nil {
 		return fmt.Errorf("save rollout %s: %w", id, err)
 	}
-	return changedOrNotFound(res, "save rollout "+id)
+	if err := changedOrNotFound(res, "save rollout "+id); err != nil {
+		return err
+	}
+	for _, d := range deployments {
+		if err := f.recordDeployment(ctx, tx, d); err != nil {
+			return fmt.Errorf("save rollout %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save rollout %s: commit: %w", id, err)
+	}
+	return nil
 }
 
 // ClaimRollout makes owner the driver of rollout id until until, when no

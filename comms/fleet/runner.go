@@ -83,9 +83,6 @@ type Runner struct {
 	away bool
 	// onFinished, when set, is called by Run as a rollout finishes.
 	onFinished func(id string, c *Core)
-	// life bounds the state file writes of the broker's callbacks, which
-	// have no context of their own.
-	life context.Context
 }
 
 // driven is one rollout this Runner drives.
@@ -143,9 +140,9 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	r := &Runner{cfg: cfg, log: cfg.Logger, owner: "runner-" + hex.EncodeToString(b[:]),
-		notify: make(chan struct{}, 1), rollouts: map[string]*driven{}, draining: map[string]*driven{}, life: context.WithoutCancel(ctx)}
+		notify: make(chan struct{}, 1), rollouts: map[string]*driven{}, draining: map[string]*driven{}}
 	cc := cfg.Controller
-	cc.OnStatus, cc.OnState = r.onStatus, r.onState
+	cc.OnStatus, cc.OnState, cc.Record = nil, nil, r.record
 	if cc.Now == nil {
 		cc.Now = cfg.Now
 	}
@@ -168,31 +165,45 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 // Close disconnects. Call it after Run has returned.
 func (r *Runner) Close(ctx context.Context) error { return r.ctl.Close(ctx) }
 
-// onStatus records a status, once per (device, seq), and queues it. It
-// runs on the controller's receive goroutine, which acknowledges the
-// status to the broker when it returns: the record is durable by then.
-func (r *Runner) onStatus(st message.JobStatus) {
-	body, _ := json.Marshal(st)
-	isNew, err := r.cfg.State.RecordStatus(r.life, store.FleetStatus{
-		DeviceID: st.DeviceID, Seq: st.Seq, JobID: st.JobID, Status: st.Status, Body: body})
+// record stores what arrived, statuses once per (device, seq), in one
+// transaction, and queues it for Run in the order it arrived. It runs on
+// the controller's recorder, which acknowledges the messages to the
+// broker when it returns: they are durable by then.
+func (r *Runner) record(ctx context.Context, arrived []controller.Arrival) error {
+	var statuses []store.FleetStatus
+	var devices []store.FleetDevice
+	for _, a := range arrived {
+		switch {
+		case a.Status != nil:
+			st := a.Status
+			body, _ := json.Marshal(st)
+			statuses = append(statuses, store.FleetStatus{DeviceID: st.DeviceID, Seq: st.Seq, JobID: st.JobID, Status: st.Status, Body: body})
+		case a.State != nil:
+			body, _ := json.Marshal(a.State)
+			devices = append(devices, store.FleetDevice{ID: a.State.DeviceID, Online: a.State.Online, Body: body})
+		}
+	}
+	fresh, err := r.cfg.State.RecordBatch(ctx, statuses, devices)
 	if err != nil {
-		r.log.Error("record a job status", "device_id", st.DeviceID, "seq", st.Seq, "error", err)
+		return err
 	}
-	if err == nil && !isNew {
-		return // a redelivery of a status already counted
+	evs := make([]Event, 0, len(arrived))
+	i := 0
+	for _, a := range arrived {
+		switch {
+		case a.Status != nil:
+			if fresh[i] { // else a redelivery of a status already counted
+				st := a.Status
+				evs = append(evs, Event{Kind: EventJobStatus, Device: st.DeviceID, JobID: st.JobID, Status: st.Status,
+					ErrorCode: st.ErrorCode, Detail: st.Detail})
+			}
+			i++
+		case a.State != nil:
+			evs = append(evs, stateEvent(*a.State))
+		}
 	}
-	r.enqueue(Event{Kind: EventJobStatus, Device: st.DeviceID, JobID: st.JobID, Status: st.Status,
-		ErrorCode: st.ErrorCode, Detail: st.Detail})
-}
-
-// onState records a device's latest state and queues it.
-func (r *Runner) onState(st message.State) {
-	body, _ := json.Marshal(st)
-	if err := r.cfg.State.SaveDeviceState(r.life, store.FleetDevice{
-		ID: st.DeviceID, Online: st.Online, Body: body}); err != nil {
-		r.log.Error("record a device state", "device_id", st.DeviceID, "error", err)
-	}
-	r.enqueue(stateEvent(st))
+	r.enqueue(evs...)
+	return nil
 }
 
 func stateEvent(st message.State) Event {
@@ -216,13 +227,13 @@ func healthy(st message.State) bool {
 // for Run, which may itself be waiting for a PUBACK that goroutine reads.
 // A full queue drops ev and has Run read the events again from the state
 // file and the controller.
-func (r *Runner) enqueue(ev Event) {
+func (r *Runner) enqueue(evs ...Event) {
 	r.mu.Lock()
-	if len(r.queue) < maxQueued {
-		r.queue = append(r.queue, ev)
-	} else {
-		r.lost = true
+	room := max(0, maxQueued-len(r.queue))
+	if len(evs) > room {
+		evs, r.lost = evs[:room], true
 	}
+	r.queue = append(r.queue, evs...)
 	r.mu.Unlock()
 	select {
 	case r.notify <- struct{}{}:

@@ -47,8 +47,10 @@ type RunnerConfig struct {
 	// TickInterval is how often time is given to the rollouts and control
 	// requests are taken; zero means one second.
 	TickInterval time.Duration
-	// Settle is how long Open waits for the retained device states to
-	// arrive after connecting (they come as a burst); zero means 2 s.
+	// Settle bounds how long Open waits for the retained device states to
+	// arrive after connecting: they come as a burst, and Open returns once
+	// none came for Settle/8 (at least 100 ms), or after Settle; zero
+	// means 2 s.
 	Settle time.Duration
 	// PublishTimeout bounds each attempt to publish a job (waiting for a
 	// connection and the broker's acknowledgement); a job not
@@ -151,15 +153,41 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 		return nil, err
 	}
 	r.ctl = ctl
-	t := time.NewTimer(cfg.Settle)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+	if err := r.settle(ctx); err != nil {
 		_ = ctl.Close(context.WithoutCancel(ctx))
-		return nil, ctx.Err()
+		return nil, err
 	}
 	return r, nil
+}
+
+// settle waits for the burst of retained device states that follows the
+// subscription to end: until none came for a while, at most cfg.Settle.
+func (r *Runner) settle(ctx context.Context) error {
+	quiet := max(r.cfg.Settle/8, 100*time.Millisecond)
+	limit := time.NewTimer(r.cfg.Settle)
+	defer limit.Stop()
+	calm := time.NewTimer(quiet)
+	defer calm.Stop()
+	defer signal(r.notify) // for Run: the events queued meanwhile
+	for {
+		select {
+		case <-r.notify:
+			calm.Reset(quiet)
+		case <-calm.C:
+			return nil
+		case <-limit.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // Close disconnects. Call it after Run has returned.

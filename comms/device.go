@@ -19,6 +19,12 @@ import (
 // before the bus drops them for it.
 const busBuffer = 512
 
+// receiveMaximum is how many messages the broker may send the device
+// before it acknowledged them: jobs, one at a time in practice. The MQTT
+// library keeps a queue of that many for its handler, 0.5 MiB at the
+// protocol's default of 65,535.
+const receiveMaximum = 32
+
 // goodbyeTimeout bounds the clean end of Run: the offline state published
 // (when connected) and the DISCONNECT sent.
 const goodbyeTimeout = 3 * time.Second
@@ -222,6 +228,11 @@ func (d *Device) connectPacket(cp *paho.Connect, _ *url.URL) (*paho.Connect, err
 	}
 	cp.WillMessage = &paho.WillMessage{Retain: true, QoS: 1, Topic: d.cfg.topics.State(), Payload: will}
 	cp.WillProperties = &paho.WillProperties{}
+	if cp.Properties == nil {
+		cp.Properties = &paho.ConnectProperties{}
+	}
+	recv := uint16(receiveMaximum)
+	cp.Properties.ReceiveMaximum = &recv
 	return cp, nil
 }
 

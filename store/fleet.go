@@ -177,18 +177,40 @@ func (f *Fleet) CreateRollout(ctx context.Context, ro FleetRollout) error {
 	return nil
 }
 
-// SaveRollout replaces a rollout's phase, open flag and state; ErrNotFound
-// when there is no such rollout.
-func (f *Fleet) SaveRollout(ctx context.Context, id, phase string, open bool, state json.RawMessage) error {
+// SaveRollout replaces a rollout's phase, open flag and state, and records
+// deployments (as RecordDeployment does, in order), in one transaction;
+// ErrNotFound when there is no such rollout.
+func (f *Fleet) SaveRollout(ctx context.Context, id, phase string, open bool, state json.RawMessage, deployments ...FleetDeployment) error {
 	if !json.Valid(state) {
 		return fmt.Errorf("save rollout %s: %w: state is not JSON", id, ErrInvalid)
 	}
-	res, err := f.w.ExecContext(ctx, `UPDATE rollouts SET phase = ?, open = ?, state = ?, updated_at = ? WHERE id = ?`,
+	for _, d := range deployments {
+		if err := d.check(); err != nil {
+			return fmt.Errorf("save rollout %s: %w", id, err)
+		}
+	}
+	tx, err := f.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save rollout %s: %w", id, err)
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	res, err := tx.ExecContext(ctx, `UPDATE rollouts SET phase = ?, open = ?, state = ?, updated_at = ? WHERE id = ?`,
 		phase, open, string(state), toMillis(f.now()), id)
 	if err != nil {
 		return fmt.Errorf("save rollout %s: %w", id, err)
 	}
-	return changedOrNotFound(res, "save rollout "+id)
+	if err := changedOrNotFound(res, "save rollout "+id); err != nil {
+		return err
+	}
+	for _, d := range deployments {
+		if err := f.recordDeployment(ctx, tx, d); err != nil {
+			return fmt.Errorf("save rollout %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save rollout %s: commit: %w", id, err)
+	}
+	return nil
 }
 
 // ClaimRollout makes owner the driver of rollout id until until, when no
@@ -282,11 +304,15 @@ func (f *Fleet) RecordStatus(ctx context.Context, st FleetStatus) (bool, error) 
 	if st.DeviceID == "" || st.Seq > 1<<63-1 || !json.Valid(st.Body) {
 		return false, fmt.Errorf("record status %s/%d: %w", st.DeviceID, st.Seq, ErrInvalid)
 	}
+	return f.recordStatus(ctx, f.w, st)
+}
+
+func (f *Fleet) recordStatus(ctx context.Context, q querier, st FleetStatus) (bool, error) {
 	at := st.ReceivedAt
 	if at.IsZero() {
 		at = f.now()
 	}
-	res, err := f.w.ExecContext(ctx, `
+	res, err := q.ExecContext(ctx, `
 		INSERT INTO statuses (device_id, seq, job_id, status, body, received_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (device_id, seq) DO NOTHING`,
 		st.DeviceID, int64(st.Seq), st.JobID, st.Status, string(st.Body), toMillis(at))
@@ -298,6 +324,42 @@ func (f *Fleet) RecordStatus(ctx context.Context, st FleetStatus) (bool, error) 
 		return false, fmt.Errorf("record status %s/%d: %w", st.DeviceID, st.Seq, err)
 	}
 	return n == 1, nil
+}
+
+// RecordBatch records statuses (as RecordStatus does) and device states
+// (as SaveDeviceState does) in one transaction, and reports for each
+// status whether it is new.
+func (f *Fleet) RecordBatch(ctx context.Context, statuses []FleetStatus, devices []FleetDevice) ([]bool, error) {
+	for _, st := range statuses {
+		if st.DeviceID == "" || st.Seq > 1<<63-1 || !json.Valid(st.Body) {
+			return nil, fmt.Errorf("record status %s/%d: %w", st.DeviceID, st.Seq, ErrInvalid)
+		}
+	}
+	for _, d := range devices {
+		if d.ID == "" || !json.Valid(d.Body) {
+			return nil, fmt.Errorf("save state of device %q: %w", d.ID, ErrInvalid)
+		}
+	}
+	tx, err := f.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("record a batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	fresh := make([]bool, len(statuses))
+	for i, st := range statuses {
+		if fresh[i], err = f.recordStatus(ctx, tx, st); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range devices {
+		if err := f.saveDeviceState(ctx, tx, d); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("record a batch: commit: %w", err)
+	}
+	return fresh, nil
 }
 
 // StatusesOfJobs returns the statuses recorded for jobs whose id starts
@@ -333,11 +395,15 @@ func (f *Fleet) SaveDeviceState(ctx context.Context, d FleetDevice) error {
 	if d.ID == "" || !json.Valid(d.Body) {
 		return fmt.Errorf("save state of device %q: %w", d.ID, ErrInvalid)
 	}
+	return f.saveDeviceState(ctx, f.w, d)
+}
+
+func (f *Fleet) saveDeviceState(ctx context.Context, q querier, d FleetDevice) error {
 	at := d.LastSeen
 	if at.IsZero() {
 		at = f.now()
 	}
-	if _, err := f.w.ExecContext(ctx, `
+	if _, err := q.ExecContext(ctx, `
 		INSERT INTO device_states (device_id, online, body, last_seen) VALUES (?, ?, ?, ?)
 		ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, body = excluded.body, last_seen = excluded.last_seen`,
 		d.ID, d.Online, string(d.Body), toMillis(at)); err != nil {

@@ -20,14 +20,25 @@ type FleetDeployment struct {
 // RecordDeployment records d as its device's last successful deployment,
 // replacing the one recorded before.
 func (f *Fleet) RecordDeployment(ctx context.Context, d FleetDeployment) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	return f.recordDeployment(ctx, f.w, d)
+}
+
+func (d FleetDeployment) check() error {
 	if d.DeviceID == "" || d.JobID == "" || d.Manifest == "" {
 		return fmt.Errorf("record deployment of device %q: %w: device, job and manifest are required", d.DeviceID, ErrInvalid)
 	}
+	return nil
+}
+
+func (f *Fleet) recordDeployment(ctx context.Context, q querier, d FleetDeployment) error {
 	at := d.SucceededAt
 	if at.IsZero() {
 		at = f.now()
 	}
-	if _, err := f.w.ExecContext(ctx, `
+	if _, err := q.ExecContext(ctx, `
 		INSERT INTO device_deployments (device_id, rollout_id, job_id, manifest, succeeded_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (device_id) DO UPDATE SET rollout_id = excluded.rollout_id, job_id = excluded.job_id,
 			manifest = excluded.manifest, succeeded_at = excluded.succeeded_at`,

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
@@ -76,12 +77,30 @@ type Config struct {
 	// retained state was cleared is reported as a State with only its
 	// DeviceID.
 	OnState func(message.State)
+	// Record, when set, takes what arrives in batches instead: every new
+	// job status and every device state that replaces the one held since
+	// the last call, in the order they arrived, from a goroutine of its
+	// own, while more arrive. The broker gets its acknowledgement of each
+	// message only after the Record call that had it returned nil, so a
+	// batch stored durably there (in one transaction: one disk sync for
+	// many messages) cannot be lost. A batch Record fails is given again,
+	// with what arrived meanwhile, after a second. OnStatus and OnState,
+	// when set too, are then called after Record, for each of the batch.
+	Record func(context.Context, []Arrival) error
 	// Logger receives connection events and dropped messages; nil discards
 	// them.
 	Logger *slog.Logger
 	// Now is the clock a job's expiry is checked against before it is
 	// published; nil means time.Now.
 	Now func() time.Time
+}
+
+// Arrival is one message Config.Record takes: a new job status, or a
+// device state that replaced the one held (a device whose retained state
+// was cleared is a State with only its DeviceID).
+type Arrival struct {
+	Status *message.JobStatus
+	State  *message.State
 }
 
 // settings is a Config checked and completed.

@@ -41,7 +41,18 @@ type Controller struct {
 	devices     map[string]*device
 	stats       Stats
 	changed     chan struct{} // closed and replaced whenever a status or state is recorded
+
+	// With Config.Record: messages waiting for the recorder.
+	recMu    sync.Mutex
+	recQueue []arrival
+	recWake  chan struct{}
 }
+
+// ackInterval is how often the acknowledgements of recorded messages are
+// sent (with Config.Record): the broker keeps sending meanwhile, up to the
+// client's receive maximum, so this adds latency to nothing a device waits
+// for.
+const ackInterval = 20 * time.Millisecond
 
 // Stats counts what the controller has received since Connect.
 type Stats struct {
@@ -75,6 +86,11 @@ func Connect(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	// The connection outlives ctx, which only bounds the wait below.
 	c.life, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if s.Record != nil {
+		c.recWake = make(chan struct{}, 1)
+		c.subs.Add(1)
+		go c.record()
+	}
 	if c.cm, err = autopaho.NewConnection(c.life, c.clientConfig()); err != nil {
 		c.cancel()
 		return nil, fmt.Errorf("controller: %w", err)
@@ -118,6 +134,9 @@ func (c *Controller) clientConfig() autopaho.ClientConfig {
 		ClientConfig: paho.ClientConfig{
 			ClientID:          s.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){c.received},
+			// With Record, a message is acknowledged once recorded.
+			EnableManualAcknowledgment: s.Record != nil,
+			SendAcksInterval:           ackInterval,
 		},
 	}
 }
@@ -286,6 +305,15 @@ func (e *refusedError) Error() string {
 // published meanwhile wait there for the next Connect with the same
 // client id.
 func (c *Controller) Close(ctx context.Context) error {
+	if c.cfg.Record != nil {
+		// The acknowledgements of what was recorded leave every
+		// ackInterval: give the last ones time to go (a status whose
+		// acknowledgement is lost comes again, as a duplicate).
+		select {
+		case <-time.After(3 * ackInterval):
+		case <-ctx.Done():
+		}
+	}
 	c.cancel()
 	err := c.cm.Disconnect(ctx)
 	c.subs.Wait()

@@ -389,3 +389,87 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// With Record, a status is acknowledged to the broker only once a Record
+// call that had it returned nil: one never recorded comes again to the
+// next connection of the same session, one recorded does not.
+func TestRecordedStatusesAreAcknowledgedOnlyOnceRecorded(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	cfg, _ := config(t, b)
+	cfg.ClientID = "recorder"
+	dev := b.Dial(t, b.Device(t, "pos-12"), mqtttest.DialOptions{})
+	dev.AwaitUp(t)
+
+	// recorder connects with record as Config.Record and returns the
+	// statuses it was given, as they come.
+	recorder := func(record func([]controller.Arrival) error) (*controller.Controller, <-chan message.JobStatus) {
+		got := make(chan message.JobStatus, 16)
+		c := cfg
+		c.Record = func(_ context.Context, as []controller.Arrival) error {
+			err := record(as)
+			for _, a := range as {
+				if a.Status != nil {
+					got <- *a.Status
+				}
+			}
+			return err
+		}
+		ctl, err := controller.Connect(wait(t), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ctl.Close(context.WithoutCancel(t.Context())) })
+		return ctl, got
+	}
+	next := func(ch <-chan message.JobStatus) message.JobStatus {
+		t.Helper()
+		select {
+		case st := <-ch:
+			return st
+		case <-wait(t).Done():
+			t.Fatal("no status recorded")
+		}
+		return message.JobStatus{}
+	}
+
+	failing, tried := recorder(func([]controller.Arrival) error { return errors.New("disk full") })
+	sendStatus(t, dev, status("pos-12", "job-1", 1, message.StatusQueued))
+	if st := next(tried); st.Seq != 1 {
+		t.Fatalf("recorded seq %d, want 1", st.Seq)
+	}
+	if err := failing.Close(wait(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	working, recorded := recorder(func([]controller.Arrival) error { return nil })
+	if st := next(recorded); st.Seq != 1 {
+		t.Fatalf("after a failed record, the next connection got seq %d first, want 1 again", st.Seq)
+	}
+	if _, err := working.WaitStatus(wait(t), "pos-12", "job-1", message.StatusQueued); err != nil {
+		t.Fatal(err)
+	}
+	if err := working.Close(wait(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Acknowledgements leave in batches, a few milliseconds after the
+	// record: one that had not left at Close brings the status again, a
+	// duplicate, and the next connection acknowledges it in turn.
+	sendStatus(t, dev, status("pos-12", "job-1", 2, message.StatusSucceeded))
+	for {
+		ctl, got := recorder(func([]controller.Arrival) error { return nil })
+		st := next(got)
+		if st.Seq == 2 {
+			break
+		}
+		if st.Seq != 1 {
+			t.Fatalf("got seq %d, want 1 again or 2", st.Seq)
+		}
+		if _, err := ctl.WaitStatus(wait(t), "pos-12", "job-1", message.StatusSucceeded); err != nil {
+			t.Fatal(err)
+		}
+		if err := ctl.Close(wait(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -18,23 +18,37 @@ const maxPayload = 256 << 10
 // broker would only send it again.
 func (c *Controller) received(pr paho.PublishReceived) (bool, error) {
 	topic, payload := pr.Packet.Topic, pr.Packet.Payload
+	var got arrival
 	if dev, job, err := message.ParseStatusTopic(c.cfg.TopicPrefix, topic); err == nil {
-		c.status(topic, dev, job, payload)
-		return true, nil
+		got = c.status(topic, dev, job, payload)
+	} else if dev, err := message.ParseStateTopic(c.cfg.TopicPrefix, topic); err == nil {
+		got = c.state(topic, dev, payload)
+	} else {
+		c.log.Debug("message on a topic the controller does not read", "topic", topic)
 	}
-	if dev, err := message.ParseStateTopic(c.cfg.TopicPrefix, topic); err == nil {
-		c.state(topic, dev, payload)
-		return true, nil
+	if c.cfg.Record != nil {
+		got.client, got.packet = pr.Client, pr.Packet
+		c.arrived(got)
 	}
-	c.log.Debug("message on a topic the controller does not read", "topic", topic)
 	return true, nil
 }
 
-func (c *Controller) status(topic, deviceID, jobID string, payload []byte) {
+// arrival is one message received while Config.Record is set: what it
+// brought, if anything new, and how to acknowledge it.
+type arrival struct {
+	Arrival
+	client *paho.Client
+	packet *paho.Publish
+}
+
+// status decodes a status and tells duplicates apart; without
+// Config.Record it also hands it on, and with it returns it for the
+// recorder.
+func (c *Controller) status(topic, deviceID, jobID string, payload []byte) arrival {
 	st, err := decodeStatus(deviceID, jobID, payload)
 	if err != nil {
 		c.malformed(topic, err)
-		return
+		return arrival{}
 	}
 	c.mu.Lock()
 	fresh := c.device(deviceID).seqs.add(st.Seq)
@@ -46,15 +60,23 @@ func (c *Controller) status(topic, deviceID, jobID string, payload []byte) {
 	c.mu.Unlock()
 	if !fresh {
 		c.log.Debug("duplicate job status dropped", "device_id", deviceID, "job_id", jobID, "seq", st.Seq)
-		return
+		return arrival{}
 	}
+	if c.cfg.Record != nil {
+		return arrival{Arrival: Arrival{Status: &st}}
+	}
+	c.handStatus(st)
+	return arrival{}
+}
+
+// handStatus gives a new status to OnStatus, then to WaitStatus: it
+// returns only after OnStatus has seen the status.
+func (c *Controller) handStatus(st message.JobStatus) {
 	if c.cfg.OnStatus != nil {
 		c.cfg.OnStatus(st)
 	}
-	// Recorded only now, so that WaitStatus returns after OnStatus has
-	// seen the status.
 	c.mu.Lock()
-	c.device(deviceID).record(st)
+	c.device(st.DeviceID).record(st)
 	c.notify()
 	c.mu.Unlock()
 }
@@ -94,13 +116,13 @@ func knownStatus(s string) bool {
 
 // state keeps a device's state. An empty payload is the device's retained
 // state being cleared: the device is forgotten.
-func (c *Controller) state(topic, deviceID string, payload []byte) {
+func (c *Controller) state(topic, deviceID string, payload []byte) arrival {
 	var st message.State
 	if len(payload) > 0 {
 		var err error
 		if st, err = decodeState(deviceID, payload); err != nil {
 			c.malformed(topic, err)
-			return
+			return arrival{}
 		}
 	}
 	c.mu.Lock()
@@ -111,12 +133,20 @@ func (c *Controller) state(topic, deviceID string, payload []byte) {
 	c.mu.Unlock()
 	if !fresh {
 		c.log.Debug("older device state dropped", "device_id", deviceID, "seq", st.Seq)
-		return
+		return arrival{}
 	}
+	if len(payload) == 0 {
+		st.DeviceID = deviceID
+	}
+	if c.cfg.Record != nil {
+		return arrival{Arrival: Arrival{State: &st}}
+	}
+	c.handState(st)
+	return arrival{}
+}
+
+func (c *Controller) handState(st message.State) {
 	if c.cfg.OnState != nil {
-		if len(payload) == 0 {
-			st.DeviceID = deviceID
-		}
 		c.cfg.OnState(st)
 	}
 	c.mu.Lock()

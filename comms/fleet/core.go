@@ -21,6 +21,23 @@ type Core struct {
 	index map[string]int // device id → index in s.Devices
 	at    time.Time      // the time of the event in progress
 	out   []Action
+
+	// What follows is derived from s, so that a status costs the same
+	// whatever the number of devices: one event must not walk them all.
+
+	// dueSet and dueAt: no device has a deadline (a timeout, the end of
+	// a soak) before dueAt; nothing is due at all while !dueSet.
+	dueSet bool
+	dueAt  time.Time
+	// witness is a device that held its ring back when last looked at:
+	// while it still does, the ring is not settled.
+	witness int
+	// pubRing and pubFrom: every device before pubFrom is published or
+	// not of ring pubRing.
+	pubRing, pubFrom int
+	// finished and failed count each ring's devices that finished, and
+	// those of them that failed, for the failure budget.
+	finished, failed []int
 }
 
 // New checks cfg and returns the core of a rollout in PhaseNew, its rings
@@ -40,12 +57,15 @@ func New(cfg Config) (*Core, error) {
 // Restore returns the core of a recorded rollout. After a restart, send
 // EventRestart first.
 func Restore(s State) (*Core, error) {
-	c := &Core{s: s.clone(), index: make(map[string]int, len(s.Devices))}
+	c := &Core{s: s.clone(), index: make(map[string]int, len(s.Devices)),
+		dueSet: true, pubRing: -1, // the first advance looks at every device
+		finished: make([]int, len(s.Config.Rings)), failed: make([]int, len(s.Config.Rings))}
 	for i, d := range c.s.Devices {
 		if _, dup := c.index[d.ID]; dup || d.Ring < 0 || d.Ring >= len(c.s.Config.Rings) {
 			return nil, fmt.Errorf("%w: recorded state: device %q twice or in no ring", ErrConfig, d.ID)
 		}
 		c.index[d.ID] = i
+		c.count(d.Ring, d.Outcome, 1)
 	}
 	return c, nil
 }
@@ -168,7 +188,23 @@ func (c *Core) Step(ev Event) ([]Action, error) {
 // advance does what time and the last event made due: soaks completed,
 // timeouts, the next ring, and publishes under the rate.
 func (c *Core) advance(now time.Time) {
+	if c.dueSet && !now.Before(c.dueAt) {
+		c.expire(now)
+	}
+	for c.s.Phase == PhaseRunning && c.ringSettled(c.s.Ring) {
+		c.emit(Action{Kind: ActionRingFinished, Ring: c.s.Ring})
+		c.startRing(c.s.Ring + 1)
+	}
+	if c.s.Phase == PhaseRunning {
+		c.publish(now)
+	}
+}
+
+// expire ends the soaks completed and the devices timed out at now, and
+// finds the next deadline.
+func (c *Core) expire(now time.Time) {
 	cfg := c.s.Config
+	c.dueSet = false
 	for i := range c.s.Devices {
 		d := &c.s.Devices[i]
 		switch d.Outcome {
@@ -183,13 +219,39 @@ func (c *Core) advance(now time.Time) {
 				c.set(d, TimedOut, "TIMEOUT", fmt.Sprintf("no final status within %s of publishing", cfg.DeviceTimeout))
 			}
 		}
+		c.noteDue(d)
 	}
-	for c.s.Phase == PhaseRunning && c.ringSettled(c.s.Ring) {
-		c.emit(Action{Kind: ActionRingFinished, Ring: c.s.Ring})
-		c.startRing(c.s.Ring + 1)
+}
+
+// noteDue takes d's next deadline into account: the end of its soak, or
+// its timeout. Called whenever what it depends on may have changed.
+func (c *Core) noteDue(d *Device) {
+	cfg := c.s.Config
+	var at time.Time
+	has := false
+	earlier := func(t time.Time) {
+		if !has || t.Before(at) {
+			at, has = t, true
+		}
 	}
-	if c.s.Phase == PhaseRunning {
-		c.publish(now)
+	switch d.Outcome {
+	case Soaking:
+		if cfg.Soak == 0 {
+			earlier(time.Time{}) // at once
+		}
+		if !d.SoakSince.IsZero() {
+			earlier(d.SoakSince.Add(cfg.Soak))
+		}
+		if cfg.DeviceTimeout > 0 {
+			earlier(d.SucceededAt.Add(max(cfg.DeviceTimeout, cfg.Soak)))
+		}
+	case Published:
+		if cfg.DeviceTimeout > 0 {
+			earlier(d.PublishedAt.Add(cfg.DeviceTimeout))
+		}
+	}
+	if has && (!c.dueSet || at.Before(c.dueAt)) {
+		c.dueAt, c.dueSet = at, true
 	}
 }
 
@@ -227,8 +289,11 @@ func (c *Core) ringSize(k int) int {
 // ringSettled reports whether every device of ring k has its job and no
 // longer holds the ring back.
 func (c *Core) ringSettled(k int) bool {
-	for _, d := range c.s.Devices {
-		if d.Ring == k && (d.PublishedAt.IsZero() || !d.Outcome.settled()) {
+	n := len(c.s.Devices)
+	for i := range n {
+		j := (c.witness + i) % n
+		if d := &c.s.Devices[j]; d.Ring == k && (d.PublishedAt.IsZero() || !d.Outcome.settled()) {
+			c.witness = j
 			return false
 		}
 	}
@@ -247,7 +312,16 @@ func (c *Core) publish(now time.Time) {
 		c.s.NextPublishAt = now
 	}
 	c.s.Idle = false
-	for i := range c.s.Devices {
+	if c.pubRing != c.s.Ring {
+		c.pubRing, c.pubFrom = c.s.Ring, 0
+	}
+	for c.pubFrom < len(c.s.Devices) {
+		if d := &c.s.Devices[c.pubFrom]; d.Ring == c.s.Ring && d.PublishedAt.IsZero() {
+			break
+		}
+		c.pubFrom++
+	}
+	for i := c.pubFrom; i < len(c.s.Devices); i++ {
 		d := &c.s.Devices[i]
 		if d.Ring != c.s.Ring || !d.PublishedAt.IsZero() || d.Outcome != Pending && d.Outcome != Offline {
 			continue
@@ -258,8 +332,11 @@ func (c *Core) publish(now time.Time) {
 		c.s.NextPublishAt = c.s.NextPublishAt.Add(interval)
 		d.PublishedAt = now
 		if d.Outcome == Pending {
+			c.count(d.Ring, d.Outcome, -1)
 			d.Outcome = Published
+			c.count(d.Ring, d.Outcome, 1)
 		}
+		c.noteDue(d)
 		c.emit(Action{Kind: ActionPublish, Device: d.ID, Job: c.job(d)})
 	}
 	c.s.Idle = true
@@ -359,6 +436,7 @@ func (c *Core) deviceState(ev Event) {
 		d.SoakSince = time.Time{} // the soak starts again when it is back
 	case d.SoakSince.IsZero():
 		d.SoakSince = ev.At
+		c.noteDue(d)
 	}
 }
 
@@ -366,7 +444,10 @@ func (c *Core) deviceState(ev Event) {
 // ring's failure budget.
 func (c *Core) set(d *Device, to Outcome, code, detail string) {
 	from := d.Outcome
+	c.count(d.Ring, from, -1)
 	d.Outcome = to
+	c.count(d.Ring, to, 1)
+	c.noteDue(d)
 	if to.failure() || to == Canceled {
 		d.ErrorCode, d.Detail = code, detail
 	}
@@ -383,15 +464,7 @@ func (c *Core) judge(k int) {
 		return
 	}
 	cfg := c.s.Config
-	finished, failed := 0, 0
-	for _, d := range c.s.Devices {
-		if d.Ring == k && d.Outcome.finished() {
-			finished++
-			if d.Outcome.failure() {
-				failed++
-			}
-		}
-	}
+	finished, failed := c.finished[k], c.failed[k]
 	if finished == 0 || finished < cfg.MinExecuted || float64(failed) <= cfg.MaxFailureRate*float64(finished) {
 		return
 	}
@@ -446,6 +519,16 @@ func (c *Core) finish(p Phase, reason string) {
 }
 
 func (c *Core) emit(a Action) { c.out = append(c.out, a) }
+
+// count adds delta to ring k's counts of outcome o.
+func (c *Core) count(k int, o Outcome, delta int) {
+	if o.finished() {
+		c.finished[k] += delta
+	}
+	if o.failure() {
+		c.failed[k] += delta
+	}
+}
 
 // Devices returns a copy of every device's record, in rank order.
 func (c *Core) Devices() []Device { return slices.Clone(c.s.Devices) }

@@ -82,12 +82,12 @@ func manifestOf(st message.State) (string, bool) {
 	return b.String(), true
 }
 
-// recordSuccess records, when ev is a deployment job of rollout c
-// SUCCEEDED on its device, the manifest the device now runs: the
+// deployed returns, when ev is a deployment job of rollout c SUCCEEDED
+// on its device, the manifest the device now runs, to be recorded: the
 // rollout's, or for its rollback job the previous one.
-func recordSuccess(ctx context.Context, state *store.Fleet, c *Core, ev Event) error {
+func deployed(c *Core, ev Event) (store.FleetDeployment, bool) {
 	if ev.Kind != EventJobStatus || ev.Status != message.StatusSucceeded {
-		return nil
+		return store.FleetDeployment{}, false
 	}
 	cfg := c.s.Config
 	var t Template
@@ -97,11 +97,11 @@ func recordSuccess(ctx context.Context, state *store.Fleet, c *Core, ev Event) e
 	case cfg.ID + "-" + ev.Device + "-rollback":
 		t = cfg.Previous[ev.Device]
 	default:
-		return nil
+		return store.FleetDeployment{}, false
 	}
 	if _, target := c.index[ev.Device]; !target || t.Kind != message.KindDeployment || t.Manifest == "" {
-		return nil
+		return store.FleetDeployment{}, false
 	}
-	return state.RecordDeployment(ctx, store.FleetDeployment{DeviceID: ev.Device, RolloutID: cfg.ID,
-		JobID: ev.JobID, Manifest: t.Manifest})
+	return store.FleetDeployment{DeviceID: ev.Device, RolloutID: cfg.ID, JobID: ev.JobID, Manifest: t.Manifest,
+		SucceededAt: ev.At}, true
 }

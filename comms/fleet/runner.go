@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keystone-edge/keystone/comms/controller"
@@ -46,8 +47,10 @@ type RunnerConfig struct {
 	// TickInterval is how often time is given to the rollouts and control
 	// requests are taken; zero means one second.
 	TickInterval time.Duration
-	// Settle is how long Open waits for the retained device states to
-	// arrive after connecting (they come as a burst); zero means 2 s.
+	// Settle bounds how long Open waits for the retained device states to
+	// arrive after connecting: they come as a burst, and Open returns once
+	// none came for Settle/8 (at least 100 ms), or after Settle; zero
+	// means 2 s.
 	Settle time.Duration
 	// PublishTimeout bounds each attempt to publish a job (waiting for a
 	// connection and the broker's acknowledgement); a job not
@@ -82,9 +85,6 @@ type Runner struct {
 	away bool
 	// onFinished, when set, is called by Run as a rollout finishes.
 	onFinished func(id string, c *Core)
-	// life bounds the state file writes of the broker's callbacks, which
-	// have no context of their own.
-	life context.Context
 }
 
 // driven is one rollout this Runner drives.
@@ -97,12 +97,22 @@ type driven struct {
 	// told: the rollout's end was reported (onFinished) while it stays
 	// open for devices that were offline.
 	told bool
+	// deployed are the successes to record with the next save of the
+	// record (each device's manifest, for a later rollback); a restart
+	// before then finds them again in the statuses it replays.
+	deployed []store.FleetDeployment
 }
 
-// maxQueued bounds the events waiting for Run. Every status is in the
-// state file and every state is held by the controller before it is
-// queued, so an event dropped from a full queue is read again from there.
-const maxQueued = 4096
+// maxQueued bounds the events waiting for Run (a few hundred bytes each):
+// room for the statuses of a large ring that arrive while its jobs are
+// being published. Every status is in the state file and every state is
+// held by the controller before it is queued, so an event dropped from a
+// full queue is read again from there.
+const maxQueued = 1 << 17
+
+// publishParallel bounds the jobs waiting for the broker's
+// acknowledgement at once.
+const publishParallel = 64
 
 // leaseFor is how long a claim on a rollout lasts without renewal: a
 // driver that died leaves it for another after this.
@@ -132,9 +142,9 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	r := &Runner{cfg: cfg, log: cfg.Logger, owner: "runner-" + hex.EncodeToString(b[:]),
-		notify: make(chan struct{}, 1), rollouts: map[string]*driven{}, draining: map[string]*driven{}, life: context.WithoutCancel(ctx)}
+		notify: make(chan struct{}, 1), rollouts: map[string]*driven{}, draining: map[string]*driven{}}
 	cc := cfg.Controller
-	cc.OnStatus, cc.OnState = r.onStatus, r.onState
+	cc.OnStatus, cc.OnState, cc.Record = nil, nil, r.record
 	if cc.Now == nil {
 		cc.Now = cfg.Now
 	}
@@ -143,45 +153,85 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 		return nil, err
 	}
 	r.ctl = ctl
-	t := time.NewTimer(cfg.Settle)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+	if err := r.settle(ctx); err != nil {
 		_ = ctl.Close(context.WithoutCancel(ctx))
-		return nil, ctx.Err()
+		return nil, err
 	}
 	return r, nil
+}
+
+// settle waits for the burst of retained device states that follows the
+// subscription to end: until none came for a while, at most cfg.Settle.
+func (r *Runner) settle(ctx context.Context) error {
+	quiet := max(r.cfg.Settle/8, 100*time.Millisecond)
+	limit := time.NewTimer(r.cfg.Settle)
+	defer limit.Stop()
+	calm := time.NewTimer(quiet)
+	defer calm.Stop()
+	defer signal(r.notify) // for Run: the events queued meanwhile
+	for {
+		select {
+		case <-r.notify:
+			calm.Reset(quiet)
+		case <-calm.C:
+			return nil
+		case <-limit.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // Close disconnects. Call it after Run has returned.
 func (r *Runner) Close(ctx context.Context) error { return r.ctl.Close(ctx) }
 
-// onStatus records a status, once per (device, seq), and queues it. It
-// runs on the controller's receive goroutine, which acknowledges the
-// status to the broker when it returns: the record is durable by then.
-func (r *Runner) onStatus(st message.JobStatus) {
-	body, _ := json.Marshal(st)
-	isNew, err := r.cfg.State.RecordStatus(r.life, store.FleetStatus{
-		DeviceID: st.DeviceID, Seq: st.Seq, JobID: st.JobID, Status: st.Status, Body: body})
+// record stores what arrived, statuses once per (device, seq), in one
+// transaction, and queues it for Run in the order it arrived. It runs on
+// the controller's recorder, which acknowledges the messages to the
+// broker when it returns: they are durable by then.
+func (r *Runner) record(ctx context.Context, arrived []controller.Arrival) error {
+	var statuses []store.FleetStatus
+	var devices []store.FleetDevice
+	for _, a := range arrived {
+		switch {
+		case a.Status != nil:
+			st := a.Status
+			body, _ := json.Marshal(st)
+			statuses = append(statuses, store.FleetStatus{DeviceID: st.DeviceID, Seq: st.Seq, JobID: st.JobID, Status: st.Status, Body: body})
+		case a.State != nil:
+			body, _ := json.Marshal(a.State)
+			devices = append(devices, store.FleetDevice{ID: a.State.DeviceID, Online: a.State.Online, Body: body})
+		}
+	}
+	fresh, err := r.cfg.State.RecordBatch(ctx, statuses, devices)
 	if err != nil {
-		r.log.Error("record a job status", "device_id", st.DeviceID, "seq", st.Seq, "error", err)
+		return err
 	}
-	if err == nil && !isNew {
-		return // a redelivery of a status already counted
+	evs := make([]Event, 0, len(arrived))
+	i := 0
+	for _, a := range arrived {
+		switch {
+		case a.Status != nil:
+			if fresh[i] { // else a redelivery of a status already counted
+				st := a.Status
+				evs = append(evs, Event{Kind: EventJobStatus, Device: st.DeviceID, JobID: st.JobID, Status: st.Status,
+					ErrorCode: st.ErrorCode, Detail: st.Detail})
+			}
+			i++
+		case a.State != nil:
+			evs = append(evs, stateEvent(*a.State))
+		}
 	}
-	r.enqueue(Event{Kind: EventJobStatus, Device: st.DeviceID, JobID: st.JobID, Status: st.Status,
-		ErrorCode: st.ErrorCode, Detail: st.Detail})
-}
-
-// onState records a device's latest state and queues it.
-func (r *Runner) onState(st message.State) {
-	body, _ := json.Marshal(st)
-	if err := r.cfg.State.SaveDeviceState(r.life, store.FleetDevice{
-		ID: st.DeviceID, Online: st.Online, Body: body}); err != nil {
-		r.log.Error("record a device state", "device_id", st.DeviceID, "error", err)
-	}
-	r.enqueue(stateEvent(st))
+	r.enqueue(evs...)
+	return nil
 }
 
 func stateEvent(st message.State) Event {
@@ -205,13 +255,13 @@ func healthy(st message.State) bool {
 // for Run, which may itself be waiting for a PUBACK that goroutine reads.
 // A full queue drops ev and has Run read the events again from the state
 // file and the controller.
-func (r *Runner) enqueue(ev Event) {
+func (r *Runner) enqueue(evs ...Event) {
 	r.mu.Lock()
-	if len(r.queue) < maxQueued {
-		r.queue = append(r.queue, ev)
-	} else {
-		r.lost = true
+	room := max(0, maxQueued-len(r.queue))
+	if len(evs) > room {
+		evs, r.lost = evs[:room], true
 	}
+	r.queue = append(r.queue, evs...)
 	r.mu.Unlock()
 	select {
 	case r.notify <- struct{}{}:
@@ -556,29 +606,19 @@ func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error
 	if err != nil {
 		return err
 	}
-	if err := recordSuccess(ctx, r.cfg.State, d.core, ev); err != nil {
-		return err
+	if dep, ok := deployed(d.core, ev); ok {
+		d.deployed = append(d.deployed, dep)
 	}
 	phase := d.core.Phase()
-	// A finished rollout stays open while a device that was offline may
-	// still come back and run its job (retained): its outcome is recorded
-	// when it does.
-	open := !phase.over() || awaitingOffline(d.core, r.cfg.Now())
+	open := r.open(d)
 	// The record must be durable before a job goes out, and at the end; a
 	// status alone need not be saved at once: it is in the state file
 	// already and replayed after a restart. Saving a whole rollout after
 	// every status made a rollout's cost grow with the square of its
 	// devices, so those changes are saved at the next tick.
 	if publishes(actions) || !open || ev.Kind == EventTick || ev.Kind == EventRestart {
-		snap, err := json.Marshal(d.core.Snapshot())
-		if err != nil {
+		if err := r.save(ctx, id, d, open); err != nil {
 			return err
-		}
-		if !bytes.Equal(snap, d.saved) {
-			if err := r.cfg.State.SaveRollout(ctx, id, string(phase), open, snap); err != nil {
-				return err
-			}
-			d.saved = snap
 		}
 	}
 	for _, a := range actions {
@@ -599,6 +639,30 @@ func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error
 		}
 		r.finished(id, d)
 	}
+	return nil
+}
+
+// open reports whether a rollout stays open: its course is not over, or
+// a device that was offline may still come back and run its job
+// (retained), whose outcome is then recorded.
+func (r *Runner) open(d *driven) bool {
+	return !d.core.Phase().over() || awaitingOffline(d.core, r.cfg.Now())
+}
+
+// save stores the rollout's record, when it changed, with the successes
+// noted since the last save, in one transaction.
+func (r *Runner) save(ctx context.Context, id string, d *driven, open bool) error {
+	snap, err := json.Marshal(d.core.Snapshot())
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(snap, d.saved) && len(d.deployed) == 0 {
+		return nil
+	}
+	if err := r.cfg.State.SaveRollout(ctx, id, string(d.core.Phase()), open, snap, d.deployed...); err != nil {
+		return err
+	}
+	d.saved, d.deployed = snap, nil
 	return nil
 }
 
@@ -627,30 +691,15 @@ func (r *Runner) finished(id string, d *driven) {
 	}
 }
 
-// flush publishes the rollout's unsent jobs in order, each within the
-// publish timeout, and stops at the first the broker did not acknowledge:
-// it stays unsent for the next tick, and no other publish is tried before
-// then. A job that expired before it could go out is dropped.
+// flush publishes the rollout's unsent jobs, each within the publish
+// timeout, many at once but a device's own jobs one after another in the
+// order decided (a job before its cancel). At the first job the broker
+// did not acknowledge no further publish starts: the jobs not
+// acknowledged stay unsent, in order, for the next tick. A job that
+// expired before it could go out is dropped.
 func (r *Runner) flush(ctx context.Context, id string, d *driven) {
-	for len(d.unsent) > 0 && !r.away && ctx.Err() == nil {
-		j := d.unsent[0]
-		if !r.cfg.Now().Before(j.ExpiresAt) {
-			r.log.Error("job expired before the broker took it; dropped", "rollout_id", id, "device_id", j.DeviceID, "job_id", j.JobID)
-			d.unsent = d.unsent[1:]
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-		err := r.ctl.PublishJob(pctx, j)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				r.away = true
-				r.log.Warn("publish a job; trying again at the next tick", "rollout_id", id, "device_id", j.DeviceID,
-					"job_id", j.JobID, "unsent", len(d.unsent), "error", err)
-			}
-			return
-		}
-		d.unsent = d.unsent[1:]
+	if len(d.unsent) > 0 && !r.away && ctx.Err() == nil {
+		d.unsent = r.publishAll(ctx, id, d.unsent)
 	}
 	if len(d.unsent) == 0 {
 		d.unsent = nil
@@ -659,6 +708,75 @@ func (r *Runner) flush(ctx context.Context, id string, d *driven) {
 			r.finished(id, d)
 		}
 	}
+}
+
+// publishAll publishes jobs as flush says and returns those left unsent,
+// in order.
+func (r *Runner) publishAll(ctx context.Context, id string, jobs []message.Job) []message.Job {
+	now := r.cfg.Now()
+	// Each device's jobs, in order; the devices in the order of their
+	// first job.
+	var devices []string
+	chains := map[string][]int{}
+	for i, j := range jobs {
+		if _, seen := chains[j.DeviceID]; !seen {
+			devices = append(devices, j.DeviceID)
+		}
+		chains[j.DeviceID] = append(chains[j.DeviceID], i)
+	}
+	done := make([]bool, len(jobs))
+	var (
+		next    atomic.Int64
+		stopped atomic.Bool
+		mu      sync.Mutex
+		first   error
+		firstAt int
+	)
+	var wg sync.WaitGroup
+	for range min(publishParallel, len(devices)) {
+		wg.Go(func() {
+			for k := int(next.Add(1) - 1); k < len(devices); k = int(next.Add(1) - 1) {
+				for _, i := range chains[devices[k]] {
+					j := jobs[i]
+					if stopped.Load() || ctx.Err() != nil {
+						return
+					}
+					if !now.Before(j.ExpiresAt) {
+						r.log.Error("job expired before the broker took it; dropped", "rollout_id", id, "device_id", j.DeviceID, "job_id", j.JobID)
+						done[i] = true
+						continue
+					}
+					pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+					err := r.ctl.PublishJob(pctx, j)
+					cancel()
+					if err != nil {
+						stopped.Store(true)
+						mu.Lock()
+						if first == nil {
+							first, firstAt = err, i
+						}
+						mu.Unlock()
+						break // the device's later jobs wait for this one
+					}
+					done[i] = true
+				}
+			}
+		})
+	}
+	wg.Wait()
+	left := jobs[:0:0]
+	for i, j := range jobs {
+		if !done[i] {
+			left = append(left, j)
+		}
+	}
+	if first != nil && ctx.Err() == nil {
+		r.away = true
+		j := jobs[firstAt]
+		r.log.Warn("publish a job; trying again at the next tick", "rollout_id", id, "device_id", j.DeviceID,
+			"job_id", j.JobID, "unsent", len(left), "error", first)
+	}
+	return left
 }
 
 // act records what a rollout decided: jobs join its unsent ones (flush
@@ -682,7 +800,11 @@ func (r *Runner) act(id string, d *driven, a Action) {
 // release gives up the leases this Runner holds, so that another process
 // may continue its rollouts at once.
 func (r *Runner) release(ctx context.Context) {
-	for id := range r.rollouts {
+	for id, d := range r.rollouts {
+		if err := r.save(ctx, id, d, r.open(d)); err != nil {
+			r.log.Warn("save the record of a rollout; its last statuses are read again at the next start",
+				"rollout_id", id, "error", err)
+		}
 		_ = r.cfg.State.ReleaseRollout(ctx, id, r.owner)
 	}
 	r.rollouts = map[string]*driven{}

@@ -49,8 +49,9 @@ func TestDecideIntake(t *testing.T) {
 		{"as new as the newest", intakeInput{Job: job("j1", message.KindDeployment, t0), NewestAccepted: t0}, intakeAccept, "", ""},
 		{"newer by less than the store keeps", intakeInput{Job: job("j1", message.KindDeployment, t0.Add(300*time.Microsecond)), NewestAccepted: t0}, intakeAccept, "", ""},
 		{"older by less than the store keeps", intakeInput{Job: job("j1", message.KindDeployment, t0.Add(300*time.Microsecond)), NewestAccepted: t0.Add(time.Millisecond)}, intakeReject, message.CodeStale, ""},
-		{"agent update", intakeInput{Job: job("j1", message.KindAgentUpdate, t0)}, intakeReject, message.CodeUnsupported, "not built yet"},
+		{"agent update", intakeInput{Job: job("j1", message.KindAgentUpdate, t0)}, intakeReject, message.CodeUnsupported, "does not update itself"},
 		{"stale agent update", intakeInput{Job: job("j1", message.KindAgentUpdate, t0), NewestAccepted: t0.Add(time.Second)}, intakeReject, message.CodeStale, ""},
+		{"agent update on an agent that updates itself", intakeInput{Job: job("j1", message.KindAgentUpdate, t0), SelfUpdate: true}, intakeAccept, "", ""},
 	} {
 		got := decideIntake(tc.in)
 		if got.Action != tc.action || got.Code != tc.code || !strings.Contains(got.Reason, tc.reason) {

@@ -112,7 +112,7 @@ func TestJobOutcomes(t *testing.T) {
 		rejected("elsewhere", message.CodeWrongDevice, `for device "pos-13"`)
 
 		r.publish(r.job("update", message.KindAgentUpdate))
-		rejected("update", message.CodeUnsupported, "not built yet")
+		rejected("update", message.CodeUnsupported, "does not update itself")
 
 		r.publish(r.deployment("refused", "invalid"))
 		failed("refused", "VALIDATION_FAILED", `"1.x" is not a version`)

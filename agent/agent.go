@@ -254,6 +254,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	updCtx, stopUpdate := context.WithCancel(context.WithoutCancel(ctx))
 	a.stack.push("stop the agent update", func(context.Context) error { stopUpdate(); return nil })
 	a.update.boot(updCtx, a.opts.HandedOver)
+	if h := a.opts.HandedOver; h != nil {
+		go a.reportTakeover(updCtx, h)
+	}
 	if w := a.watch; w != nil {
 		wctx, stopWatch := context.WithCancel(ctx)
 		a.own("stop watching the recipe folder", stopWatch, func() {
@@ -284,17 +287,19 @@ func (a *Agent) Start(ctx context.Context) error {
 // until a part running on its own fails (the deployment engine, a
 // listener), and then returns why. Shutdown comes next either way.
 func (a *Agent) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		a.log.Info("shutting down", "reason", context.Cause(ctx).Error())
-		return nil
-	case err := <-a.fatal:
-		a.log.Error("shutting down after a failure", "err", err)
-		return err
-	case <-a.opts.Reload:
-		a.handing = &HandOver{Target: reloadTarget(a.cfg.RootDir), Reason: "reload", dataDir: a.cfg.DataDir}
-	case h := <-a.handOver:
-		a.handing = h
+	for a.handing == nil {
+		select {
+		case <-ctx.Done():
+			a.log.Info("shutting down", "reason", context.Cause(ctx).Error())
+			return nil
+		case err := <-a.fatal:
+			a.log.Error("shutting down after a failure", "err", err)
+			return err
+		case <-a.opts.Reload:
+			a.handing = a.reload()
+		case h := <-a.handOver:
+			a.handing = h
+		}
 	}
 	a.log.Info("handing the components over", "to", a.handing.Target, "reason", a.handing.Reason)
 	systemd{log: a.log}.reloading()
@@ -337,17 +342,57 @@ func (a *Agent) fail(err error) {
 	}
 }
 
-// reloadTarget is what a reload re-executes: the release rootDir/current
-// names when there is one, else this program's own executable.
-func reloadTarget(rootDir string) string {
-	if rootDir != "" {
-		p := filepath.Join(rootDir, "current", "keystone-agent")
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p
+// reload decides what a reload (SIGHUP) re-executes. When root_dir/current
+// names the running release (or there is none), this program, in place.
+// When it names another one, installed by a package, that release runs on
+// trial as an update does (committed when healthy, reverted otherwise);
+// its hand-over then comes from the update, and reload returns nil.
+func (a *Agent) reload() *HandOver {
+	same := &HandOver{Target: a.update.exe, Reason: "reload", dataDir: a.cfg.DataDir}
+	version, exe, ok := currentRelease(a.cfg.RootDir)
+	if !ok {
+		return same
+	}
+	if version == a.opts.Version {
+		same.Target = exe
+		return same
+	}
+	if err := a.update.installed(version, exe); err != nil {
+		a.log.Warn("reload refused", "release", version, "err", err)
+	}
+	return nil
+}
+
+// currentRelease is the release rootDir/current names: its version (the
+// folder's name under releases/) and its executable.
+func currentRelease(rootDir string) (version, exe string, ok bool) {
+	if rootDir == "" {
+		return "", "", false
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Join(rootDir, "current"))
+	if err != nil {
+		return "", "", false
+	}
+	exe = filepath.Join(dir, "keystone-agent")
+	if st, err := os.Stat(exe); err != nil || !st.Mode().IsRegular() {
+		return "", "", false
+	}
+	return filepath.Base(dir), exe, true
+}
+
+// reportTakeover logs how long the hand-over took, from the previous
+// image's last write before its exec until every component it handed over
+// runs again under this one.
+func (a *Agent) reportTakeover(ctx context.Context, h *HandedOver) {
+	var names []string
+	for name, t := range h.Takeover {
+		if t.Process != nil {
+			names = append(names, name)
 		}
 	}
-	if exe, err := os.Executable(); err == nil {
-		return exe
+	if err := a.sup.WaitReady(ctx, names); err != nil {
+		return
 	}
-	return "/proc/self/exe"
+	took := time.Since(h.WrittenAt)
+	a.log.Info("components taken over", "components", len(names), "took_ms", float64(took.Microseconds())/1000)
 }

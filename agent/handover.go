@@ -137,6 +137,9 @@ type HandedOver struct {
 	ExecFailed string
 	// Takeover is for supervisor.Config.Takeover.
 	Takeover map[string]supervisor.Takeover
+	// WrittenAt is when the previous image wrote the hand-over, right
+	// before its exec.
+	WrittenAt time.Time
 }
 
 // TakeHandOver reads the hand-over the previous image of this process left
@@ -163,7 +166,8 @@ func TakeHandOver() (*HandedOver, error) {
 	if st.PID != os.Getpid() {
 		return nil, nil
 	}
-	h := &HandedOver{From: st.From, Target: st.Target, Reason: st.Reason, ExecFailed: st.ExecFailed, Takeover: map[string]supervisor.Takeover{}}
+	h := &HandedOver{From: st.From, Target: st.Target, Reason: st.Reason, ExecFailed: st.ExecFailed,
+		Takeover: map[string]supervisor.Takeover{}, WrittenAt: st.WrittenAt}
 	for _, c := range st.Components {
 		t := supervisor.Takeover{Version: c.Version, Restarts: c.Restarts}
 		if c.PID > 0 {

@@ -211,7 +211,16 @@ func (u *updater) step(ev selfupdate.Event) (refused string) {
 			u.log.Info("executing a release in place", "exe", a.Exe, "phase", string(next.Phase))
 			u.handOver(a.Exe, fmt.Sprintf("agent update %s → %s (%s)", next.From, next.To, next.Phase))
 		case selfupdate.SwitchCurrent:
-			u.hook(FaultUpdateBeforeCommit)
+			if a.Version != next.To {
+				// Back to the running release before a trial: only if it is
+				// an installed release; otherwise there is nothing to point at.
+				if !fileExists(filepath.Join(u.releaseDir(a.Version), "keystone-agent")) {
+					u.log.Warn("the running release is not under releases/; a failing new release will be started again by the service manager", "release", a.Version)
+					continue
+				}
+			} else {
+				u.hook(FaultUpdateBeforeCommit)
+			}
 			if err := switchCurrent(u.rootDir, a.Version); err != nil {
 				// Committed in the record but not on disk would boot the
 				// old release: leave the trial open; the deadline reverts.
@@ -376,4 +385,24 @@ func (u *updater) AgentUpdateStatus(jobID string) (comms.AgentUpdateStatus, bool
 	}
 	return comms.AgentUpdateStatus{Phase: string(st.Phase), Finished: st.Phase.Finished(),
 		Succeeded: st.Phase == selfupdate.PhaseCommitted, RolledBack: st.RolledBack, Code: st.Code, Detail: st.Detail}, true
+}
+
+// installed runs release version, which a package installed and named
+// current, on trial; a reload asks for it.
+func (u *updater) installed(version, exe string) error {
+	from := u.exe
+	if own := filepath.Join(u.releaseDir(u.version), "keystone-agent"); fileExists(own) {
+		from = own
+	}
+	refused := u.step(selfupdate.Event{Kind: selfupdate.Installed, ID: "reload-" + randomHex(4), Version: version,
+		Running: u.version, Exe: exe, FromExe: from})
+	if refused != "" {
+		return errors.New(refused)
+	}
+	return nil
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }

@@ -41,6 +41,13 @@
 // start, empties every group under the cgroup root, which finds what an
 // agent started but died before recording.
 //
+// A re-execution of the agent in place is different: the process keeps its
+// pid, so the components are still its children, and Process.HandOver
+// leaves their output pipes open across the exec. The next image adopts
+// them (Runner.Adopt: still our child, same start time), reads on from the
+// same pipes and reaps them with wait4; the sweep is told to leave their
+// groups alone.
+//
 // The package knows nothing of deployments, dependencies, restart policy
 // or health checks: the supervisor decides when to start and stop, and
 // turns Warnings (limits the host cannot enforce) into events. It keeps no

@@ -141,6 +141,9 @@ func New(cfg Config) (*Supervisor, error) {
 // then starts the supervisor loop. Components are added with Apply. Leftover
 // processes are stopped, not adopted: the agent cannot re-attach to their
 // pipes and exit status, so it starts them afresh under its own control.
+// Processes handed over by the previous image of this agent process
+// (Config.Takeover) are the exception: they are left alone here and taken
+// over at the first Apply.
 func (s *Supervisor) Start(ctx context.Context) error {
 	s.life.Lock()
 	defer s.life.Unlock()

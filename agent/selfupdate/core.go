@@ -81,9 +81,15 @@ const (
 	Healthy
 	// Tick: time passed.
 	Tick
+	// Installed: release Version is already installed (a package put it
+	// there and named it current) and is to run (ID, Timeout, Exe = its
+	// executable, FromExe = the running executable, Running): a trial as
+	// after a fetch, with current pointed back at the running release
+	// first, so that a new release that dies is not started again.
+	Installed
 )
 
-var eventNames = [...]string{"request", "staged", "stage-failed", "booted", "healthy", "tick"}
+var eventNames = [...]string{"request", "staged", "stage-failed", "booted", "healthy", "tick", "installed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -100,7 +106,8 @@ type Event struct {
 	JobID   string        // Request
 	Version string        // Request: the version asked for
 	Running string        // Request, Booted: the version of the running image
-	Exe     string        // Request: the running executable; Staged: the new one
+	Exe     string        // Request: the running executable; Staged, Installed: the new one
+	FromExe string        // Installed: the running executable
 	Timeout time.Duration // Request
 	Err     string        // StageFailed; Booted: ExecFailed
 	Code    string        // StageFailed: an error code for the status
@@ -170,6 +177,8 @@ func Step(s State, ev Event) (State, []Action) {
 		return end(s, ev.At, PhaseFailed, false, ev.Code, "release "+s.To+" not installed: "+ev.Err)
 	case Booted:
 		return booted(s, ev)
+	case Installed:
+		return installed(s, ev)
 	case Healthy:
 		if s.Phase != PhaseTrial {
 			return s, nil
@@ -203,6 +212,21 @@ func request(s State, ev Event) (State, []Action) {
 	}
 	n.Phase, n.Detail = PhaseStaging, "fetching release "+ev.Version
 	return n, []Action{{Kind: Save}, {Kind: Report}, {Kind: Fetch, Version: ev.Version}}
+}
+
+// installed starts the trial of a release a package installed.
+func installed(s State, ev Event) (State, []Action) {
+	if !s.Phase.Finished() {
+		return s, []Action{{Kind: Refuse, Err: fmt.Sprintf("an update to %s is in progress (%s)", s.To, s.Phase)}}
+	}
+	timeout := ev.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	n := State{ID: ev.ID, From: ev.Running, To: ev.Version, FromExe: ev.FromExe, ToExe: ev.Exe, Phase: PhaseTrial,
+		Timeout: timeout, Deadline: ev.At.Add(timeout), Tries: 1, Requested: ev.At, Updated: ev.At,
+		Detail: "executing release " + ev.Version + ", installed beside " + ev.Running}
+	return n, []Action{{Kind: SwitchCurrent, Version: ev.Running}, {Kind: Save}, {Kind: Report}, {Kind: Exec, Exe: ev.Exe}}
 }
 
 // booted decides what an image finds at its start.

@@ -13,6 +13,7 @@ import (
 // the output the actions and the record's phase after it. Commands:
 //
 //	request VERSION running=V [timeout=D]
+//	installed VERSION running=V [timeout=D]
 //	staged | stage-failed ERR | booted RUNNING [exec-failed=ERR] | healthy
 //	advance D (then a tick)
 //	state
@@ -36,6 +37,13 @@ func TestCoreScenarios(t *testing.T) {
 			case "request":
 				ev.Kind, ev.ID, ev.Version, ev.Running = Request, "u1", args[0], opts["running"]
 				ev.Exe = "/opt/keystone/releases/" + opts["running"] + "/keystone-agent"
+				if d, ok := opts["timeout"]; ok {
+					ev.Timeout, _ = time.ParseDuration(d)
+				}
+			case "installed":
+				ev.Kind, ev.ID, ev.Version, ev.Running = Installed, "reload-1", args[0], opts["running"]
+				ev.Exe = "/opt/keystone/releases/" + args[0] + "/keystone-agent"
+				ev.FromExe = "/opt/keystone/releases/" + opts["running"] + "/keystone-agent"
 				if d, ok := opts["timeout"]; ok {
 					ev.Timeout, _ = time.ParseDuration(d)
 				}

@@ -176,3 +176,46 @@ func pssMiB(tb testing.TB, pid int) float64 {
 	kb, _ := strconv.Atoi(string(m[1]))
 	return float64(kb) / 1024
 }
+
+// BenchmarkReloadHandOver re-executes an agent with ten running
+// components in place twenty times (SIGHUP, as systemctl reload) and
+// reports the hand-over: from the old image's last write before its exec
+// until every component runs again under the new image, as the agent logs
+// it; and the agent's PSS before the first and after the last (settled
+// for a second each time).
+func BenchmarkReloadHandOver(b *testing.B) {
+	const reloads = 20
+	var (
+		took          []time.Duration
+		before, after float64
+	)
+	for b.Loop() {
+		d := newDevice(b, deviceOptions{})
+		d.start()
+		set := tenProcesses()
+		d.ctlOK("deploy", "apply", "-f", d.writeDeployment("v1", manifestOptions{}, set...), "--wait")
+		time.Sleep(time.Second)
+		before = pssMiB(b, d.agent.cmd.Process.Pid)
+		for i := 1; i <= reloads; i++ {
+			d.reload(i)
+			d.waitFor("the hand-over to finish", time.Minute, func() bool {
+				return countLines(d.agent.log, `"msg":"components taken over"`) >= i
+			})
+		}
+		time.Sleep(time.Second)
+		after = pssMiB(b, d.agent.cmd.Process.Pid)
+		data, err := os.ReadFile(d.agent.log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		re := regexp.MustCompile(`"msg":"components taken over".*"took_ms":([0-9.]+)`)
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			ms, _ := strconv.ParseFloat(m[1], 64)
+			took = append(took, time.Duration(ms*float64(time.Millisecond)))
+		}
+		d.stop()
+	}
+	reportDurations(b, took)
+	b.ReportMetric(before, "MiB-PSS-before")
+	b.ReportMetric(after, "MiB-PSS-after")
+}

@@ -28,6 +28,9 @@ type comp struct {
 	fail string
 	// tick, when set, makes svc print "tick N" this often ("10ms").
 	tick string
+	// plugin makes it a metrics plugin (a shell script reporting up = 1
+	// every second) instead of svc.
+	plugin bool
 }
 
 // recipe is the component's recipe text: svc fetched from a file:// URI
@@ -35,6 +38,22 @@ type comp struct {
 func (d *device) recipe(c comp) string {
 	d.t.Helper()
 	name := d.name(c.short)
+	if c.plugin {
+		return fmt.Sprintf(`format = 1
+
+[metadata]
+name    = %q
+version = %q
+kind    = "plugin"
+
+[plugin]
+runtime  = "exec"
+command  = "/bin/sh"
+args     = ["-c", "cat >/dev/null; echo '{\"metrics\":[{\"name\":\"up\",\"type\":\"gauge\",\"value\":1}]}'"]
+interval = "1s"
+timeout  = "5s"
+`, name, c.version)
+	}
 	args := []string{"--marker", d.marker(name), "--greeting", "${config.greeting}"}
 	switch c.fail {
 	case "exit":

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -410,4 +411,59 @@ func TestFleetAgentUpdateOverMQTT(t *testing.T) {
 	for _, d := range r.devs {
 		d.stop()
 	}
+}
+
+// A package upgrade puts a release under releases/, points current at it
+// and reloads the agent (SIGHUP): the agent runs it on trial as an update,
+// so a good one is committed with every component kept, and a bad one is
+// reverted — current pointed back — instead of being restarted forever.
+func TestPackageUpgradeByReloadIsATrial(t *testing.T) {
+	r := newUpdateRig(t)
+	install := func(version, agentFile string) {
+		dir := filepath.Join(r.root, "releases", version)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		copyFile(t, agentFile, filepath.Join(dir, "keystone-agent"))
+		link := filepath.Join(r.root, "current.new")
+		if err := os.Symlink("releases/"+version, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(link, filepath.Join(r.root, "current")); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.svc.Kill(context.Background(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUpdate := func(want string) api.AgentUpdate {
+		var u api.AgentUpdate
+		r.d.waitFor("the update to "+want+" to end", 2*time.Minute, func() bool {
+			c := api.NewClient(r.d.sock)
+			defer c.Close()
+			got, err := c.AgentUpdate(context.Background())
+			u = got
+			return err == nil && got.To == want && got.Finished
+		})
+		return u
+	}
+
+	pids := r.d.requireRunning(r.set...)
+	install("2.0.0", agentRelease(t, "2.0.0"))
+	if u := waitUpdate("2.0.0"); u.Phase != "committed" || u.Running != "2.0.0" {
+		t.Fatalf("good release: %+v", u)
+	}
+	if got := r.d.waitRunning(r.set...); fmt.Sprint(got) != fmt.Sprint(pids) {
+		t.Errorf("pids after the upgrade: %v, before: %v", got, pids)
+	}
+	if r.current() != "2.0.0" || len(r.svc.Exits()) != 0 {
+		t.Errorf("current → %s, service exits %v", r.current(), r.svc.Exits())
+	}
+
+	install("3.0.1", badRelease(t, "exit1"))
+	u := waitUpdate("3.0.1")
+	if u.Phase != "failed" || !u.RolledBack || u.Running != "2.0.0" || r.current() != "2.0.0" {
+		t.Fatalf("bad release: %+v, current → %s", u, r.current())
+	}
+	r.d.waitRunning(r.set...)
 }

@@ -377,7 +377,7 @@ func TestAgentUpdateSurvivesAKillAtEveryStep(t *testing.T) {
 // process and its component stay), commits it, and the rollout SUCCEEDED.
 func TestFleetAgentUpdateOverMQTT(t *testing.T) {
 	r := newRollout(t, 2)
-	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "base", "--wait"); res.code != 0 {
+	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "base", "--soak", "1s", "--wait"); res.code != 0 {
 		t.Fatalf("fleet deploy: %s", res)
 	}
 	if _, err := tufrepo.AddRelease(r.repoDir, tufrepo.Release{Version: "2.0.0", Agent: agentRelease(t, "2.0.0")}, tufrepo.Options{}); err != nil {

@@ -29,7 +29,7 @@ type comp struct {
 	// tick, when set, makes svc print "tick N" this often ("10ms").
 	tick string
 	// plugin makes it a metrics plugin (a shell script reporting up = 1
-	// every second) instead of svc.
+	// every two seconds) instead of svc.
 	plugin bool
 }
 
@@ -50,8 +50,8 @@ kind    = "plugin"
 runtime  = "exec"
 command  = "/bin/sh"
 args     = ["-c", "cat >/dev/null; echo '{\"metrics\":[{\"name\":\"up\",\"type\":\"gauge\",\"value\":1}]}'"]
-interval = "1s"
-timeout  = "5s"
+interval = "2s"
+timeout  = "1s"
 `, name, c.version)
 	}
 	args := []string{"--marker", d.marker(name), "--greeting", "${config.greeting}"}

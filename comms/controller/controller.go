@@ -45,6 +45,7 @@ type Controller struct {
 	// With Config.Record: messages waiting for the recorder.
 	recMu    sync.Mutex
 	recQueue []arrival
+	recBusy  int // messages in the batch being recorded and handed on
 	recWake  chan struct{}
 }
 

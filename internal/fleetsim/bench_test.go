@@ -596,6 +596,10 @@ func BenchmarkFleetRollout(b *testing.B) {
 			p50 += r.p50
 			p99 += r.p99
 			lost += n - r.succeeded
+			if r.succeeded < n {
+				tail := out.String()
+				b.Logf("%s: %d of %d SUCCEEDED; keystonectl said:\n%s", rollout, r.succeeded, n, tail[max(0, len(tail)-2000):])
+			}
 		}
 		simCPU.stop()
 		counts, _, _ := sumReports(sim.stop())

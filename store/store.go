@@ -20,9 +20,10 @@ import (
 // connections. Create it with [Open] and release it with [Store.Close].
 type Store struct {
 	path   string
-	w      *sql.DB // the one writer connection (BEGIN IMMEDIATE)
-	r      *sql.DB // read-only connections
-	reader *Tx     // read methods over r, outside any transaction
+	w      *sql.DB    // the one writer connection (BEGIN IMMEDIATE)
+	r      *sql.DB    // read-only connections
+	ws, rs *stmtCache // their prepared statements
+	reader *Tx        // read methods over r, outside any transaction
 	now    func() time.Time
 	logger *slog.Logger
 
@@ -90,7 +91,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: readers: %w", path, err)
 	}
 	s.r = r
-	s.reader = &Tx{q: r, now: o.now}
+	s.ws, s.rs = newStmtCache(w), newStmtCache(r)
+	s.reader = &Tx{q: cachedDB{DB: r, c: s.rs}, now: o.now}
 	return s, nil
 }
 
@@ -129,6 +131,8 @@ func (s *Store) Path() string { return s.path }
 // calling Close again returns the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.ws.close()
+		s.rs.close()
 		err := errors.Join(s.r.Close(), s.w.Close())
 		if err != nil {
 			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)

@@ -55,8 +55,45 @@ func TestConnectionSettings(t *testing.T) {
 		t.Errorf("write through a reader: err = %v, want a read-only error", err)
 	}
 	// Store read methods go through the reader pool.
-	if s.reader.q != s.r {
+	if c, ok := s.reader.q.(cachedDB); !ok || c.DB != s.r || c.c.db != s.r {
 		t.Error("Store reads do not use the reader pool")
+	}
+}
+
+// TestStatementsStayPrepared: the queries a device repeats for every
+// outbox message are prepared once, on the writer inside transactions too,
+// and a transaction that ran a query unprepared leaves the writer free.
+func TestStatementsStayPrepared(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "k.db"), WithReaders(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		seq, err := s.EnqueueOutbox(ctx, Message{Topic: "t", Payload: []byte{byte(i)}, QoS: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := s.PendingOutbox(ctx, 1)
+		if err != nil || len(msgs) != 1 || msgs[0].Seq != seq {
+			t.Fatalf("pending %v, %v; want seq %d", msgs, err, seq)
+		}
+		if err := s.AckOutbox(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.ws.mu.Lock()
+	nw, wanted := len(s.ws.m), len(s.ws.wanted)
+	s.ws.mu.Unlock()
+	s.rs.mu.Lock()
+	nr := len(s.rs.m)
+	s.rs.mu.Unlock()
+	if nw < 2 || wanted != 0 || nr < 1 {
+		t.Errorf("%d writer statements prepared (%d still wanted), %d reader ones; want the enqueue and ack ones, the pending one", nw, wanted, nr)
+	}
+	if n, err := s.OutboxLen(ctx); err != nil || n != 0 {
+		t.Errorf("outbox length %d, %v; want 0", n, err)
 	}
 }
 

@@ -34,8 +34,11 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		if !committed {
 			_ = sqlTx.Rollback()
 		}
+		if s.ws.hasWanted() { // this transaction has let the writer connection go
+			s.ws.prepareWanted(ctx)
+		}
 	}()
-	if err := fn(&Tx{q: sqlTx, now: s.now}); err != nil {
+	if err := fn(&Tx{q: cachedTx{Tx: sqlTx, c: s.ws}, now: s.now}); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {

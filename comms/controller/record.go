@@ -37,6 +37,7 @@ func (c *Controller) record() {
 		c.recMu.Lock()
 		batch = append(batch, c.recQueue...)
 		c.recQueue = c.recQueue[:0]
+		c.recBusy = len(batch)
 		c.recMu.Unlock()
 		var b []Arrival
 		for _, a := range batch {
@@ -80,7 +81,19 @@ func (c *Controller) record() {
 		}
 		clear(batch)
 		batch = batch[:0]
+		c.recMu.Lock()
+		c.recBusy = 0
+		c.recMu.Unlock()
 	}
+}
+
+// Unrecorded is how many received messages Config.Record has not yet
+// stored and handed on (those waiting and the batch being recorded); 0
+// without Record.
+func (c *Controller) Unrecorded() int {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	return len(c.recQueue) + c.recBusy
 }
 
 func (c *Controller) wakeRecorder() {

@@ -49,8 +49,12 @@ type RunnerConfig struct {
 	TickInterval time.Duration
 	// Settle bounds how long Open waits for the retained device states to
 	// arrive after connecting: they come as a burst, and Open returns once
-	// none came for Settle/8 (at least 100 ms), or after Settle; zero
-	// means 2 s.
+	// none came for a quiet time (250 ms, or Settle/8 when that is shorter,
+	// at least 100 ms) and every message received is stored, or after
+	// Settle; zero means 10 s. The bound is for a fleet that is never
+	// quiet; a burst of 10,000 states takes a few seconds to store on a
+	// busy machine, and a device whose state is not in yet is not a
+	// target of a group.
 	Settle time.Duration
 	// PublishTimeout bounds each attempt to publish a job (waiting for a
 	// connection and the broker's acknowledgement); a job not
@@ -134,7 +138,7 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 		cfg.TickInterval = time.Second
 	}
 	if cfg.Settle <= 0 {
-		cfg.Settle = 2 * time.Second
+		cfg.Settle = 10 * time.Second
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 2 * time.Second
@@ -162,8 +166,12 @@ func OpenRunner(ctx context.Context, cfg RunnerConfig) (*Runner, error) {
 
 // settle waits for the burst of retained device states that follows the
 // subscription to end: until none came for a while, at most cfg.Settle.
+// A while is counted only while the controller has recorded everything it
+// received: a large batch of states takes longer to store than the quiet
+// time (10,000 devices, a receive maximum of 4096: half the fleet was
+// still being stored when a rollout resolved its targets).
 func (r *Runner) settle(ctx context.Context) error {
-	quiet := max(r.cfg.Settle/8, 100*time.Millisecond)
+	quiet := max(min(r.cfg.Settle/8, 250*time.Millisecond), 100*time.Millisecond)
 	limit := time.NewTimer(r.cfg.Settle)
 	defer limit.Stop()
 	calm := time.NewTimer(quiet)
@@ -174,6 +182,10 @@ func (r *Runner) settle(ctx context.Context) error {
 		case <-r.notify:
 			calm.Reset(quiet)
 		case <-calm.C:
+			if r.ctl.Unrecorded() > 0 {
+				calm.Reset(quiet)
+				continue
+			}
 			return nil
 		case <-limit.C:
 			return nil

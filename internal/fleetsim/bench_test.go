@@ -3,6 +3,8 @@ package fleetsim
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"net/url"
@@ -47,18 +49,17 @@ func fleetSize(b *testing.B) int {
 	return n
 }
 
-// raiseFileLimit lets the process (and the broker it starts) hold a
-// connection and the store files of every device; best effort.
+// raiseFileLimit raises the open-file limit the broker and the worker
+// processes inherit to the hard limit; best effort. The worker processes
+// are what keeps each under it (see workers).
 func raiseFileLimit(b *testing.B, n int) {
-	want := uint64(n*8 + 4096)
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= want {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= lim.Max {
 		return
 	}
-	lim.Cur = want
-	lim.Max = max(lim.Max, want)
+	lim.Cur = lim.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		b.Logf("cannot raise the open file limit to %d: %v", want, err)
+		b.Logf("cannot raise the open file limit to %d for %d devices: %v", lim.Max, n, err)
 	}
 }
 
@@ -120,13 +121,15 @@ func inParallel(n, k int, fn func(i int)) {
 // rawFleet is the floor: bare autopaho clients with mutual TLS, each
 // subscribed to its own jobs topic and answering every job once on a
 // status topic, and one controller-identity client that publishes the jobs
-// and takes the answers. No store, no checks, no signature.
+// and takes the answers. No store, no checks, no signature. The clients
+// live in worker processes laid out as the simulated fleet's (see
+// workers); the controller side lives here.
 type rawFleet struct {
-	b       *testing.B
-	ids     []string
-	clients []*autopaho.ConnectionManager
-	ctl     *autopaho.ConnectionManager
-	cancel  context.CancelFunc
+	b      *testing.B
+	ids    []string
+	ctl    *autopaho.ConnectionManager
+	hosts  *workers
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	got     map[string]time.Duration // this round's answers: latency by device
@@ -134,15 +137,18 @@ type rawFleet struct {
 	current atomic.Int64 // the round the answers must carry
 }
 
-func mustURL(b *testing.B, raw string) *url.URL {
+func mustURL(tb testing.TB, raw string) *url.URL {
 	u, err := url.Parse(raw)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return u
 }
 
-func startRawFleet(b *testing.B, br *mqtttest.Broker, n int) *rawFleet {
+// rawID is the id of bare client i of n.
+func rawID(i, n int) string { return fmt.Sprintf("raw-%0*d", len(fmt.Sprint(n-1)), i) }
+
+func startRawFleet(b *testing.B, br *mqtttest.Broker, shared mqtttest.Shared, n int) *rawFleet {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &rawFleet{b: b, cancel: cancel}
 	u := mustURL(b, br.URL)
@@ -164,16 +170,35 @@ func startRawFleet(b *testing.B, br *mqtttest.Broker, n int) *rawFleet {
 		{Topic: message.AllStatuses(br.Prefix), QoS: 1}}}); err != nil {
 		b.Fatal(err)
 	}
-	idents := make([]*mqtttest.Identity, n)
-	width := len(fmt.Sprint(n - 1))
 	for i := range n {
-		r.ids = append(r.ids, fmt.Sprintf("raw-%0*d", width, i))
-		idents[i] = br.Device(b, r.ids[i])
+		r.ids = append(r.ids, rawID(i, n))
 	}
-	r.clients = make([]*autopaho.ConnectionManager, n)
-	errs := make([]error, n)
-	inParallel(n, startParallel, func(i int) {
-		id := r.ids[i]
+	r.hosts = startWorkers(b, workerBrief{Kind: "raw", Broker: shared, N: n}, workerCount(b, n))
+	return r
+}
+
+// rawDevices are the bare clients one process hosts: devices From to To-1
+// of a floor of N.
+type rawDevices struct {
+	clients  []*autopaho.ConnectionManager
+	answered atomic.Int64
+	cancel   context.CancelFunc
+}
+
+func startRawDevices(tb testing.TB, br *mqtttest.Broker, n, from, to int) *rawDevices {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rawDevices{cancel: cancel}
+	u := mustURL(tb, br.URL)
+	ids := make([]string, to-from)
+	idents := make([]*mqtttest.Identity, to-from)
+	for i := range ids {
+		ids[i] = rawID(from+i, n)
+		idents[i] = br.Device(tb, ids[i])
+	}
+	r.clients = make([]*autopaho.ConnectionManager, len(ids))
+	errs := make([]error, len(ids))
+	inParallel(len(ids), startParallel, func(i int) {
+		id := ids[i]
 		topics := message.Topics{Prefix: br.Prefix, DeviceID: id}
 		var cm atomic.Pointer[autopaho.ConnectionManager]
 		onJob := func(pr paho.PublishReceived) (bool, error) {
@@ -184,9 +209,13 @@ func startRawFleet(b *testing.B, br *mqtttest.Broker, n int) *rawFleet {
 			go func() { // never publish from inside the receive handler
 				pctx, cancel := context.WithTimeout(ctx, time.Minute)
 				defer cancel()
-				if _, err := cm.Load().Publish(pctx, &paho.Publish{Topic: topics.JobStatus("raw"), QoS: 1, Payload: payload}); err != nil && ctx.Err() == nil {
-					b.Errorf("%s: answer: %v", id, err)
+				if _, err := cm.Load().Publish(pctx, &paho.Publish{Topic: topics.JobStatus("raw"), QoS: 1, Payload: payload}); err != nil {
+					if ctx.Err() == nil {
+						tb.Errorf("%s: answer: %v", id, err)
+					}
+					return
 				}
+				r.answered.Add(1)
 			}()
 			return true, nil
 		}
@@ -215,10 +244,21 @@ func startRawFleet(b *testing.B, br *mqtttest.Broker, n int) *rawFleet {
 	for _, err := range errs {
 		if err != nil {
 			r.close()
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	return r
+}
+
+func (r *rawDevices) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inParallel(len(r.clients), 64, func(i int) {
+		if c := r.clients[i]; c != nil {
+			_ = c.Disconnect(ctx)
+		}
+	})
+	r.cancel()
 }
 
 // answer takes one device's answer: the round and the publish time, as
@@ -284,11 +324,7 @@ func (r *rawFleet) run(seq int64) round {
 func (r *rawFleet) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	inParallel(len(r.clients), 64, func(i int) {
-		if c := r.clients[i]; c != nil {
-			_ = c.Disconnect(ctx)
-		}
-	})
+	r.hosts.stop()
 	_ = r.ctl.Disconnect(ctx)
 	r.cancel()
 }
@@ -300,9 +336,8 @@ func (r *rawFleet) close() {
 func BenchmarkRolloutRawFloor(b *testing.B) {
 	n := fleetSize(b)
 	b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-		raiseFileLimit(b, n)
-		br := mqtttest.Start(b, mqtttest.Options{})
-		raw := startRawFleet(b, br, n)
+		br, shared := startBenchBroker(b, n)
+		raw := startRawFleet(b, br, shared, n)
 		defer raw.close()
 		var total, p50, p99 time.Duration
 		lost, rounds := 0, 0
@@ -367,13 +402,8 @@ func (s *simRound) onStatus(st message.JobStatus) {
 func BenchmarkSimulatedFleet(b *testing.B) {
 	n := fleetSize(b)
 	b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-		raiseFileLimit(b, n)
-		if err := checkFileLimit(n); err != nil {
-			b.Fatal(err) // before the floor, which would take minutes for nothing
-		}
-		br := mqtttest.Start(b, mqtttest.Options{})
-
-		raw := startRawFleet(b, br, n)
+		br, shared := startBenchBroker(b, n)
+		raw := startRawFleet(b, br, shared, n)
 		floor := raw.run(1)
 		raw.close()
 		if floor.lost > 0 {
@@ -383,11 +413,14 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 		runtime.GC()
 
 		setup := time.Now()
-		sim := Start(b, br, Options{N: n, Seed: 1})
+		key := newSignKey(b)
+		sim := startWorkers(b, workerBrief{Kind: "sim", Broker: shared, N: n, Seed: 1, SignKey: key}, workerCount(b, n))
 		setupTime := time.Since(setup)
-		b.Logf("fleet of %d started in %.1f s", n, setupTime.Seconds())
+		b.Logf("fleet of %d started in %.1f s in %d processes", n, setupTime.Seconds(), len(sim.procs))
 		rec := &simRound{}
-		cfg := sim.ControllerConfig(b)
+		ctlID := br.ControllerIdentity(b)
+		cfg := controller.Config{BrokerURL: br.URL, CAFile: ctlID.CAFile, CertFile: ctlID.CertFile, KeyFile: ctlID.KeyFile,
+			TopicPrefix: br.Prefix, SignKey: key}
 		cfg.ClientID = "bench-controller"
 		cfg.OnStatus = rec.onStatus
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -398,7 +431,10 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 		}
 		defer ctl.Close(context.Background())
 
-		ids := sim.Devices()
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = simID(i, n)
+		}
 		var total, p50, p99 time.Duration
 		lost, notOK, rounds := 0, 0, 0
 		for b.Loop() {
@@ -446,6 +482,7 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 			p99 += q99
 		}
 		rss := rssMB()
+		counts, _, _ := sumReports(sim.stop())
 		if lost > 0 || notOK > 0 {
 			b.Errorf("%d final statuses never arrived, %d were not SUCCEEDED", lost, notOK)
 		}
@@ -459,8 +496,8 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 		b.ReportMetric(setupTime.Seconds(), "setup-s")
 		b.ReportMetric(floor.total.Seconds(), "floor-s")
 		b.ReportMetric(mean.Seconds()/floor.total.Seconds(), "x-floor")
-		b.Logf("simulated fleet, %d devices: %.3f s per rollout (p50 %s, p99 %s), floor %.3f s, ratio %.1f, RSS %.0f MiB, counts %+v",
-			n, mean.Seconds(), p50/d, p99/d, floor.total.Seconds(), mean.Seconds()/floor.total.Seconds(), rss, sim.Counts())
+		b.Logf("simulated fleet, %d devices: %.3f s per rollout (p50 %s, p99 %s), floor %.3f s, ratio %.1f, controller process RSS %.0f MiB, counts %+v",
+			n, mean.Seconds(), p50/d, p99/d, floor.total.Seconds(), mean.Seconds()/floor.total.Seconds(), rss, counts)
 	})
 }
 
@@ -479,25 +516,26 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 func BenchmarkFleetRollout(b *testing.B) {
 	n := fleetSize(b)
 	b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-		raiseFileLimit(b, n)
-		if err := checkFileLimit(n); err != nil {
-			b.Fatal(err)
-		}
 		ctl := buildKeystonectl(b)
-		br := mqtttest.Start(b, mqtttest.Options{})
-		raw := startRawFleet(b, br, n)
+		br, shared := startBenchBroker(b, n)
+		raw := startRawFleet(b, br, shared, n)
+		floorCPU := cpuProbe(br, raw.hosts)
 		floor := raw.run(1)
+		floorCPU.stop()
 		raw.close()
 		if floor.lost > 0 {
 			b.Errorf("raw floor: %d answers never arrived", floor.lost)
 		}
 		runtime.GC()
-		sim := Start(b, br, Options{N: n, Seed: 1})
+		signKey := newSignKey(b)
+		sim := startWorkers(b, workerBrief{Kind: "sim", Broker: shared, N: n, Seed: 1, SignKey: signKey}, workerCount(b, n))
+		setupSecs, files := sim.setup()
+		b.Logf("%d simulated devices in %d processes connected in %.1f s; at most %d open files in one", n, len(sim.procs), setupSecs, files)
 
 		dir := b.TempDir()
 		id := br.ControllerIdentity(b)
 		key := filepath.Join(dir, "ops.key")
-		if err := sign.WritePrivateKey(key, sim.SignKey()); err != nil {
+		if err := sign.WritePrivateKey(key, signKey); err != nil {
 			b.Fatal(err)
 		}
 		statePath := filepath.Join(dir, "fleet.db") // on disk, as a controller's is
@@ -506,8 +544,9 @@ func BenchmarkFleetRollout(b *testing.B) {
 			br.URL, id.CAFile, id.CertFile, id.KeyFile, br.Prefix, statePath, key))
 
 		var deploy, span, p50, p99 time.Duration
-		var rssMax float64
+		var rssMax, ctlCPU float64
 		lost, rounds := 0, 0
+		simCPU := cpuProbe(br, sim)
 		for b.Loop() {
 			rounds++
 			rollout := fmt.Sprintf("bench-%d", rounds)
@@ -548,15 +587,25 @@ func BenchmarkFleetRollout(b *testing.B) {
 			if err != nil {
 				b.Fatalf("keystonectl fleet deploy: %v\n%s", err, out.String())
 			}
+			ctlCPU += (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 			r := readRollout(b, statePath, rollout)
 			deploy += took
 			span += r.span
 			p50 += r.p50
 			p99 += r.p99
 			lost += n - r.succeeded
+			if r.succeeded < n {
+				tail := out.String()
+				b.Logf("%s: %d of %d SUCCEEDED; keystonectl said:\n%s", rollout, r.succeeded, n, tail[max(0, len(tail)-2000):])
+			}
 		}
+		simCPU.stop()
+		counts, _, _ := sumReports(sim.stop())
 		if lost > 0 {
 			b.Errorf("%d devices never reported SUCCEEDED to the controller", lost)
+		}
+		if want := int64(n * rounds); counts.Succeeded != want {
+			b.Errorf("the devices' engines count %+v; want %d SUCCEEDED", counts, want)
 		}
 		d := time.Duration(rounds)
 		mean := deploy / d
@@ -568,9 +617,61 @@ func BenchmarkFleetRollout(b *testing.B) {
 		b.ReportMetric(float64(lost), "lost")
 		b.ReportMetric(floor.total.Seconds(), "floor-s")
 		b.ReportMetric(mean.Seconds()/floor.total.Seconds(), "x-floor")
+		// Where the CPU went (seconds per rollout, all processes of a
+		// kind together), against the floor's round: on two cores the
+		// wall time cannot be below half their sum.
+		devCPU, brokerCPU := simCPU.devices/float64(rounds), simCPU.broker/float64(rounds)
+		b.ReportMetric(devCPU, "cpu-devices-s")
+		b.ReportMetric(brokerCPU, "cpu-broker-s")
+		b.ReportMetric(ctlCPU/float64(rounds), "cpu-ctl-s")
+		b.ReportMetric(floorCPU.devices+floorCPU.broker+floorCPU.self, "floor-cpu-s")
 		b.Logf("fleet deploy to %d devices: %.2f s (rollout %.2f s, job p50 %s, p99 %s), controller peak RSS %.0f MiB, %d lost; floor %.3f s (p50 %s, p99 %s); ratio %.1f",
 			n, mean.Seconds(), (span / d).Seconds(), p50/d, p99/d, rssMax, lost, floor.total.Seconds(), floor.p50, floor.p99, mean.Seconds()/floor.total.Seconds())
+		b.Logf("CPU per rollout: devices %.2f s, broker %.2f s, keystonectl %.2f s; floor round: bare clients %.2f s, broker %.2f s, its controller %.2f s",
+			devCPU, brokerCPU, ctlCPU/float64(rounds), floorCPU.devices, floorCPU.broker, floorCPU.self)
 	})
+}
+
+// startBenchBroker starts mosquitto (or the broker asked for) for a fleet
+// of n, checks that it may hold a connection per device, and shares it
+// with the worker processes.
+func startBenchBroker(b *testing.B, n int) (*mqtttest.Broker, mqtttest.Shared) {
+	raiseFileLimit(b, n)
+	br := mqtttest.Start(b, mqtttest.Options{})
+	if pid := br.PID(); pid != 0 {
+		if lim := procFileLimit(pid); lim > 0 && lim < n+256 {
+			b.Fatalf("mosquitto may open %d files; %d devices need a connection each", lim, n)
+		}
+	}
+	return br, br.Share(b)
+}
+
+func newSignKey(b *testing.B) ed25519.PrivateKey {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return key
+}
+
+// cpuUse is the CPU seconds the device processes, the broker and this
+// process used between a probe's start and its stop.
+type cpuUse struct {
+	w                     *workers
+	brokerPID             int
+	devices, broker, self float64
+}
+
+func cpuProbe(br *mqtttest.Broker, w *workers) *cpuUse {
+	c := &cpuUse{w: w, brokerPID: br.PID()}
+	c.devices, c.broker, c.self = -w.cpu(), -procCPUSeconds(c.brokerPID), -cpuSeconds()
+	return c
+}
+
+func (c *cpuUse) stop() {
+	c.devices += c.w.cpu()
+	c.broker += procCPUSeconds(c.brokerPID)
+	c.self += cpuSeconds()
 }
 
 var keystonectl struct {

@@ -1,6 +1,9 @@
 // Package fleetsim runs a simulated fleet of KeyStone devices in one
-// process, for tests and benchmarks of the operator side against a real
-// broker (internal/mqtttest).
+// process, or one part of a larger fleet (Options.From, Options.To) so that
+// several processes can share a fleet too large for one process's open
+// files, for tests and benchmarks of the operator side against a real
+// broker (internal/mqtttest). Its benchmarks host their devices that way,
+// in worker processes.
 //
 // Every simulated device runs the real device side of MQTT (comms.Device:
 // job intake and checks, the store-backed outbox, statuses, the retained

@@ -32,6 +32,11 @@ import (
 type Options struct {
 	// N is the number of devices; at least one.
 	N int
+	// From and To, when To is not zero, make this Sim one part of a fleet
+	// of N devices hosted by several processes: it runs devices From to
+	// To-1 only, with the ids, roles and offline draws they have in the
+	// whole fleet.
+	From, To int
 	// Failing is the fraction of devices whose deployments fail.
 	Failing float64
 	// Silent is the fraction of devices that take a deployment and never
@@ -126,7 +131,7 @@ func Start(tb testing.TB, broker *mqtttest.Broker, opts Options) *Sim {
 	if err := opts.check(); err != nil {
 		tb.Fatalf("fleetsim: %v", err)
 	}
-	if err := checkFileLimit(opts.N); err != nil {
+	if err := checkFileLimit(opts.hosted()); err != nil {
 		tb.Fatalf("fleetsim: %v", err)
 	}
 	s := &Sim{tb: tb, broker: broker, key: opts.SignKey, devices: map[string]*device{}}
@@ -154,7 +159,8 @@ func Start(tb testing.TB, broker *mqtttest.Broker, opts Options) *Sim {
 	}
 	width := len(fmt.Sprint(opts.N - 1))
 	roles, offline := draw(opts)
-	for i := range opts.N {
+	from, to := opts.part()
+	for i := from; i < to; i++ {
 		id := fmt.Sprintf("%s%0*d", prefix, width, i)
 		s.ids = append(s.ids, id)
 		s.devices[id] = &device{id: id, role: roles[i], offline: offline[i]}
@@ -221,8 +227,24 @@ func (o Options) check() error {
 		return errors.New("Failing and Silent add up to more than the whole fleet")
 	case o.Slow < 0:
 		return errors.New("Slow is negative")
+	case o.To != 0 && (o.From < 0 || o.From >= o.To || o.To > o.N):
+		return fmt.Errorf("devices %d to %d are not a part of a fleet of %d", o.From, o.To-1, o.N)
 	}
 	return nil
+}
+
+// part is the range of device numbers this Sim runs.
+func (o Options) part() (from, to int) {
+	if o.To == 0 {
+		return 0, o.N
+	}
+	return o.From, o.To
+}
+
+// hosted is the number of devices this Sim runs.
+func (o Options) hosted() int {
+	from, to := o.part()
+	return to - from
 }
 
 // draw gives each device its role and says which start offline.

@@ -2,6 +2,8 @@ package fleetsim
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"slices"
 	"sync"
 	"testing"
@@ -185,5 +187,55 @@ func TestOptionsChecked(t *testing.T) {
 	again, _ := draw(Options{N: 100, Failing: 0.1, Silent: 0.2, Offline: 0.3, Seed: 3})
 	if !slices.Equal(roles, again) {
 		t.Error("the same seed drew other roles")
+	}
+}
+
+// TestWorkersHostOneFleet runs a fleet split between two worker processes,
+// as the benchmarks do at 10,000 devices: every device, whichever process
+// hosts it, takes its job and reports SUCCEEDED to one controller.
+func TestWorkersHostOneFleet(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	w := startWorkers(t, workerBrief{Kind: "sim", Broker: b.Share(t), N: n, Seed: 1, SignKey: key}, 2)
+	if len(w.procs) != 2 {
+		t.Fatalf("%d worker processes; want 2", len(w.procs))
+	}
+	id := b.ControllerIdentity(t)
+	var got finals
+	ctx, cancel := context.WithTimeout(t.Context(), mqtttest.WaitTimeout)
+	defer cancel()
+	ctl, err := controller.Connect(ctx, controller.Config{BrokerURL: b.URL, CAFile: id.CAFile, CertFile: id.CertFile,
+		KeyFile: id.KeyFile, TopicPrefix: b.Prefix, SignKey: key, OnStatus: got.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close(context.Background())
+	for i := range n {
+		if err := ctl.PublishJob(ctx, Job(simID(i, n), "job-w", "com.example.hello", "3.0.0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		if _, err := ctl.WaitStatus(ctx, simID(i, n), "job-w", message.StatusSucceeded); err != nil {
+			t.Fatalf("%s: %v", simID(i, n), err)
+		}
+	}
+	counts, _, _ := sumReports(w.stop())
+	if counts.Received != n || counts.Succeeded != n {
+		t.Errorf("the workers count %+v; want %d received and succeeded", counts, n)
+	}
+}
+
+func TestPartOfAFleet(t *testing.T) {
+	if err := (Options{N: 10, From: 4, To: 11}).check(); err == nil {
+		t.Error("a part past the fleet's end accepted")
+	}
+	o := Options{N: 10, From: 4, To: 7}
+	if from, to := o.part(); from != 4 || to != 7 || o.hosted() != 3 {
+		t.Errorf("part %d-%d, %d hosted; want 4-7, 3", from, to, o.hosted())
 	}
 }

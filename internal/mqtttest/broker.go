@@ -166,6 +166,9 @@ func (b *Broker) Foreign(t testing.TB, name string) *Identity {
 // Persisted state stays for Restart.
 func (b *Broker) Stop(t testing.TB) {
 	t.Helper()
+	if b.server == nil {
+		t.Fatalf("stop %s: attached from another process, which owns it", b.Kind)
+	}
 	if !b.running {
 		t.Fatalf("stop %s: not running", b.Kind)
 	}
@@ -192,6 +195,9 @@ func (b *Broker) RestartEmpty(t testing.TB) {
 
 func (b *Broker) restart(t testing.TB, forget bool) {
 	t.Helper()
+	if b.server == nil {
+		t.Fatalf("restart %s: attached from another process, which owns it", b.Kind)
+	}
 	if b.running {
 		b.Stop(t)
 	}

@@ -81,6 +81,10 @@ connection_messages true
 # A controller's one subscription takes every device's statuses: mosquitto's
 # default queue of 1000 messages per client drops the rest of a burst.
 max_queued_messages 1000000
+# No cap on clients (the default, said here): a simulated fleet connects
+# tens of thousands; the open-file limit mosquitto inherits from the test
+# is the bound that remains.
+max_connections -1
 acl_file %s
 %s
 listener %s 127.0.0.1

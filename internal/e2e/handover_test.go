@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,9 +65,13 @@ func TestReloadHandsOverInPlaceAHundredTimes(t *testing.T) {
 		}
 	}
 	d.requireEveryTick(set[0])
-	t.Logf("agent descriptors after reload 1: %d, after %d: %d; RSS %d KiB → %d KiB", fds[0], reloads, fds[len(fds)-1], rss[0], rss[len(rss)-1])
-	if fds[len(fds)-1] > fds[0]+2 {
-		t.Errorf("descriptors grew from %d to %d over %d reloads: %v", fds[0], fds[len(fds)-1], reloads, fds)
+	// Plugin runs, API calls and probes open descriptors for a moment: the
+	// floor of a window of samples is what stays open.
+	window := min(10, len(fds)/2)
+	first, last := slices.Min(fds[:window]), slices.Min(fds[len(fds)-window:])
+	t.Logf("agent descriptors, least of the first and of the last %d reloads: %d, %d; RSS %d KiB → %d KiB", window, first, last, rss[0], rss[len(rss)-1])
+	if last > first+2 {
+		t.Errorf("descriptors grew from %d to %d over %d reloads: %v", first, last, reloads, fds)
 	}
 	if rss[len(rss)-1] > rss[0]+rss[0]/2 {
 		t.Errorf("RSS grew from %d KiB to %d KiB over %d reloads", rss[0], rss[len(rss)-1], reloads)

@@ -123,8 +123,8 @@ func (m *Manager) switchMain(s string) {
 // endReload finishes the reload in progress (asked for or not).
 func (m *Manager) endReload(err error, why string) {
 	m.stopTimer()
+	m.setPhase(phRunning, why) // before the answer: the caller finds the unit active
 	m.finishReload(err)
-	m.setPhase(phRunning, why)
 }
 
 // finishReload answers the Reload waiting, if any.

@@ -321,8 +321,10 @@ func (m *Manager) onTimer() {
 		m.terminate(phStopSigterm, m.cfg.TimeoutStopSec, ResultTimeout, "start-timeout")
 	case phReloadSignal, phReloadNotify:
 		// systemd: "Reload operation timed out"; the service keeps running.
-		m.finishReload(ErrReloadTimeout)
+		// Active again before the waiter hears of it: Reload's caller
+		// finds the unit as the answer says.
 		m.setPhase(phRunning, "reload-timeout")
+		m.finishReload(ErrReloadTimeout)
 	case phStopSigterm, phStopWatchdog:
 		m.terminate(phStopSigkill, 0, ResultTimeout, "stop-timeout")
 	case phAutoRestart:

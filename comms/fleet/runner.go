@@ -655,10 +655,11 @@ func (r *Runner) step(ctx context.Context, id string, d *driven, ev Event) error
 }
 
 // open reports whether a rollout stays open: its course is not over, or
-// a device that was offline may still come back and run its job
-// (retained), whose outcome is then recorded.
+// a device may still report its job's outcome, which is then recorded: one
+// that was offline and may come back and run its job (retained), or one
+// still running it when the rollout halted or was canceled.
 func (r *Runner) open(d *driven) bool {
-	return !d.core.Phase().over() || awaitingOffline(d.core, r.cfg.Now())
+	return !d.core.Phase().over() || awaitingLate(d.core, r.cfg.Now())
 }
 
 // save stores the rollout's record, when it changed, with the successes
@@ -678,12 +679,14 @@ func (r *Runner) save(ctx context.Context, id string, d *driven, open bool) erro
 	return nil
 }
 
-// awaitingOffline reports whether a device counted OFFLINE still has an
-// unexpired job out, so that its result may yet come.
-func awaitingOffline(c *Core, now time.Time) bool {
+// awaitingLate reports whether a device counted OFFLINE, or still running
+// its job (PUBLISHED) when the course ended, has an unexpired job out, so
+// that its result may yet come.
+func awaitingLate(c *Core, now time.Time) bool {
 	ttl := c.s.Config.JobTTL
 	for _, dev := range c.s.Devices {
-		if dev.Outcome == Offline && !dev.PublishedAt.IsZero() && now.Sub(dev.PublishedAt) < ttl {
+		late := dev.Outcome == Offline || dev.Outcome == Published
+		if late && !dev.PublishedAt.IsZero() && now.Sub(dev.PublishedAt) < ttl {
 			return true
 		}
 	}

@@ -80,6 +80,10 @@ type Options struct {
 	// is abandoned, and the steps left share ShutdownGrace. 0 =
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// TrimAfter is how long the agent waits, after start-up and after each
+	// deployment, with nothing more happening, before it gives back the
+	// memory the work used (TrimEnv, trimmer). 0 = never.
+	TrimAfter time.Duration
 }
 
 // Addresses are where a running agent answers.
@@ -275,6 +279,12 @@ func (a *Agent) Start(ctx context.Context) error {
 		stopWatchdog()
 	},
 		func() { sd.watchdog(wdCtx, a.health.check) })
+	if a.opts.TrimAfter > 0 {
+		trimCtx, stopTrim := context.WithCancel(ctx)
+		t := &trimmer{after: a.opts.TrimAfter, clock: a.clock, log: a.log.With("part", "trim")}
+		sub := a.bus.Subscribe(trimCtx, trimBuffer)
+		a.own("stop trimming memory", stopTrim, func() { t.run(trimCtx, sub) })
+	}
 	sd.ready()
 	a.log.Info("agent ready", "socket", a.addrs.Socket, "http_listen", a.addrs.HTTP)
 	if a.opts.Ready != nil {

@@ -84,6 +84,10 @@ type Options struct {
 	// deployment, with nothing more happening, before it gives back the
 	// memory the work used (TrimEnv, trimmer). 0 = never.
 	TrimAfter time.Duration
+	// PauseIdleGC pauses the garbage collector's periodic run whenever the
+	// agent has been quiet for TrimAfter (see trimmer); TuneMemory says
+	// whether the environment allows it. false = never paused.
+	PauseIdleGC bool
 }
 
 // Addresses are where a running agent answers.
@@ -160,6 +164,9 @@ type Agent struct {
 	// releases fetches agent releases from the component repository; nil
 	// without one.
 	releases releaseSource
+	// trimmer gives memory back after work; nil when Options.TrimAfter
+	// is 0.
+	trimmer *trimmer
 }
 
 // New wires an agent on cfg: it locks the data folder, opens the store and
@@ -251,6 +258,16 @@ func (a *Agent) Start(ctx context.Context) error {
 			a.fail(fmt.Errorf("deployment engine: %w", err))
 		}
 	})
+	if a.opts.TrimAfter > 0 {
+		var gc *gcPause
+		if a.opts.PauseIdleGC {
+			gc = &gcPause{}
+		}
+		a.trimmer = newTrimmer(a.opts.TrimAfter, a.clock, a.log.With("part", "trim"), gc)
+		trimCtx, stopTrim := context.WithCancel(ctx)
+		sub := a.bus.Subscribe(trimCtx, trimBuffer)
+		a.own("stop trimming memory", stopTrim, func() { a.trimmer.run(trimCtx, sub) })
+	}
 	a.startComms(ctx)
 	if err := a.serveAPI(ctx); err != nil {
 		return err
@@ -279,12 +296,6 @@ func (a *Agent) Start(ctx context.Context) error {
 		stopWatchdog()
 	},
 		func() { sd.watchdog(wdCtx, a.health.check) })
-	if a.opts.TrimAfter > 0 {
-		trimCtx, stopTrim := context.WithCancel(ctx)
-		t := &trimmer{after: a.opts.TrimAfter, clock: a.clock, log: a.log.With("part", "trim")}
-		sub := a.bus.Subscribe(trimCtx, trimBuffer)
-		a.own("stop trimming memory", stopTrim, func() { t.run(trimCtx, sub) })
-	}
 	sd.ready()
 	a.log.Info("agent ready", "socket", a.addrs.Socket, "http_listen", a.addrs.HTTP)
 	if a.opts.Ready != nil {

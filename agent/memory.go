@@ -15,9 +15,12 @@ const DefaultGOGC = 50
 // TuneMemory applies the agent's memory defaults to the Go runtime, each
 // only where the environment does not set its own: GOGC (DefaultGOGC).
 // GOMEMLIMIT has no default (no limit); set it in the environment to give
-// the agent a soft limit. getenv is os.Getenv.
-func TuneMemory(getenv func(string) string) {
+// the agent a soft limit. getenv is os.Getenv. It reports whether the
+// environment left both to the agent: only then may the agent pause the
+// collector while idle (Options.PauseIdleGC).
+func TuneMemory(getenv func(string) string) (defaults bool) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(DefaultGOGC)
 	}
+	return getenv("GOGC") == "" && getenv("GOMEMLIMIT") == ""
 }

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,22 +54,64 @@ func TrimAfter(getenv func(string) string) (time.Duration, error) {
 // trimmer gives memory back after a burst of work: start-up, a deployment.
 // Once the agent has been quiet for after (no deployment event), it runs
 // the garbage collector and returns the free heap to the kernel
-// (debug.FreeOSMemory), and it drops the pages of its own program that
-// the burst mapped (madvise MADV_PAGEOUT on the read-only mappings of the
-// executable): package initialisation, configuration parsing, the
-// migrations, the deployment engine. Code that runs again afterwards (a
-// restart, an API call) is faulted back in from the page cache or the
-// disk. An idle agent arms no timer: a trim follows work, never time.
+// (debug.FreeOSMemory), and it unmaps the pages of its own program that
+// the burst mapped (unmapExecutable): package initialisation,
+// configuration parsing, the migrations, the deployment engine. Code
+// that runs again afterwards (a restart, an API call) is mapped again
+// from the page cache. An idle agent arms no timer: a trim follows work, never time.
+//
+// With gc set, it also pauses the collector's periodic run while nothing
+// happens: Go collects at least every two minutes even when nothing was
+// allocated, which wakes every thread of an idle agent and maps the
+// collector's code again. After quiet time the collector is paused (a
+// soft memory limit stays as the bound, see gcPause); any event of the
+// bus or request to the API resumes it.
 type trimmer struct {
 	after time.Duration
 	clock supervisor.Clock
 	log   *slog.Logger
+	// gc pauses and resumes the collector; nil = never paused.
+	gc gcSwitch
 	// trim does the work; nil = trimMemory.
 	trim func(*slog.Logger)
+	// activity is poked by API requests; make it with newTrimmer.
+	activity chan struct{}
+}
+
+// gcSwitch pauses the garbage collector's periodic runs and resumes them.
+type gcSwitch interface {
+	pause()
+	resume()
+}
+
+func newTrimmer(after time.Duration, clock supervisor.Clock, log *slog.Logger, gc gcSwitch) *trimmer {
+	t := &trimmer{after: after, clock: clock, log: log, activity: make(chan struct{}, 1)}
+	if gc != nil { // a nil *gcPause must not become a non-nil interface
+		t.gc = gc
+	}
+	return t
+}
+
+// poke says something happened (an API request): the collector resumes
+// until the agent is quiet again. It never blocks.
+func (t *trimmer) poke() {
+	select {
+	case t.activity <- struct{}{}:
+	default:
+	}
+}
+
+// handler pokes t for every request to h.
+func (t *trimmer) handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.poke()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // run trims after the start and after every burst of deployment events
-// from sub, until sub is closed.
+// from sub, and pauses the collector whenever the agent has been quiet,
+// until sub is closed.
 func (t *trimmer) run(ctx context.Context, sub <-chan events.Event) {
 	trim := t.trim
 	if trim == nil {
@@ -89,7 +134,11 @@ func (t *trimmer) run(ctx context.Context, sub <-chan events.Event) {
 		if timer != nil {
 			timer.Stop()
 		}
+		if t.gc != nil {
+			t.gc.resume()
+		}
 	}()
+	worked := true // start-up
 	arm()
 	for {
 		select {
@@ -98,17 +147,75 @@ func (t *trimmer) run(ctx context.Context, sub <-chan events.Event) {
 				return
 			}
 			if e.Kind == events.KindDeployment || e.Kind == events.KindAgentUpdate {
-				arm()
+				worked = true
+			} else if t.gc == nil && !worked {
+				continue // nothing to pause, nothing to trim
 			}
+			t.resumeGC()
+			arm()
+		case <-t.activity:
+			if t.gc == nil {
+				continue
+			}
+			t.resumeGC()
+			arm()
 		case <-fire:
-			trim(t.log)
+			if worked {
+				trim(t.log)
+				worked = false
+			}
+			if t.gc != nil {
+				t.gc.pause()
+			}
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// trimMemory returns the free heap to the kernel and pages out the
+func (t *trimmer) resumeGC() {
+	if t.gc != nil {
+		t.gc.resume()
+	}
+}
+
+// gcPause pauses the collector (GOGC off) under a soft memory limit of
+// what the runtime holds at the pause plus idleHeadroom, so that an agent
+// that allocates while paused without telling the trimmer still collects
+// once it has grown by that much; resume restores the percentage and
+// lifts the limit. It is only used where the environment sets neither
+// GOGC nor GOMEMLIMIT (TuneMemory).
+type gcPause struct {
+	percent int
+	paused  bool
+}
+
+// idleHeadroom is how far the runtime's memory may grow while the
+// collector is paused before it collects anyway.
+const idleHeadroom = 4 << 20
+
+func (g *gcPause) pause() {
+	if g.paused {
+		return
+	}
+	s := []rtmetrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	rtmetrics.Read(s)
+	held := int64(s[0].Value.Uint64() - s[1].Value.Uint64())
+	debug.SetMemoryLimit(held + idleHeadroom)
+	g.percent = debug.SetGCPercent(-1)
+	g.paused = true
+}
+
+func (g *gcPause) resume() {
+	if !g.paused {
+		return
+	}
+	debug.SetGCPercent(g.percent)
+	debug.SetMemoryLimit(math.MaxInt64)
+	g.paused = false
+}
+
+// trimMemory returns the free heap to the kernel and unmaps the
 // executable's read-only mappings.
 func trimMemory(log *slog.Logger) {
 	start := time.Now()
@@ -118,20 +225,24 @@ func trimMemory(log *slog.Logger) {
 	// read or a wait, need little: two collections bring most to 4 KiB.
 	runtime.GC()
 	debug.FreeOSMemory()
-	n, err := pageOutExecutable()
+	n, err := unmapExecutable()
 	if err != nil {
-		log.Debug("page out the agent's program", "err", err)
+		log.Debug("unmap the agent's program", "err", err)
 	}
-	log.Debug("memory trimmed", "paged_out_bytes", n, "took_ms", float64(time.Since(start).Microseconds())/1000)
+	log.Debug("memory trimmed", "unmapped_bytes", n, "took_ms", float64(time.Since(start).Microseconds())/1000)
 }
 
-// pageOutExecutable asks the kernel to reclaim the pages of this
-// program's read-only file mappings (text, read-only data, the function
-// tables), and returns how many bytes it asked about. Only pages no other
-// process maps are reclaimed; a page touched again comes back on demand.
-// It needs Linux 5.4 and, for pages of a file, CAP_SYS_ADMIN or write
-// access to the file (the agent runs as root).
-func pageOutExecutable() (int64, error) {
+// unmapExecutable drops this program's read-only file mappings (text,
+// read-only data, the function tables) from its page tables and returns
+// how many bytes it covered. The pages stay in the page cache, marked
+// inactive first (MADV_COLD), so that a memory-short kernel reclaims them
+// first and without writing anything back, and a page touched again comes
+// back from the cache without reading the disk (MADV_DONTNEED: the
+// mappings are private and never written, so nothing is lost). The
+// paging out a kernel would do under pressure is left to it: paging out
+// here (MADV_PAGEOUT) made the next start of the agent and the first
+// restart after a quiet time read the program from disk.
+func unmapExecutable() (int64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
 		return 0, err
@@ -161,8 +272,10 @@ func pageOutExecutable() (int64, error) {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT); errno != 0 {
-			return total, fmt.Errorf("madvise %s: %w", fields[0], errno)
+		for _, advice := range []uintptr{unix.MADV_COLD, unix.MADV_DONTNEED} {
+			if _, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), advice); errno != 0 && advice != unix.MADV_COLD {
+				return total, fmt.Errorf("madvise %s: %w", fields[0], errno)
+			}
 		}
 		total += int64(end - start)
 	}

@@ -70,14 +70,68 @@ func TestTrimAfterFromEnvironment(t *testing.T) {
 	}
 }
 
-// TestPageOutExecutable: the test binary's own read-only mappings are
-// found and handed to the kernel (root: the tests run as root).
-func TestPageOutExecutable(t *testing.T) {
-	n, err := pageOutExecutable()
+// TestUnmapExecutable: the test binary's own read-only mappings are found
+// and unmapped, and the program runs on.
+func TestUnmapExecutable(t *testing.T) {
+	n, err := unmapExecutable()
 	if err != nil {
-		t.Skipf("MADV_PAGEOUT unavailable here: %v", err)
+		t.Fatal(err)
 	}
 	if n == 0 {
 		t.Fatal("no read-only mapping of the executable found")
 	}
+}
+
+// fakeGC records the collector's pauses and resumes.
+type fakeGC struct{ log chan string }
+
+func (g fakeGC) pause()  { g.log <- "pause" }
+func (g fakeGC) resume() { g.log <- "resume" }
+
+// TestTrimmerPausesTheCollectorWhenQuiet: the collector is paused once the
+// agent has been quiet, resumed by any event or API request, and paused
+// again after the next quiet time, which trims only after deployments.
+func TestTrimmerPausesTheCollectorWhenQuiet(t *testing.T) {
+	clock := fakeclock.New(time.Time{})
+	gc := fakeGC{log: make(chan string, 16)}
+	trims := make(chan struct{}, 8)
+	tr := newTrimmer(10*time.Second, clock, slog.New(slog.DiscardHandler), gc)
+	tr.trim = func(*slog.Logger) { trims <- struct{}{} }
+	sub := make(chan events.Event)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := goOwned(func() { tr.run(ctx, sub) })
+
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-gc.log:
+			if got != want {
+				t.Fatalf("collector %s, want %s", got, want)
+			}
+		case <-time.After(fakeclock.WaitTimeout):
+			t.Fatalf("collector not %sd", want)
+		}
+	}
+	clock.WaitDelay(t, 10*time.Second)
+	clock.Advance(10 * time.Second)
+	next("pause")
+	<-trims // start-up
+	sub <- events.Event{Kind: events.KindTransition}
+	next("resume")
+	clock.WaitDelay(t, 10*time.Second)
+	clock.Advance(10 * time.Second)
+	next("pause")
+	tr.poke()
+	next("resume")
+	clock.WaitDelay(t, 10*time.Second)
+	clock.Advance(10 * time.Second)
+	next("pause")
+	select {
+	case <-trims:
+		t.Fatal("trimmed after a transition and a request: only deployments call for a trim")
+	default:
+	}
+	cancel()
+	done()
+	next("resume") // never left paused
 }

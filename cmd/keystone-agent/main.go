@@ -165,7 +165,7 @@ func runAgent(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keystone-agent: %v\n", err)
 		return exitUsage
 	}
-	agent.TuneMemory(os.Getenv)
+	pauseIdleGC := agent.TuneMemory(os.Getenv)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -193,7 +193,7 @@ func runAgent(args []string, stderr io.Writer) int {
 		}
 	}()
 
-	opts := agent.Options{Version: version, Stderr: stderr, HandedOver: handed, Reload: reload, TrimAfter: trimAfter}
+	opts := agent.Options{Version: version, Stderr: stderr, HandedOver: handed, Reload: reload, TrimAfter: trimAfter, PauseIdleGC: pauseIdleGC}
 	if step := os.Getenv(faultEnv); step != "" {
 		opts.FaultHook = func(s string) {
 			if s == step {

@@ -70,15 +70,11 @@ func TestTrimAfterFromEnvironment(t *testing.T) {
 	}
 }
 
-// TestUnmapExecutable: the test binary's own read-only mappings are found
-// and unmapped, and the program runs on.
-func TestUnmapExecutable(t *testing.T) {
-	n, err := unmapExecutable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n == 0 {
-		t.Fatal("no read-only mapping of the executable found")
+// TestPageOutExecutable: the test binary's own read-only mappings are
+// found and paged out, and the program runs on.
+func TestPageOutExecutable(t *testing.T) {
+	if err := pageOutExecutable(); err != nil {
+		t.Skipf("MADV_PAGEOUT unavailable here: %v", err)
 	}
 }
 

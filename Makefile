@@ -4,7 +4,7 @@ PKGS     ?= ./...
 BIN      ?= bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build examples test vet fmt-check lint bench demo clean fuzz package package-check package-test
+.PHONY: all build examples test vet fmt-check lint bench bench-idle demo clean fuzz package package-check package-test
 
 all: build examples
 
@@ -42,6 +42,11 @@ lint: vet fmt-check
 BENCHTIME ?= 1x
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem $(PKGS)
+
+# Only the comparison with s6 and supervisord: memory (PSS), wake-ups,
+# restart latency and cold start (docs/benchmarks.md#memory); root.
+bench-idle:
+	$(GO) test -run '^$$' -bench '^BenchmarkIdle50$$' -benchtime 1x ./internal/e2e/
 
 # Short fuzz runs of every parser fuzz target (FUZZTIME each).
 FUZZTIME ?= 30s

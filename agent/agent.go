@@ -80,6 +80,14 @@ type Options struct {
 	// is abandoned, and the steps left share ShutdownGrace. 0 =
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// TrimAfter is how long the agent waits, after start-up and after each
+	// deployment, with nothing more happening, before it gives back the
+	// memory the work used (TrimEnv, trimmer). 0 = never.
+	TrimAfter time.Duration
+	// PauseIdleGC pauses the garbage collector's periodic run whenever the
+	// agent has been quiet for TrimAfter (see trimmer); TuneMemory says
+	// whether the environment allows it. false = never paused.
+	PauseIdleGC bool
 }
 
 // Addresses are where a running agent answers.
@@ -156,6 +164,9 @@ type Agent struct {
 	// releases fetches agent releases from the component repository; nil
 	// without one.
 	releases releaseSource
+	// trimmer gives memory back after work; nil when Options.TrimAfter
+	// is 0.
+	trimmer *trimmer
 }
 
 // New wires an agent on cfg: it locks the data folder, opens the store and
@@ -247,6 +258,16 @@ func (a *Agent) Start(ctx context.Context) error {
 			a.fail(fmt.Errorf("deployment engine: %w", err))
 		}
 	})
+	if a.opts.TrimAfter > 0 {
+		var gc *gcPause
+		if a.opts.PauseIdleGC {
+			gc = &gcPause{}
+		}
+		a.trimmer = newTrimmer(a.opts.TrimAfter, a.clock, a.log.With("part", "trim"), gc)
+		trimCtx, stopTrim := context.WithCancel(ctx)
+		sub := a.bus.Subscribe(trimCtx, trimBuffer)
+		a.own("stop trimming memory", stopTrim, func() { a.trimmer.run(trimCtx, sub) })
+	}
 	a.startComms(ctx)
 	if err := a.serveAPI(ctx); err != nil {
 		return err

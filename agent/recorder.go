@@ -21,7 +21,9 @@ const (
 	// recorderBuffer is how far the recorder may fall behind the bus before
 	// it loses events (the bus never waits for it).
 	recorderBuffer = 4096
-	// storeWriteTimeout bounds one event write.
+	// recordBatch is the most events written in one transaction.
+	recordBatch = 256
+	// storeWriteTimeout bounds one write of events.
 	storeWriteTimeout = 10 * time.Second
 )
 
@@ -56,24 +58,58 @@ func newRecorder(ctx context.Context, st *store.Store, log *slog.Logger) (*recor
 func (r *recorder) run(ctx context.Context, sub <-chan events.Event) {
 	base := context.WithoutCancel(ctx)
 	n := 0
+	batch := make([]events.Event, 0, recordBatch)
 	for e := range sub {
-		if e.Dropped > 0 {
-			r.log.Warn("event recorder fell behind; events lost", "lost", e.Dropped)
+		// What has queued up meanwhile goes in the same transaction: a
+		// burst (50 components starting) costs one sync of the disk, not
+		// one per event, and leaves the writer to the others sooner.
+		batch = append(batch[:0], e)
+		open := true
+		for open && len(batch) < recordBatch {
+			select {
+			case e, ok := <-sub:
+				if !ok {
+					open = false
+					break
+				}
+				batch = append(batch, e)
+			default:
+				open = false
+			}
 		}
 		ctx, cancel := context.WithTimeout(base, storeWriteTimeout)
-		seq, err := r.store.AppendEvent(ctx, toStoreEvent(e))
-		if err != nil {
-			r.log.Error("record event", "kind", e.Kind, "component", e.Component, "err", err)
-		} else {
-			r.lastSeq.Store(seq)
-		}
-		if n++; n%pruneEvery == 0 {
+		r.record(ctx, batch)
+		if n += len(batch); n >= pruneEvery {
+			n = 0
 			if err := r.store.PruneEvents(ctx, eventsKept); err != nil {
 				r.log.Error("prune events", "err", err)
 			}
 		}
 		cancel()
 	}
+}
+
+// record writes batch in one transaction.
+func (r *recorder) record(ctx context.Context, batch []events.Event) {
+	var last int64
+	err := r.store.Tx(ctx, func(tx *store.Tx) error {
+		for _, e := range batch {
+			if e.Dropped > 0 {
+				r.log.Warn("event recorder fell behind; events lost", "lost", e.Dropped)
+			}
+			seq, err := tx.AppendEvent(ctx, toStoreEvent(e))
+			if err != nil {
+				return fmt.Errorf("%s event of %q: %w", e.Kind, e.Component, err)
+			}
+			last = seq
+		}
+		return nil
+	})
+	if err != nil {
+		r.log.Error("record events", "events", len(batch), "err", err)
+		return
+	}
+	r.lastSeq.Store(last)
 }
 
 // Recent returns up to limit of the latest recorded events, oldest first.

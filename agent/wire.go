@@ -277,6 +277,9 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 // serve runs h on l in its own goroutine until Shutdown; Serve failing for
 // any other reason is fatal.
 func (a *Agent) serve(ctx context.Context, name string, h http.Handler, l net.Listener, closeStreams func()) {
+	if a.trimmer != nil {
+		h = a.trimmer.handler(h) // a request is activity: the collector resumes
+	}
 	srv := newHTTPServer(h, a.log, context.WithoutCancel(ctx))
 	done := goOwned(func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

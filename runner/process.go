@@ -56,6 +56,10 @@ type Process struct {
 	stopping    bool
 	forced      bool
 	status      ExitStatus
+	// finished: done is closed; afterDone is what AfterDone asked to call
+	// then.
+	finished  bool
+	afterDone []func()
 }
 
 // Record is what must be stored about a started process so that an agent
@@ -91,6 +95,34 @@ func (p *Process) Record() Record {
 // Done is closed when the process has exited and everything it left has
 // been cleaned up; Wait then returns at once.
 func (p *Process) Done() <-chan struct{} { return p.done }
+
+// AfterDone calls f once Done is closed, from the goroutine that closed
+// it, or at once in a goroutine of its own when Done is already closed.
+// It spares a caller that only needs to hear of the end a goroutine
+// blocked on Done. f must not block.
+func (p *Process) AfterDone(f func()) {
+	p.mu.Lock()
+	if !p.finished {
+		p.afterDone = append(p.afterDone, f)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	go f()
+}
+
+// finish closes done and calls what AfterDone asked for.
+func (p *Process) finish() {
+	p.mu.Lock()
+	p.finished = true
+	fns := p.afterDone
+	p.afterDone = nil
+	p.mu.Unlock()
+	close(p.done)
+	for _, f := range fns {
+		f()
+	}
+}
 
 // Wait blocks until the process has exited (see Done) and returns how.
 func (p *Process) Wait() ExitStatus {
@@ -186,7 +218,7 @@ func (p *Process) wait() {
 	}
 	p.exited = true
 	p.mu.Unlock()
-	defer close(p.done)
+	defer p.finish()
 	defer p.r.live.Add(-1)
 	if p.adopted {
 		defer p.r.adopted.Add(-1)

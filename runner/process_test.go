@@ -359,3 +359,27 @@ func TestShimDyingBeforeExecIsASetupError(t *testing.T) {
 		t.Fatalf("err = %v, want a SetupError at step shim", err)
 	}
 }
+
+// TestAfterDoneCallsOnceDone: a function given before the end is called
+// once Done is closed; one given after the end is called too.
+func TestAfterDoneCallsOnceDone(t *testing.T) {
+	e := newEnv(t, "", false)
+	p := e.start(t, ProcessSpec{Component: "com.example.afterdone", Command: "/bin/sleep", Args: []string{"300"}})
+	called := make(chan bool, 2)
+	p.AfterDone(func() {
+		select {
+		case <-p.Done():
+			called <- true
+		default:
+			called <- false
+		}
+	})
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !<-called {
+		t.Error("called before Done was closed")
+	}
+	p.AfterDone(func() { called <- true })
+	<-called
+}

@@ -80,13 +80,13 @@ func (tx *Tx) ListProcesses(ctx context.Context) ([]Process, error) {
 // RecordProcess durably records p for its component, replacing an earlier
 // record. Call it right after the process started.
 func (s *Store) RecordProcess(ctx context.Context, p Process) error {
-	return s.Tx(ctx, func(tx *Tx) error { return tx.RecordProcess(ctx, p) })
+	return s.grouped(ctx, func(tx *Tx) error { return tx.RecordProcess(ctx, p) })
 }
 
 // ClearProcess forgets the component's process; call it once the process
 // is known to be gone.
 func (s *Store) ClearProcess(ctx context.Context, component string) error {
-	return s.Tx(ctx, func(tx *Tx) error { return tx.ClearProcess(ctx, component) })
+	return s.grouped(ctx, func(tx *Tx) error { return tx.ClearProcess(ctx, component) })
 }
 
 // ListProcesses returns every recorded process, ordered by component.

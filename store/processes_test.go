@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -57,5 +58,49 @@ func TestProcessesRoundTrip(t *testing.T) {
 
 	if err := s.RecordProcess(ctx, store.Process{Component: "x", PID: 0}); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("pid 0: err = %v, want ErrInvalid", err)
+	}
+}
+
+// TestProcessRecordsConcurrently: records written at the same time (they
+// share transactions) all land, and an invalid one fails only its caller.
+func TestProcessRecordsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	const n = 50
+	errs := make(chan error, n+1)
+	for i := range n {
+		go func() {
+			errs <- s.RecordProcess(ctx, store.Process{Component: fmt.Sprintf("c%02d", i), PID: 100 + i})
+		}()
+	}
+	go func() { errs <- s.RecordProcess(ctx, store.Process{Component: "bad", PID: -1}) }()
+	invalid := 0
+	for range n + 1 {
+		if err := <-errs; errors.Is(err, store.ErrInvalid) {
+			invalid++
+		} else if err != nil {
+			t.Error(err)
+		}
+	}
+	if invalid != 1 {
+		t.Errorf("%d invalid records refused, want 1", invalid)
+	}
+	got, err := s.ListProcesses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d records, want %d", len(got), n)
+	}
+	for i := range n {
+		go func() { errs <- s.ClearProcess(ctx, fmt.Sprintf("c%02d", i)) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got, _ := s.ListProcesses(ctx); len(got) != 0 {
+		t.Errorf("%d records left after clearing them all", len(got))
 	}
 }

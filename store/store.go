@@ -27,6 +27,9 @@ type Store struct {
 	now    func() time.Time
 	logger *slog.Logger
 
+	// group batches the writes of process records (grouped).
+	group group
+
 	closeOnce sync.Once
 	closeErr  error
 }

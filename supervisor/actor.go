@@ -282,11 +282,18 @@ func (a *Actor) launch(gen uint64) *Input {
 	// leaves a process the next agent finds.
 	a.record(h)
 	a.helper.Add(1)
-	go func() {
+	exited := func() {
 		defer a.helper.Done()
-		<-h.Done()
 		a.send(Input{Kind: InputExited, Gen: gen, Exit: h.Exit()})
-	}()
+	}
+	if n, ok := h.(doneNotifier); ok {
+		n.AfterDone(exited) // no goroutine per component blocked on Done
+	} else {
+		go func() {
+			<-h.Done()
+			exited()
+		}()
+	}
 	if rr, ok := h.(RunReporter); ok {
 		a.helper.Add(1)
 		go func() {

@@ -82,6 +82,7 @@ type processHandle struct {
 
 func (h *processHandle) Pid() int              { return h.p.Pid() }
 func (h *processHandle) Done() <-chan struct{} { return h.p.Done() }
+func (h *processHandle) AfterDone(f func())    { h.p.AfterDone(f) }
 
 func (h *processHandle) Process() store.Process {
 	return store.Process{PID: h.p.Pid(), StartTicks: h.p.StartTicks(), PGID: h.p.Pgid(), CgroupPath: h.p.CgroupPath()}

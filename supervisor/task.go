@@ -62,6 +62,13 @@ type Handle interface {
 	Stop(ctx context.Context) error
 }
 
+// doneNotifier is a Handle that calls a function when its instance has
+// ended (once Done is closed), so that the actor needs no goroutine
+// blocked on Done for each component. f must not block.
+type doneNotifier interface {
+	AfterDone(f func())
+}
+
 // RunResult is how one run of an instance that works in runs ended (a
 // plugin's schedule): OK, or Detail says why not.
 type RunResult struct {

@@ -160,6 +160,13 @@ func runAgent(args []string, stderr io.Writer) int {
 		*o.field = abs
 	}
 
+	trimAfter, err := agent.TrimAfter(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "keystone-agent: %v\n", err)
+		return exitUsage
+	}
+	pauseIdleGC := agent.TuneMemory(os.Getenv)
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal ends the process at once
@@ -186,7 +193,7 @@ func runAgent(args []string, stderr io.Writer) int {
 		}
 	}()
 
-	opts := agent.Options{Version: version, Stderr: stderr, HandedOver: handed, Reload: reload}
+	opts := agent.Options{Version: version, Stderr: stderr, HandedOver: handed, Reload: reload, TrimAfter: trimAfter, PauseIdleGC: pauseIdleGC}
 	if step := os.Getenv(faultEnv); step != "" {
 		opts.FaultHook = func(s string) {
 			if s == step {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -45,6 +46,8 @@ type device struct {
 
 	agent  *agentProc
 	starts int // how many times an agent was started, for log names
+	// agentBin is the keystone-agent start runs; "" = built.agent.
+	agentBin string
 }
 
 // deviceOptions change how a device is set up.
@@ -151,7 +154,7 @@ func (d *device) start(env ...string) *agentProc {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	cmd := exec.Command(built.agent, "run", "--config", d.config)
+	cmd := exec.Command(cmp.Or(d.agentBin, built.agent), "run", "--config", d.config)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {

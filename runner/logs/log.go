@@ -2,6 +2,7 @@ package logs
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -142,7 +143,20 @@ func (l *Log) publish(line Line) {
 // fails, so that the writer on the other end of a pipe never blocks on a
 // full log, and returns the first write error or a read error.
 func (l *Log) Capture(stream Stream, r io.Reader) error {
-	br := bufio.NewReaderSize(r, l.m.cfg.MaxLineBytes)
+	// The line buffer (MaxLineBytes) is made once the first output comes:
+	// many components write little or nothing, and a capture waiting on a
+	// quiet pipe then holds only this small head.
+	var head [128]byte
+	n, err := r.Read(head[:])
+	var rest io.Reader = r
+	switch {
+	case err == nil:
+	case n == 0:
+		return l.readEnd(stream, nil, err)
+	default:
+		rest = errReader{err}
+	}
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head[:n]), rest), l.m.cfg.MaxLineBytes)
 	var first error
 	for {
 		b, err := br.ReadSlice('\n')
@@ -158,15 +172,25 @@ func (l *Log) Capture(stream Stream, r io.Reader) error {
 				first = werr
 			}
 		}
-		switch {
-		case err == nil || errors.Is(err, bufio.ErrBufferFull):
-		case errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed):
-			return first
-		default:
-			return errors.Join(first, fmt.Errorf("read %s of %s: %w", stream, l.name, err))
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return l.readEnd(stream, first, err)
 		}
 	}
 }
+
+// readEnd is what Capture returns once reading stopped with err: first
+// alone at the end of the output, else with the read error.
+func (l *Log) readEnd(stream Stream, first, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
+		return first
+	}
+	return errors.Join(first, fmt.Errorf("read %s of %s: %w", stream, l.name, err))
+}
+
+// errReader returns err on every read.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // Tail returns up to n of the most recent lines, oldest first; n <= 0 means
 // all that are kept.

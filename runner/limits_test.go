@@ -54,6 +54,9 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 echo "bomb ended"; exec sleep 300`,
 	})
 	e.waitLine(t, "com.example.forks", "bomb ended")
+	// stderr is read by a goroutine of its own: its line may come after
+	// stdout's.
+	e.waitLine(t, "com.example.forks", "Cannot fork")
 	cg := p.CgroupPath()
 	current, err := strconv.Atoi(readCgroupFile(t, e, cg, "pids.current"))
 	if err != nil || current > limit {

@@ -34,7 +34,7 @@ fmt-check:
 
 # -race needs cgo; the shipped binaries stay CGO_ENABLED=0.
 test: vet fmt-check
-	CGO_ENABLED=1 $(GO) test -race -timeout 15m $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -timeout 25m $(PKGS)
 
 lint: vet fmt-check
 

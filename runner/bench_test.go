@@ -27,10 +27,20 @@ func reportPercentiles(b *testing.B, prefix string, samples []time.Duration) {
 	b.ReportMetric(at(0.99), prefix+"ms/p99")
 }
 
-// BenchmarkStartStop: Start (shim, cgroups, exec) until the target runs,
-// then Stop with SIGTERM until the process is reaped and its cgroups gone.
+// BenchmarkStartStop: Start (cgroups, the spawner thread or the shim,
+// exec) until the target runs, then Stop with SIGTERM until the process is
+// reaped and its cgroups gone.
 func BenchmarkStartStop(b *testing.B) {
-	e := newEnv(b, "", false)
+	for _, path := range []string{"direct", "shim"} {
+		b.Run("path="+path, func(b *testing.B) {
+			e := newEnv(b, "", false)
+			e.r.noDirect.Store(path == "shim")
+			benchStartStop(b, e)
+		})
+	}
+}
+
+func benchStartStop(b *testing.B, e *testEnv) {
 	ctx := context.Background()
 	var starts, stops, totals []time.Duration
 	b.ResetTimer()

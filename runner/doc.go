@@ -17,18 +17,26 @@
 // killed and waited for and the cgroup removed before Done is closed: no
 // grandchild survives its component and the runner leaves no zombie.
 //
-// Between fork and exec the new process is a shim (package runner/shim):
+// A process starts one of two ways, with the same confinements. Where the
+// spec allows it (no seccomp profile file, no open_files limit, no stdin of
+// the caller's) it is forked from a spawner thread of the agent's (see
+// spawn.go) and execs its program at once: the fork itself takes the
+// process group, the credentials, the working directory and the v2 group
+// (clone-into-cgroup); no_new_privs and the default seccomp filter come
+// from the spawner thread, which set them on itself and passes them on to
+// what it forks; the v1 groups too, the thread joining them for the fork.
+// Otherwise, and to say which step failed when a direct start fails, the
+// new process is a shim between fork and exec (package runner/shim):
 // the program keystone-shim (cmd/keystone-shim, ShimName) when it lies next
 // to the running executable and is executable, else the agent's own
 // executable re-run as the shim (IsShim, ShimMain; /proc/self/exe);
-// Config.ShimPath names another. The dedicated program links only the shim
-// and starts much faster, and its start is the floor of a restart. The
-// shim is born in the component's v2 group and waits for its request;
-// then its exec thread joins the v1 groups (cgroup v1 cannot clone into a
-// group), and the shim applies the rlimit, the
-// credentials, no_new_privs and the seccomp filter and execs the target; a
-// failure there comes back as a *SetupError, never as an exit status of
-// the component.
+// Config.ShimPath names another. The shim is born in the component's v2
+// group and waits for its request; then its exec thread joins the v1
+// groups (cgroup v1 cannot clone into a group), and the shim applies the
+// rlimit, the credentials, no_new_privs and the seccomp filter and execs
+// the target; a failure there comes back as a *SetupError, never as an
+// exit status of the component. A Go runtime starting in the shim is most
+// of a restart's time, which is what the direct start spares.
 //
 // After an agent crash, StopOrphan finds the processes of a stored Record
 // (pid, start ticks, process group, cgroup) and stops them. It does not
@@ -51,7 +59,8 @@
 // The package knows nothing of deployments, dependencies, restart policy
 // or health checks: the supervisor decides when to start and stop, and
 // turns Warnings (limits the host cannot enforce) into events. It keeps no
-// table of processes and no global state; secrets passed in a
+// table of processes and no global state but the spawner threads, which
+// belong to the process; secrets passed in a
 // ProcessSpec reach only the process's environment, never a log or an
 // error.
 package runner

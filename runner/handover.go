@@ -148,10 +148,10 @@ func isOurChild(pid int) error {
 }
 
 // reap collects the exit status of the leader, which waitExitNoReap saw
-// exit: through os/exec for a process this image started, through wait4
-// for one it adopted.
+// exit: through os/exec for a process this image started with it, through
+// wait4 for one started directly or adopted.
 func (p *Process) reap() ExitStatus {
-	if !p.adopted {
+	if p.cmd != nil {
 		waitErr := p.cmd.Wait()
 		var ee *exec.ExitError
 		if errors.As(waitErr, &ee) {

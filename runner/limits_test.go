@@ -21,7 +21,10 @@ import (
 // Acceptance 5: a child allocating past memory_limit is OOM-killed and the
 // exit reason says so.
 func TestMemoryLimitOOMKillIsTheExitReason(t *testing.T) {
-	e := newEnv(t, "", false)
+	onBothStartPaths(t, testMemoryLimitOOMKillIsTheExitReason)
+}
+
+func testMemoryLimitOOMKillIsTheExitReason(t *testing.T, e *testEnv) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -43,8 +46,9 @@ func TestMemoryLimitOOMKillIsTheExitReason(t *testing.T) {
 }
 
 // Acceptance 5: pids_limit stops a (bounded) fork bomb inside the cgroup.
-func TestPidsLimitStopsForkBomb(t *testing.T) {
-	e := newEnv(t, "", false)
+func TestPidsLimitStopsForkBomb(t *testing.T) { onBothStartPaths(t, testPidsLimitStopsForkBomb) }
+
+func testPidsLimitStopsForkBomb(t *testing.T, e *testEnv) {
 	const limit = 12
 	p := e.start(t, ProcessSpec{
 		Component: "com.example.forks", PidsLimit: limit,
@@ -112,7 +116,10 @@ func TestOpenFilesRlimitIsSetInTheChild(t *testing.T) {
 
 // Acceptance 5: no_new_privileges is visible in /proc/PID/status.
 func TestNoNewPrivilegesIsSetOnlyWhenAsked(t *testing.T) {
-	e := newEnv(t, "", false)
+	onBothStartPaths(t, testNoNewPrivilegesIsSetOnlyWhenAsked)
+}
+
+func testNoNewPrivilegesIsSetOnlyWhenAsked(t *testing.T, e *testEnv) {
 	for _, nnp := range []bool{true, false} {
 		p := e.start(t, ProcessSpec{Component: fmt.Sprintf("com.example.nnp-%v", nnp), Command: "/bin/sleep", Args: []string{"300"}, NoNewPrivileges: nnp})
 		want := "NoNewPrivs:\t0"
@@ -168,7 +175,10 @@ func testAccount(t *testing.T) (name, primary, extra string) {
 // Acceptance 5: run_as runs as that uid/gid with supplementary groups
 // cleared.
 func TestRunAsTakesUserAndGroupAndClearsSupplementaryGroups(t *testing.T) {
-	e := newEnv(t, "", false)
+	onBothStartPaths(t, testRunAsTakesUserAndGroupAndClearsSupplementaryGroups)
+}
+
+func testRunAsTakesUserAndGroupAndClearsSupplementaryGroups(t *testing.T, e *testEnv) {
 	name, primary, extra := testAccount(t)
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -217,7 +227,10 @@ func TestRunAsTakesUserAndGroupAndClearsSupplementaryGroups(t *testing.T) {
 // (cloned into the v2 group, and its thread moved into each v1 group by
 // the shim before exec).
 func TestProgramStartsInItsGroupInEveryHierarchy(t *testing.T) {
-	e := newEnv(t, "", false)
+	onBothStartPaths(t, testProgramStartsInItsGroupInEveryHierarchy)
+}
+
+func testProgramStartsInItsGroupInEveryHierarchy(t *testing.T, e *testEnv) {
 	if e.r.CgroupMode() == cgroup.ModeUnavailable {
 		t.Fatal("this host has cgroups; the runner's acceptance depends on them")
 	}

@@ -115,6 +115,27 @@ type testEnv struct {
 	logs   *logs.Manager
 	root   string
 	logDir string
+	// path, when set, is the way e.start must have started every process:
+	// "direct" (the spawner thread) or "shim".
+	path string
+}
+
+// onBothStartPaths runs test twice, on a fresh environment each time:
+// with processes started directly from the spawner thread where the spec
+// allows it, and with every process started through the shim. Each
+// process e.start starts is checked to have taken that path, so that the
+// confinements a test checks are proved for both.
+func onBothStartPaths(t *testing.T, test func(t *testing.T, e *testEnv)) {
+	for _, path := range []string{"direct", "shim"} {
+		t.Run(path, func(t *testing.T) {
+			e := newEnv(t, "", false)
+			e.path = path
+			if path == "shim" {
+				e.r.noDirect.Store(true)
+			}
+			test(t, e)
+		})
+	}
 }
 
 func requireRoot(t testing.TB) {
@@ -184,6 +205,9 @@ func (e *testEnv) start(t testing.TB, spec ProcessSpec) *Process {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Stop(context.Background(), StopOptions{Signal: 9}) })
+	if via := map[bool]string{true: "shim", false: "direct"}[p.cmd != nil]; e.path != "" && via != e.path {
+		t.Fatalf("%s was started %s, want %s", spec.Component, via, e.path)
+	}
 	return p
 }
 

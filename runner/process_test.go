@@ -18,7 +18,10 @@ import (
 )
 
 func TestScriptGetsArgsEnvDirAndOutputIsCaptured(t *testing.T) {
-	e := newEnv(t, "", false)
+	onBothStartPaths(t, testScriptGetsArgsEnvDirAndOutputIsCaptured)
+}
+
+func testScriptGetsArgsEnvDirAndOutputIsCaptured(t *testing.T, e *testEnv) {
 	t.Setenv("KEYSTONE_AGENT_ONLY", "must-not-leak")
 	dir := t.TempDir()
 	p := e.start(t, ProcessSpec{
@@ -262,7 +265,10 @@ func TestHungShutdownScriptIsKilledAndStopGoesOn(t *testing.T) {
 }
 
 func TestNaturalExitLeavesNoGrandchild(t *testing.T) {
-	e := newEnv(t, "", false)
+	onBothStartPaths(t, testNaturalExitLeavesNoGrandchild)
+}
+
+func testNaturalExitLeavesNoGrandchild(t *testing.T, e *testEnv) {
 	p := e.start(t, ProcessSpec{Component: "com.example.leaver", Script: `sleep 300 & echo "bg $!"; exit 0`})
 	st := p.Wait()
 	if !st.Success() || st.Stopped {
@@ -353,6 +359,7 @@ func TestShimDyingBeforeExecIsASetupError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.noDirect.Store(true) // this program would be started without a shim
 	p, _, err := r.Start(context.Background(), ProcessSpec{Component: "com.example.crash", Command: "/bin/sleep", Args: []string{"300"}, AllowRoot: true})
 	var se *SetupError
 	if !errors.As(err, &se) || se.Step != "shim" || p != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -56,6 +57,7 @@ type Runner struct {
 	live        atomic.Int64 // processes started or adopted and not yet reaped
 	adopted     atomic.Int64 // of which adopted from the previous image (Adopt)
 	noCloneInto atomic.Bool  // the kernel refused CLONE_INTO_CGROUP once
+	noDirect    atomic.Bool  // no spawner thread here: every start goes through the shim
 
 	seccompOnce    sync.Once // compiles the default seccomp profile
 	seccompDefault []unix.SockFilter
@@ -145,17 +147,24 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 	if err != nil {
 		return nil, nil, fmt.Errorf("start %s: %w", spec.Component, err)
 	}
-	// The v1 groups are made while the shim starts (its Go runtime takes
-	// milliseconds to get to its request, which is when it joins them).
-	v1 := make(chan []cgroup.Unapplied, 1)
-	go func() { v1 <- r.cgroups.CreateV1(group, spec.limits()) }()
-	sp, err := r.startFresh(spec, group)
-	unapplied = append(unapplied, <-v1...)
 	var p *Process
-	if err == nil {
-		p, err = r.gate(ctx, spec, acct, lg, group, sp, filter)
+	if r.canStartDirect(spec, acct) {
+		unapplied = append(unapplied, r.cgroups.CreateV1(group, spec.limits())...)
+		p, err = r.startDirect(spec, acct, lg, group, filter)
+		if err != nil {
+			// The shim does the same work step by step and says which
+			// step failed: a program that cannot be exec'd, a directory
+			// that cannot be entered as that user.
+			r.log.Debug("start without the shim failed; trying with it", "component", spec.Component, "err", err)
+			p, err = r.startWithShim(ctx, spec, acct, lg, group, filter, nil)
+		}
 	} else {
-		err = fmt.Errorf("start %s: %w", spec.Component, err)
+		// The v1 groups are made while the shim starts (its Go runtime
+		// takes milliseconds to get to its request, which is when it joins
+		// them).
+		v1 := make(chan []cgroup.Unapplied, 1)
+		go func() { v1 <- r.cgroups.CreateV1(group, spec.limits()) }()
+		p, err = r.startWithShim(ctx, spec, acct, lg, group, filter, func() { unapplied = append(unapplied, <-v1...) })
 	}
 	if err != nil {
 		if derr := group.Delete(); derr != nil {
@@ -164,6 +173,20 @@ func (r *Runner) Start(ctx context.Context, spec ProcessSpec) (*Process, []Warni
 		return nil, nil, err
 	}
 	return p, r.warnOnce(spec.Component, unapplied), nil
+}
+
+// startWithShim starts the shim for spec in group and takes it through
+// its gate; beforeGate, if set, runs once the shim is started and before
+// its request is sent.
+func (r *Runner) startWithShim(ctx context.Context, spec ProcessSpec, acct *Account, lg *logs.Log, group *cgroup.Group, filter []unix.SockFilter, beforeGate func()) (*Process, error) {
+	sp, err := r.startFresh(spec, group)
+	if beforeGate != nil {
+		beforeGate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Component, err)
+	}
+	return r.gate(ctx, spec, acct, lg, group, sp, filter)
 }
 
 // spawn starts the shim, places it in group, hands it the request and
@@ -247,23 +270,30 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *Account, lg *
 		return nil, abort(&SetupError{Component: spec.Component, Step: "shim", Err: errors.New("died before exec")})
 	}
 
+	return r.track(spec, acct, lg, group, sp.cmd, pid, sp.ticks, sp.outR, sp.errR), nil
+}
+
+// track makes the handle of a process that has exec'd its program and
+// starts reading its output and waiting for its end. cmd is nil for a
+// process started without os/exec (it is reaped with wait4).
+func (r *Runner) track(spec ProcessSpec, acct *Account, lg *logs.Log, group *cgroup.Group, cmd *exec.Cmd, pid int, ticks uint64, outR, errR *os.File) *Process {
 	p := &Process{
-		r: r, spec: spec, acct: acct, cmd: sp.cmd, pid: pid, ticks: sp.ticks, group: group, cgPath: group.Path(), log: lg,
-		outR: sp.outR, errR: sp.errR, errTail: NewTail(StderrTailBytes), done: make(chan struct{}),
+		r: r, spec: spec, acct: acct, cmd: cmd, pid: pid, ticks: ticks, group: group, cgPath: group.Path(), log: lg,
+		outR: outR, errR: errR, errTail: NewTail(StderrTailBytes), done: make(chan struct{}),
 	}
 	p.readers.Add(2)
 	if spec.Stdout != nil {
-		go p.copyOut(spec.Stdout, sp.outR)
+		go p.copyOut(spec.Stdout, outR)
 	} else {
-		go p.capture(logs.Stdout, sp.outR)
+		go p.capture(logs.Stdout, outR)
 	}
 	var stderr io.Writer = p.errTail
 	if spec.Stderr != nil {
 		stderr = io.MultiWriter(p.errTail, &keepWriting{w: spec.Stderr})
 	}
-	go p.capture(logs.Stderr, io.TeeReader(sp.errR, stderr))
+	go p.capture(logs.Stderr, io.TeeReader(errR, stderr))
 	go p.wait()
-	return p, nil
+	return p
 }
 
 // startFresh starts a shim for spec, cloned straight into the v2 part of

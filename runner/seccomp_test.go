@@ -38,7 +38,10 @@ func runSyscallsHelper(t *testing.T, e *testEnv, component, profile string, nnp 
 // Under "default" (with or without no_new_privileges) unshare, mount and
 // ptrace are refused with EPERM; "unconfined" lets them reach the kernel.
 func TestSeccompDefaultRefusesAndUnconfinedDoesNot(t *testing.T) {
-	e := newEnv(t, "", false)
+	onBothStartPaths(t, testSeccompDefaultRefusesAndUnconfinedDoesNot)
+}
+
+func testSeccompDefaultRefusesAndUnconfinedDoesNot(t *testing.T, e *testEnv) {
 	for _, nnp := range []bool{true, false} {
 		got := runSyscallsHelper(t, e, "com.example.confined", SeccompDefault, nnp)
 		for _, call := range []string{"unshare", "mount", "ptrace"} {

@@ -44,16 +44,18 @@ const (
 // (KEYSTONE_TRIM_AFTER=0); and the floor: internal/memfloor, the smallest
 // program that links the same runtime and opens the store.
 //
-// After an idle window (KEYSTONE_BENCH_IDLE, default 60s; keep it longer
-// than the agent's KEYSTONE_TRIM_AFTER, 10s) it reports each one's PSS
+// Once every agent has settled (20 s after its last deployment, past its
+// trim) and after an idle window (KEYSTONE_BENCH_IDLE, default 60s) it
+// reports each one's PSS
 // from /proc/PID/smaps_rollup, the supervisor's own processes only (s6:
 // s6-svscan and its 50 s6-supervise), split into anonymous and
 // file-backed; CPU seconds and wake-ups (schedstat run counts of every
 // thread) over the window. Then restart latency, SIGKILL of a component's
 // process until its replacement is exec'd (the kernel's exec event, over
 // the proc connector), alternating between the agent (restart_backoff 0s)
-// and s6, a kill of each every 2 s (s6 throttles a service that is
-// killed again within about a second) for KEYSTONE_BENCH_RESTARTS rounds (default 30); and cold
+// and s6 (its services using s6's readiness protocol, without which
+// s6-supervise waits a second before every restart), a kill of each every
+// 2 s (s6 also waits when a service dies within a second of being ready) for KEYSTONE_BENCH_RESTARTS rounds (default 30); and cold
 // start: the agent with its 50 components stopped, from its exec until the
 // 50th component's process is exec'd, KEYSTONE_BENCH_COLDSTARTS times
 // (default 5). Last, what a further component costs: the agent's PSS
@@ -97,6 +99,11 @@ func BenchmarkIdle50(b *testing.B) {
 		noTrim.agentBin = shippedAgent(b, shim)
 		noTrim.start("KEYSTONE_TRIM_AFTER=0")
 		noTrim.ctlOK("deploy", "apply", "-f", noTrim.writeSleepers("idle-50", sleepNoTrim, n), "--wait")
+		// The idle window starts once every agent has settled: each trims
+		// KEYSTONE_TRIM_AFTER after its last deployment, a burst of work
+		// (two collections, and the program's pages read back as the code
+		// after the page-out runs) that is not idleness.
+		settled := time.Now().Add(trimSettle)
 
 		sd := startSupervisord(b, b.TempDir(), n)
 		s6dir := b.TempDir()
@@ -116,6 +123,10 @@ func BenchmarkIdle50(b *testing.B) {
 			{"supervisord", pid(sd)},
 			{"s6", s6Tree},
 			{"floor", func() []int { return []int{floor.Process.Pid} }},
+		}
+		if wait := time.Until(settled); wait > 0 {
+			pause := time.NewTimer(wait)
+			<-pause.C
 		}
 		wake0 := map[string]uint64{}
 		cpu0 := map[string]float64{}
@@ -606,8 +617,15 @@ func startS6(b *testing.B, dir string, n int) *exec.Cmd {
 		if err := os.MkdirAll(svc, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		run := fmt.Sprintf("#!/bin/sh\nexec sleep %d\n", sleepS6+i)
+		// s6's readiness protocol: the service says it is up on the
+		// notification fd. Without it s6-supervise waits a second before
+		// every restart; with it, only when the service was up for less
+		// than a second.
+		run := fmt.Sprintf("#!/bin/sh\necho >&3\nexec sleep %d 3>&-\n", sleepS6+i)
 		if err := os.WriteFile(filepath.Join(svc, "run"), []byte(run), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(svc, "notification-fd"), []byte("3\n"), 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}

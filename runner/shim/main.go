@@ -73,7 +73,7 @@ func run() (string, error) {
 	// no_new_privs it is loaded while the shim still has the agent's
 	// privileges, with it as late as possible (as runc does).
 	if len(req.Seccomp) > 0 && !req.NoNewPrivs {
-		if err := loadSeccomp(req.Seccomp); err != nil {
+		if err := LoadSeccomp(req.Seccomp); err != nil {
 			return "seccomp", err
 		}
 	}
@@ -90,7 +90,7 @@ func run() (string, error) {
 			return "no_new_privileges", err
 		}
 		if len(req.Seccomp) > 0 {
-			if err := loadSeccomp(req.Seccomp); err != nil {
+			if err := LoadSeccomp(req.Seccomp); err != nil {
 				return "seccomp", err
 			}
 		}

@@ -8,10 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loadSeccomp installs the compiled filter prog on the calling thread (the
-// shim's exec thread; the filter is kept across exec). The kernel requires
-// no_new_privs or CAP_SYS_ADMIN. An empty prog is an error.
-func loadSeccomp(prog []unix.SockFilter) error {
+// LoadSeccomp installs the compiled filter prog on the calling thread only
+// (the shim's exec thread, the runner's spawner thread); the filter is kept
+// across fork and exec. The kernel requires no_new_privs or CAP_SYS_ADMIN.
+// An empty prog is an error.
+func LoadSeccomp(prog []unix.SockFilter) error {
 	if len(prog) == 0 {
 		return errors.New("empty seccomp program")
 	}

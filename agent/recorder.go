@@ -41,14 +41,12 @@ func newRecorder(ctx context.Context, st *store.Store, log *slog.Logger) (*recor
 	if err := st.PruneEvents(ctx, eventsKept); err != nil {
 		return nil, fmt.Errorf("prune events: %w", err)
 	}
-	kept, err := st.Events(ctx, 0, 0)
+	last, err := st.LastEventSeq(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	r := &recorder{store: st, log: log}
-	if n := len(kept); n > 0 {
-		r.lastSeq.Store(kept[n-1].Seq)
-	}
+	r.lastSeq.Store(last)
 	return r, nil
 }
 

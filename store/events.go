@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -45,6 +46,15 @@ func (tx *Tx) AppendEvent(ctx context.Context, e Event) (int64, error) {
 		return 0, fmt.Errorf("append %s event: seq: %w", e.Kind, err)
 	}
 	return seq, nil
+}
+
+// LastEventSeq is the seq of the newest event kept; 0 when none is.
+func (tx *Tx) LastEventSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	if err := tx.q.QueryRowContext(ctx, `SELECT MAX(seq) FROM events`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("last event seq: %w", err)
+	}
+	return seq.Int64, nil
 }
 
 // Events returns up to limit events with seq greater than afterSeq, in seq
@@ -119,6 +129,11 @@ func (s *Store) Events(ctx context.Context, afterSeq int64, limit int) ([]Event,
 // seq order; limit <= 0 means all.
 func (s *Store) ComponentEvents(ctx context.Context, component string, limit int) ([]Event, error) {
 	return s.reader.ComponentEvents(ctx, component, limit)
+}
+
+// LastEventSeq is the seq of the newest event kept; 0 when none is.
+func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
+	return s.reader.LastEventSeq(ctx)
 }
 
 // PruneEvents durably deletes all but the newest keep events (bounded

@@ -16,6 +16,9 @@ func TestEventsFollowAndPrune(t *testing.T) {
 	ctx := context.Background()
 	clk := newFakeClock()
 	s, _ := openTemp(t, store.WithClock(clk.Now))
+	if last, err := s.LastEventSeq(ctx); err != nil || last != 0 {
+		t.Fatalf("LastEventSeq of no event = %d, %v; want 0", last, err)
+	}
 
 	first := store.Event{Component: "com.example.hello", Kind: "state", FromState: "STARTING", ToState: "RUNNING",
 		Reason: "started", Detail: json.RawMessage(`{"pid":42}`), At: time.Date(2026, 1, 1, 0, 0, 0, 1_000_000, time.UTC)}
@@ -68,6 +71,9 @@ func TestEventsFollowAndPrune(t *testing.T) {
 	left, _ := s.Events(ctx, 0, 0)
 	if len(left) != 4 || left[0].Seq != seqs[5] || left[3].Seq != seqs[8] {
 		t.Errorf("after PruneEvents(4) = %+v", left)
+	}
+	if last, err := s.LastEventSeq(ctx); err != nil || last != seqs[8] {
+		t.Errorf("LastEventSeq = %d, %v; want %d", last, err, seqs[8])
 	}
 	if err := s.PruneEvents(ctx, 100); err != nil {
 		t.Fatal(err)

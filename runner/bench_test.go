@@ -2,6 +2,8 @@ package runner
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"slices"
 	"syscall"
 	"testing"
@@ -118,4 +120,40 @@ func BenchmarkStartAfterIdle(b *testing.B) {
 	}
 	b.StopTimer()
 	reportPercentiles(b, "start-", starts)
+}
+
+// BenchmarkStart50Together starts 50 components at once, as an agent does
+// at its start, until every program runs; then stops them all.
+func BenchmarkStart50Together(b *testing.B) {
+	for _, path := range []string{"direct", "shim"} {
+		b.Run("path="+path, func(b *testing.B) {
+			e := newEnv(b, "", false)
+			e.r.noDirect.Store(path == "shim")
+			ctx := context.Background()
+			var took []time.Duration
+			for b.Loop() {
+				procs := make([]*Process, 50)
+				errs := make([]error, 50)
+				var wg sync.WaitGroup
+				t0 := time.Now()
+				for i := range procs {
+					wg.Go(func() {
+						spec := benchSpec
+						spec.Component = fmt.Sprintf("com.example.bench%02d", i)
+						procs[i], _, errs[i] = e.run(ctx, spec)
+					})
+				}
+				wg.Wait()
+				took = append(took, time.Since(t0))
+				for i, p := range procs {
+					if errs[i] != nil {
+						b.Fatal(errs[i])
+					}
+					wg.Go(func() { p.Stop(ctx, StopOptions{}) })
+				}
+				wg.Wait()
+			}
+			reportPercentiles(b, "all-50-", took)
+		})
+	}
 }

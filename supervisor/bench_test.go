@@ -70,9 +70,12 @@ func BenchmarkRestartLatency(b *testing.B) { benchRestartLatencyShims(b, 0) }
 // the machine has been quiet, which back-to-back kills never show.
 func BenchmarkRestartLatencyAfterIdle(b *testing.B) { benchRestartLatencyShims(b, 50*time.Millisecond) }
 
-// benchRestartLatencyShims runs the restart benchmark with each shim: this
-// test binary re-executed (as the agent re-executes itself) and the
-// dedicated keystone-shim program, built as it ships.
+// benchRestartLatencyShims runs the restart benchmark three ways: the
+// program started straight from the runner's spawner thread (what a
+// recipe without a seccomp profile file or open_files gets), and through
+// each shim, forced by an open_files limit: this test binary re-executed
+// (as the agent re-executes itself) and the dedicated keystone-shim
+// program, built as it ships.
 func benchRestartLatencyShims(b *testing.B, quiet time.Duration) {
 	dir := b.TempDir()
 	shimPath := filepath.Join(dir, runner.ShimName)
@@ -81,11 +84,12 @@ func benchRestartLatencyShims(b *testing.B, quiet time.Duration) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build keystone-shim: %v\n%s", err, out)
 	}
-	b.Run("shim=self", func(b *testing.B) { benchRestartLatency(b, quiet, "") })
-	b.Run("shim=keystone-shim", func(b *testing.B) { benchRestartLatency(b, quiet, shimPath) })
+	b.Run("start=direct", func(b *testing.B) { benchRestartLatency(b, quiet, shimPath, false) })
+	b.Run("start=keystone-shim", func(b *testing.B) { benchRestartLatency(b, quiet, shimPath, true) })
+	b.Run("start=self-as-shim", func(b *testing.B) { benchRestartLatency(b, quiet, "", true) })
 }
 
-func benchRestartLatency(b *testing.B, quiet time.Duration, shimPath string) {
+func benchRestartLatency(b *testing.B, quiet time.Duration, shimPath string, viaShim bool) {
 	bus := events.New(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -94,6 +98,9 @@ func benchRestartLatency(b *testing.B, quiet time.Duration, shimPath string) {
 	c := proc("com.example.victim", "exec sleep 1000", func(r *recipes.Recipe) {
 		r.Lifecycle.Run.RestartBackoff = recipes.Backoff{Initial: d("0s"), Max: d("0s")}
 		r.Lifecycle.Run.MaxRestarts = recipes.MaxRestarts{Count: 1 << 30, Window: d("1m")}
+		if viaShim {
+			r.Resources.OpenFiles = 4096 // only the shim sets it
+		}
 	})
 	if err := sup.Apply(ctx, []*Component{c}); err != nil {
 		b.Fatal(err)
@@ -193,5 +200,41 @@ func BenchmarkStart100In10Layers(b *testing.B) {
 		scancel()
 	}
 	b.ReportMetric(ms(quantile(took, 0.5)), "ms/start-100")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkStart50 is an agent's cold start in-process: 50 independent
+// process components applied at once, until every one is RUNNING.
+func BenchmarkStart50(b *testing.B) {
+	var took []time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		sup := benchSupervisor(b, events.New(nil))
+		var comps []*Component
+		var names []string
+		for k := range 50 {
+			c := proc(fmt.Sprintf("com.example.c%02d", k), "exec sleep 1000")
+			comps = append(comps, c)
+			names = append(names, c.Name())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		b.StartTimer()
+		t0 := time.Now()
+		if err := sup.Apply(ctx, comps); err != nil {
+			b.Fatal(err)
+		}
+		if err := sup.WaitReady(ctx, names); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+		b.StopTimer()
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := sup.Stop(sctx); err != nil {
+			b.Fatal(err)
+		}
+		scancel()
+	}
+	b.ReportMetric(ms(quantile(took, 0.5)), "ms/start-50")
 	b.ReportMetric(0, "ns/op")
 }

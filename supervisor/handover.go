@@ -80,7 +80,7 @@ func (s *Supervisor) Freeze(ctx context.Context) ([]Frozen, error) {
 func (s *Supervisor) freezeAll(ls *loopState) []Frozen {
 	ls.frozen = true
 	out := make([]Frozen, 0, len(ls.entries))
-	for _, name := range sortedEntryNames(ls.entries) {
+	for _, name := range slices.Sorted(maps.Keys(ls.entries)) {
 		a := ls.entries[name].actor
 		reply := make(chan Frozen, 1)
 		a.inbox.put(actorMsg{freeze: reply})
@@ -217,13 +217,4 @@ func (s *Supervisor) takeoverKeeps() (pids map[string]int, groups []string) {
 		}
 	}
 	return pids, groups
-}
-
-func sortedEntryNames(entries map[string]*entry) []string {
-	names := make([]string, 0, len(entries))
-	for n := range entries {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }

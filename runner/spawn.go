@@ -90,6 +90,11 @@ type spawnReply struct {
 // errSpawnerGone is returned once a spawner thread has ended.
 var errSpawnerGone = errors.New("the spawner thread has ended")
 
+// errNoWayBack is returned when the spawner cannot tell its own group in
+// one of the component's v1 hierarchies, so it could not leave the
+// component's group after the fork: it does not join it at all.
+var errNoWayBack = errors.New("the spawner thread's own group in a cgroup v1 hierarchy is unknown")
+
 // forkExec runs req on the spawner thread.
 func (s *spawner) forkExec(req spawnRequest) (int, error) {
 	req.reply = make(chan spawnReply, 1)
@@ -179,7 +184,7 @@ func (s *spawner) spawn(req spawnRequest, home map[string]string) (pid int, err 
 	for _, t := range req.tasks {
 		h, ok := homeTasks(t, req.group, home)
 		if !ok {
-			return 0, fmt.Errorf("no way back from %s: the spawner's own group in that hierarchy is unknown", t), true
+			return 0, fmt.Errorf("%w: %s", errNoWayBack, t), true
 		}
 		back = append(back, h)
 	}
@@ -328,6 +333,11 @@ func (r *Runner) startDirect(spec ProcessSpec, acct *Account, lg *logs.Log, grou
 	pid, err := s.forkExec(spawnRequest{path: path, argv: argv, attr: attr, tasks: group.V1TaskFiles(), group: group.Path()})
 	if err != nil {
 		_, _ = outR.Close(), errR.Close()
+		if errors.Is(err, errSpawnerGone) || errors.Is(err, errNoWayBack) {
+			// Not this program's fault: no direct start will work here.
+			r.noDirect.Store(true)
+			r.log.Info("starting processes without the shim is not possible here; using the shim", "err", err)
+		}
 		return nil, err
 	}
 	r.live.Add(1)

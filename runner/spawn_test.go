@@ -68,3 +68,25 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// homeTasks finds the spawner's own group in the hierarchy of a
+// component's tasks file by the hierarchy's mount name, including
+// co-mounted controllers and named hierarchies, and gives up on a file
+// that is not the component's.
+func TestHomeTasks(t *testing.T) {
+	home := map[string]string{"cpu": "/system.slice/keystone.service", "cpuacct": "/system.slice/keystone.service", "memory": "/", "systemd": "/system.slice/keystone.service"}
+	for tasks, want := range map[string]string{
+		"/sys/fs/cgroup/memory/ks-root/com.example.a/tasks":        "/sys/fs/cgroup/memory/tasks",
+		"/sys/fs/cgroup/cpu,cpuacct/ks-root/com.example.a/tasks":   "/sys/fs/cgroup/cpu,cpuacct/system.slice/keystone.service/tasks",
+		"/sys/fs/cgroup/cpu/ks-root/com.example.a/tasks":           "/sys/fs/cgroup/cpu/system.slice/keystone.service/tasks",
+		"/sys/fs/cgroup/systemd/ks-root/com.example.a/tasks":       "/sys/fs/cgroup/systemd/system.slice/keystone.service/tasks",
+		"/sys/fs/cgroup/pids/ks-root/com.example.a/tasks":          "", // no such hierarchy in home
+		"/sys/fs/cgroup/memory/ks-root/com.example.other/tasks":    "", // not the component's file
+		"/sys/fs/cgroup/memory/ks-root/com.example.a/cgroup.procs": "",
+	} {
+		got, ok := homeTasks(tasks, "/ks-root/com.example.a", home)
+		if ok != (want != "") || got != want {
+			t.Errorf("homeTasks(%s) = %q, %v; want %q", tasks, got, ok, want)
+		}
+	}
+}

@@ -438,7 +438,20 @@ func TestFleetPauseResumeCancel(t *testing.T) {
 	if res := r.fleet("pause", "r5"); res.code != 0 {
 		t.Fatalf("fleet pause: %s", res)
 	}
-	time.Sleep(2 * time.Second) // one tick for the pause to be taken
+	// fleet serve takes the pause at its next tick and records the rollout
+	// PAUSED; from then on no device leaves PENDING. The jobs it sent before
+	// are let reach their devices: after that, nothing may arrive.
+	var sent int
+	r.devs[0].waitFor("fleet serve to take the pause", time.Minute, func() bool {
+		var s fleetcore.Summary
+		st := r.fleet("-o", "json", "status", "r5")
+		if st.code != 0 || json.Unmarshal([]byte(st.stdout), &s) != nil || s.Phase != fleetcore.PhasePaused {
+			return false
+		}
+		sent = len(r.devs) - s.Counts[fleetcore.Pending] - s.Counts[fleetcore.Offline]
+		return true
+	})
+	r.devs[0].waitFor("the jobs sent before the pause to arrive", time.Minute, func() bool { return published() >= sent })
 	before := published()
 	time.Sleep(7 * time.Second) // two publish slots at 20/m
 	if after := published(); after != before {

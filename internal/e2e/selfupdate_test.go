@@ -215,6 +215,7 @@ func (r *updateRig) current() string {
 // RELOADING=1 … READY=1, no exit), every component's pid and start time
 // unchanged, no restart, no line of output lost.
 func TestAgentUpdateToAGoodReleaseKeepsEveryComponent(t *testing.T) {
+	t.Parallel()
 	r := newUpdateRig(t)
 	pids := r.d.requireRunning(r.set...)
 	ticks := startTicks(t, pids)
@@ -278,6 +279,7 @@ func trials() int {
 // (the release cannot be executed, or is never healthy), not one workload
 // was restarted.
 func TestAgentUpdateRevertsEveryBadRelease(t *testing.T) {
+	t.Parallel()
 	r := newUpdateRig(t)
 	r.publish("3.0.1", badRelease(t, "exit1"))
 	r.publish("3.0.2", badRelease(t, "segv"))
@@ -365,8 +367,10 @@ func (r *updateRig) unreachableBroker() (undo func()) {
 // ends on exactly one release, the one current names, with every component
 // running exactly once.
 func TestAgentUpdateSurvivesAKillAtEveryStep(t *testing.T) {
+	t.Parallel()
 	for _, point := range []string{"update:before-exec", "update:booted", "update:restoring", "update:before-commit", "update:after-commit"} {
 		t.Run(strings.TrimPrefix(point, "update:"), func(t *testing.T) {
+			t.Parallel() // each kill point is a rig of its own
 			r := newUpdateRig(t, "KEYSTONE_FAULT_CRASH_AFTER_STEP="+point)
 			res := r.d.ctl("agent", "update", "2.0.0", "--wait", "--timeout", "2m", "--health-timeout", "20s")
 			if _, err := r.svc.WaitExits(context.Background(), 1); err != nil {
@@ -399,6 +403,7 @@ func TestAgentUpdateSurvivesAKillAtEveryStep(t *testing.T) {
 // each device fetches the release, executes it in place (the agent
 // process and its component stay), commits it, and the rollout SUCCEEDED.
 func TestFleetAgentUpdateOverMQTT(t *testing.T) {
+	t.Parallel()
 	r := newRollout(t, 2)
 	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "base", "--soak", "1s", "--wait"); res.code != 0 {
 		t.Fatalf("fleet deploy: %s", res)
@@ -436,6 +441,7 @@ func TestFleetAgentUpdateOverMQTT(t *testing.T) {
 // so a good one is committed with every component kept, and a bad one is
 // reverted — current pointed back — instead of being restarted forever.
 func TestPackageUpgradeByReloadIsATrial(t *testing.T) {
+	t.Parallel()
 	r := newUpdateRig(t)
 	install := func(version, agentFile string) {
 		dir := filepath.Join(r.root, "releases", version)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -114,7 +115,10 @@ func CheckBroker(ctx context.Context, cfg Config) error {
 
 	// MQTT
 	clientID := s.DeviceID + "-check"
-	cli := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: conn})
+	// paho writes a packet in several writes, and its pinger writes its
+	// first PINGREQ from a goroutine of its own: without the lock the two
+	// can interleave, and the broker drops the connection (malformed packet).
+	cli := paho.NewClient(paho.ClientConfig{ClientID: clientID, Conn: packets.NewThreadSafeConn(conn)})
 	sctx, cancel = step()
 	defer cancel()
 	ca, err := cli.Connect(sctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: uint16(keepAlive / time.Second)})

@@ -17,6 +17,7 @@ import (
 // problem listed; an unknown component is a clear error; oversize bodies
 // are refused; the socket is closed to other users.
 func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	t.Parallel()
 	d := newDevice(t, deviceOptions{})
 	d.start()
 	set := threeComponents(d)

@@ -53,6 +53,7 @@ func checkpoints(dep api.Deployment) []string {
 // exactly the new set or exactly the old one, its store passes
 // integrity_check, and no component runs twice.
 func TestCrashAtEveryCheckpointEndsOldOrNew(t *testing.T) {
+	t.Parallel()
 	// Learn the checkpoints from deployments that run through: one that
 	// succeeds and one that fails and rolls back.
 	ref := newDevice(t, deviceOptions{})
@@ -85,6 +86,7 @@ func TestCrashAtEveryCheckpointEndsOldOrNew(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.checkpoint, ":", "-"), func(t *testing.T) {
+			t.Parallel() // each case is a device of its own
 			crashAt(t, tc.checkpoint, tc.failing)
 		})
 	}

@@ -117,6 +117,7 @@ func pidsOf(ps []proc) []int {
 // dependency comes up in order, and component list -o json has exactly the
 // documented fields of the API.
 func TestDeployThreeComponentsInOrder(t *testing.T) {
+	t.Parallel()
 	d := newDevice(t, deviceOptions{})
 	d.start()
 	set := threeComponents(d)
@@ -184,6 +185,7 @@ func TestDeployThreeComponentsInOrder(t *testing.T) {
 // dependents; a config-only change re-renders args and env and restarts
 // only that component.
 func TestUpdateRestartsOnlyWhatChanged(t *testing.T) {
+	t.Parallel()
 	d := newDevice(t, deviceOptions{})
 	d.start()
 	set := threeComponents(d)
@@ -255,6 +257,7 @@ func (d *device) journal(short string) string {
 // becomes healthy, end FAILED with rolled_back, the previous version
 // RUNNING again and its work folder intact.
 func TestBadReleaseRollsBack(t *testing.T) {
+	t.Parallel()
 	d := newDevice(t, deviceOptions{})
 	d.start()
 	set := threeComponents(d)

@@ -432,6 +432,7 @@ func tail(path string, n int) string {
 
 // The error checker catches what operators were shown before.
 func TestErrorTextProblems(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{
 		"Error: cancel d1: cancel d1: cancel deployment d1: already SUCCEEDED: deploy: conflict [CONFLICT]",
 		"Error: deployment nope: deployment nope: deploy: not found (get deployment nope: store: not found)",

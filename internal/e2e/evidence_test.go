@@ -17,6 +17,7 @@ import (
 // apply --wait's error, in deploy status -o json and in component get, and
 // its logs stay readable, also after the rollback removed it.
 func TestFailureEvidenceSurvivesTheRollback(t *testing.T) {
+	t.Parallel()
 	d := newDevice(t, deviceOptions{})
 	d.start()
 	set := threeComponents(d)
@@ -69,6 +70,7 @@ func TestFailureEvidenceSurvivesTheRollback(t *testing.T) {
 // with no command: here it keeps failing until its work folder has a file
 // "ready", which appears while it is BROKEN.
 func TestBrokenComponentIsTriedAgain(t *testing.T) {
+	t.Parallel()
 	d := newDevice(t, deviceOptions{})
 	d.start()
 	name := d.name("flaky")
@@ -127,6 +129,7 @@ recipe  = "flaky.recipe.toml"
 // repeated phrases, "context canceled" and internal package names (see
 // errorTextProblems), and must name what it is about.
 func TestErrorsReadOnce(t *testing.T) {
+	t.Parallel()
 	d := newDevice(t, deviceOptions{})
 	d.start()
 	set := threeComponents(d)

@@ -157,6 +157,7 @@ func (d *device) fleetVersion() (version, state string) {
 // device ends on the new version, the rollout SUCCEEDED, and fleet status
 // shows each ring's counts.
 func TestFleetRolloutToTwentyAgents(t *testing.T) {
+	t.Parallel()
 	r := newRollout(t, 20)
 	res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "r1",
 		"--rings", "10%,50%,100%", "--soak", "1s", "--rate", "600/m", "--wait")
@@ -186,6 +187,7 @@ func TestFleetRolloutToTwentyAgents(t *testing.T) {
 // device timeout; a device offline when its ring starts is OFFLINE, and
 // when it comes back it runs the job (retained) and the rollout records it.
 func TestFleetTimedOutAndOfflineDevices(t *testing.T) {
+	t.Parallel()
 	r := newRollout(t, 4)
 	slow, away := r.devs[0], r.devs[1]
 	if err := os.WriteFile(filepath.Join(r.slowDir, "e2e-"+slow.tag), nil, 0o644); err != nil {
@@ -306,6 +308,7 @@ func (d *device) hasJob(id string) bool {
 // codes, and with --on-halt rollback the devices that took the new
 // deployment are back on the previous one.
 func TestFleetHaltsOnTheFailureBudgetAndRollsBack(t *testing.T) {
+	t.Parallel()
 	r := newRollout(t, 20)
 	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "base",
 		"--soak", "1s", "--rate", "600/m", "--wait"); res.code != 0 {
@@ -375,6 +378,7 @@ func TestFleetHaltsOnTheFailureBudgetAndRollsBack(t *testing.T) {
 // and started again each time: the rollout finishes with every device
 // SUCCEEDED once, and every device ran its job exactly once.
 func TestFleetControllerSurvivesKills(t *testing.T) {
+	t.Parallel()
 	r := newRollout(t, 20)
 	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "r4",
 		"--rings", "10%,50%,100%", "--soak", "1s", "--rate", "60/m"); res.code != 0 {
@@ -413,6 +417,7 @@ func TestFleetControllerSurvivesKills(t *testing.T) {
 // fleet cancel sends cancel jobs, and a device whose deployment had not
 // finished reports CANCELED.
 func TestFleetPauseResumeCancel(t *testing.T) {
+	t.Parallel()
 	r := newRollout(t, 6)
 	for _, d := range r.devs { // their installs take a minute: still running at the cancel
 		if err := os.WriteFile(filepath.Join(r.slowDir, "e2e-"+d.tag), nil, 0o644); err != nil {
@@ -438,7 +443,20 @@ func TestFleetPauseResumeCancel(t *testing.T) {
 	if res := r.fleet("pause", "r5"); res.code != 0 {
 		t.Fatalf("fleet pause: %s", res)
 	}
-	time.Sleep(2 * time.Second) // one tick for the pause to be taken
+	// fleet serve takes the pause at its next tick and records the rollout
+	// PAUSED; from then on no device leaves PENDING. The jobs it sent before
+	// are let reach their devices: after that, nothing may arrive.
+	var sent int
+	r.devs[0].waitFor("fleet serve to take the pause", time.Minute, func() bool {
+		var s fleetcore.Summary
+		st := r.fleet("-o", "json", "status", "r5")
+		if st.code != 0 || json.Unmarshal([]byte(st.stdout), &s) != nil || s.Phase != fleetcore.PhasePaused {
+			return false
+		}
+		sent = len(r.devs) - s.Counts[fleetcore.Pending] - s.Counts[fleetcore.Offline]
+		return true
+	})
+	r.devs[0].waitFor("the jobs sent before the pause to arrive", time.Minute, func() bool { return published() >= sent })
 	before := published()
 	time.Sleep(7 * time.Second) // two publish slots at 20/m
 	if after := published(); after != before {

@@ -30,6 +30,9 @@ func tenProcesses() []comp {
 // pid, no component is restarted (same pid, same start time, restart
 // count 0), not a line of output is lost, and the agent's descriptors and
 // memory stay flat.
+//
+// Not parallel: it measures the agent's descriptors and memory, so it runs
+// while the package's parallel tests wait.
 func TestReloadHandsOverInPlaceAHundredTimes(t *testing.T) {
 	reloads := 100
 	if testing.Short() {

@@ -207,6 +207,7 @@ func (f *fleet) of(id string) []message.JobStatus {
 // SUCCEEDED with seq strictly increasing, and the retained state lists the
 // components RUNNING.
 func TestMQTTDeploymentJob(t *testing.T) {
+	t.Parallel()
 	mqtttest.Each(t, func(t *testing.T, kind string) { deploymentJob(t, kind) })
 }
 
@@ -257,6 +258,7 @@ func deploymentJob(t *testing.T, kind string) {
 // older job after a newer one ran, and the same job id again: each answered
 // (REJECTED with its code, or the recorded status), nothing run twice.
 func TestMQTTJobsTheDeviceRefuses(t *testing.T) {
+	t.Parallel()
 	mqtttest.Each(t, func(t *testing.T, kind string) { jobsTheDeviceRefuses(t, kind) })
 }
 
@@ -330,6 +332,7 @@ const outage = 30 * time.Second
 // de-duplication), the job ends SUCCEEDED, nothing is left in the outbox,
 // and supervision went on meanwhile.
 func TestMQTTBrokerOutageLosesNothing(t *testing.T) {
+	t.Parallel()
 	for _, keepSessions := range []bool{true, false} {
 		t.Run(fmt.Sprintf("sessions kept %v", keepSessions), func(t *testing.T) {
 			t.Parallel()
@@ -377,6 +380,7 @@ func TestMQTTBrokerOutageLosesNothing(t *testing.T) {
 // and before any status of it was published; restarted, it runs the job
 // once and every status arrives.
 func TestMQTTJobSurvivesAKill(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, mqtttest.Options{})
 	f.dev.start(faultEnv + "=job:recorded")
 	f.connect()
@@ -404,6 +408,7 @@ func TestMQTTJobSurvivesAKill(t *testing.T) {
 // for its session to expire, finds the job (retained) when it returns and
 // runs it.
 func TestMQTTOfflineDeviceGetsItsJob(t *testing.T) {
+	t.Parallel()
 	f := newFleetWith(t, mqtttest.Options{Persistence: true}, "session_expiry = \"1s\"\n")
 	f.dev.start()
 	f.connect()
@@ -450,6 +455,7 @@ func (d *device) deployments() []api.Deployment {
 // to mqtt.ca_file is refused, the reason is logged, the agent runs on
 // (supervising, local API up) and keystone_mqtt_connected stays 0.
 func TestMQTTUntrustedBrokerIsRefusedWithTheReason(t *testing.T) {
+	t.Parallel()
 	b := mqtttest.Start(t, mqtttest.Options{})
 	d := newDevice(t, deviceOptions{extra: func(d *device) string {
 		id := b.Device(t, "e2e-"+d.tag)

@@ -32,6 +32,7 @@ const imageUID, imageGID = 4321, 4322
 // at /var and /run, are given as flags — connects to mosquitto with mTLS,
 // and appears in keystonectl fleet devices with its groups.
 func TestFactoryToField(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED, NOT PASSED: provisioning sets file owners and the agent runs as root; run the tests as root")
 	}

@@ -28,23 +28,34 @@ import (
 // keystone-agent; releases come from a real TUF repository over HTTP.
 
 // releaseBuilds builds, once per test binary, the agent at a version and
-// the bad releases (testdata/badagent).
-var releaseBuilds sync.Map // key → path
+// the bad releases (testdata/badagent). Tests that run in parallel may ask
+// for the same build at once: the first builds, the others wait for it.
+var releaseBuilds sync.Map // key → *releaseBuild
+
+type releaseBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 func buildOnce(t *testing.T, key, pkg, ldflags string) string {
 	t.Helper()
-	if p, ok := releaseBuilds.Load(key); ok {
-		return p.(string)
+	v, _ := releaseBuilds.LoadOrStore(key, &releaseBuild{})
+	b := v.(*releaseBuild)
+	b.once.Do(func() {
+		out := filepath.Join(filepath.Dir(built.agent), "release-"+key)
+		cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+			return
+		}
+		b.path = out
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	dir := filepath.Dir(built.agent)
-	out := filepath.Join(dir, "release-"+key)
-	cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
-	}
-	releaseBuilds.Store(key, out)
-	return out
+	return b.path
 }
 
 func agentRelease(t *testing.T, version string) string {
@@ -133,11 +144,23 @@ func copyFile(t *testing.T, from, to string) {
 // publish adds an agent release to the repository.
 func (r *updateRig) publish(version, agentFile string) {
 	r.t.Helper()
-	if _, err := tufrepo.AddRelease(r.repoDir, tufrepo.Release{Version: version, Agent: agentFile}, tufrepo.Options{}); err != nil {
-		r.t.Fatal(err)
-	}
-	if _, err := tufrepo.Publish(r.repoDir, tufrepo.Options{}); err != nil {
-		r.t.Fatal(err)
+	publishRelease(r.t, r.repoDir, version, agentFile)
+}
+
+// publishRelease adds an agent release to repository repoDir and publishes
+// it the way an operator does, with keystonectl repo add --agent-release
+// and repo publish. The built keystonectl packs the release (a gzip'd tar
+// of the 30 MB agent) in seconds; tufrepo.AddRelease in this test binary,
+// which -race instruments, takes about a minute.
+func publishRelease(t *testing.T, repoDir, version, agentFile string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"repo", "add", repoDir, "--agent-release", version, "--agent", agentFile},
+		{"repo", "publish", repoDir},
+	} {
+		if r := runCtl(t, args...); r.code != 0 {
+			t.Fatalf("keystonectl %s: %s", strings.Join(args, " "), r)
+		}
 	}
 }
 
@@ -192,6 +215,7 @@ func (r *updateRig) current() string {
 // RELOADING=1 … READY=1, no exit), every component's pid and start time
 // unchanged, no restart, no line of output lost.
 func TestAgentUpdateToAGoodReleaseKeepsEveryComponent(t *testing.T) {
+	t.Parallel()
 	r := newUpdateRig(t)
 	pids := r.d.requireRunning(r.set...)
 	ticks := startTicks(t, pids)
@@ -255,6 +279,7 @@ func trials() int {
 // (the release cannot be executed, or is never healthy), not one workload
 // was restarted.
 func TestAgentUpdateRevertsEveryBadRelease(t *testing.T) {
+	t.Parallel()
 	r := newUpdateRig(t)
 	r.publish("3.0.1", badRelease(t, "exit1"))
 	r.publish("3.0.2", badRelease(t, "segv"))
@@ -342,8 +367,10 @@ func (r *updateRig) unreachableBroker() (undo func()) {
 // ends on exactly one release, the one current names, with every component
 // running exactly once.
 func TestAgentUpdateSurvivesAKillAtEveryStep(t *testing.T) {
+	t.Parallel()
 	for _, point := range []string{"update:before-exec", "update:booted", "update:restoring", "update:before-commit", "update:after-commit"} {
 		t.Run(strings.TrimPrefix(point, "update:"), func(t *testing.T) {
+			t.Parallel() // each kill point is a rig of its own
 			r := newUpdateRig(t, "KEYSTONE_FAULT_CRASH_AFTER_STEP="+point)
 			res := r.d.ctl("agent", "update", "2.0.0", "--wait", "--timeout", "2m", "--health-timeout", "20s")
 			if _, err := r.svc.WaitExits(context.Background(), 1); err != nil {
@@ -376,16 +403,12 @@ func TestAgentUpdateSurvivesAKillAtEveryStep(t *testing.T) {
 // each device fetches the release, executes it in place (the agent
 // process and its component stay), commits it, and the rollout SUCCEEDED.
 func TestFleetAgentUpdateOverMQTT(t *testing.T) {
+	t.Parallel()
 	r := newRollout(t, 2)
 	if res := r.fleet("deploy", "-f", r.manifest("1.0.0"), "--target", "group:pos", "--id", "base", "--soak", "1s", "--wait"); res.code != 0 {
 		t.Fatalf("fleet deploy: %s", res)
 	}
-	if _, err := tufrepo.AddRelease(r.repoDir, tufrepo.Release{Version: "2.0.0", Agent: agentRelease(t, "2.0.0")}, tufrepo.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tufrepo.Publish(r.repoDir, tufrepo.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	publishRelease(t, r.repoDir, "2.0.0", agentRelease(t, "2.0.0"))
 	pids := map[string]int{}
 	for _, d := range r.devs {
 		pids[d.tag] = d.components()[fleetComponent].Pid
@@ -418,6 +441,7 @@ func TestFleetAgentUpdateOverMQTT(t *testing.T) {
 // so a good one is committed with every component kept, and a bad one is
 // reverted — current pointed back — instead of being restarted forever.
 func TestPackageUpgradeByReloadIsATrial(t *testing.T) {
+	t.Parallel()
 	r := newUpdateRig(t)
 	install := func(version, agentFile string) {
 		dir := filepath.Join(r.root, "releases", version)

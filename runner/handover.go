@@ -134,9 +134,10 @@ func isOurChild(pid int) error {
 	return err
 }
 
-// reap collects the exit status of the leader, which waitExitNoReap saw
-// exit: through os/exec for a process this image started with it, through
-// wait4 for one started directly or adopted.
+// reap collects the exit status of the leader, which has exited: through
+// os/exec for a process started with it whose standard input os/exec
+// copies (see follow), through wait4 for the others: started directly,
+// started through the shim with no stdin to copy, or adopted.
 func (p *Process) reap() ExitStatus {
 	if p.cmd != nil {
 		waitErr := p.cmd.Wait()

@@ -32,7 +32,7 @@ type Process struct {
 	r      *Runner
 	spec   ProcessSpec
 	acct   *Account
-	cmd    *exec.Cmd
+	cmd    *exec.Cmd // nil unless os/exec copies its stdin (see follow)
 	pid    int
 	ticks  uint64
 	group  *cgroup.Group
@@ -55,8 +55,10 @@ type Process struct {
 	stopMu sync.Mutex // one Stop sequence at a time
 
 	// adopted: taken over from the previous image of this agent process
-	// (Runner.Adopt); cmd is nil and the exit is reaped with wait4.
+	// (Runner.Adopt).
 	adopted bool
+	// shim: started through the shim (cmd may be released all the same).
+	shim bool
 
 	mu     sync.Mutex
 	exited bool // the leader has exited: no more signals to its group id
@@ -181,6 +183,16 @@ type copiers struct {
 // in p.exit.
 func (p *Process) follow(outR, errR *os.File) error {
 	p.stdout.fd, p.stderr.fd, p.pidfd = -1, -1, -1
+	cmd := p.cmd // nil for a direct start
+	p.shim = cmd != nil
+	if cmd != nil && p.spec.Stdin == nil {
+		// Nothing for os/exec to do at the end (its Wait would only
+		// reap): the process is reaped with wait4, and the Cmd, with its
+		// pidfd and the closed files it still names, is not kept for the
+		// component's whole life. It is released once the process is
+		// watched; until then a failed start reaps through it.
+		p.cmd = nil
+	}
 	if p.spec.Stdout != nil || p.spec.Stderr != nil {
 		p.copiers = &copiers{outR: outR, errR: errR}
 	} else {
@@ -194,7 +206,13 @@ func (p *Process) follow(outR, errR *os.File) error {
 			return fmt.Errorf("start %s: stderr: %w", p.spec.Component, err)
 		}
 	}
-	return p.watch()
+	if err := p.watch(); err != nil {
+		return err
+	}
+	if cmd != nil && p.cmd == nil {
+		_ = cmd.Process.Release()
+	}
+	return nil
 }
 
 // watch starts the copiers, if any, and hands the pipes with a descriptor

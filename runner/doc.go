@@ -38,6 +38,21 @@
 // exit status of the component. A Go runtime starting in the shim is most
 // of a restart's time, which is what the direct start spares.
 //
+// Output and exits are watched by one goroutine per Runner, the poller,
+// not by goroutines per process: an epoll instance holds every process's
+// stdout and stderr pipes and its pidfd, and the goroutine waits for it in
+// the Go runtime's poller, so no OS thread is blocked. It reads at most
+// 32 KiB from a pipe per wake-up, so that a chatty component is read in
+// turn with the others; it cuts lines as logs.Log.Capture does
+// (logs.Splitter), holding a buffer only for a partial line; a slow log
+// write holds every reading up and the pipes fill, but no line is lost.
+// An exit is handed to a short-lived goroutine for the clean-up above,
+// which reads the output still coming for up to a second
+// (drainTimeout) before it ends the reading. The poller runs while it
+// watches something and ends with the last process, so a Runner needs no
+// Close. A plugin run's output goes to writers of the caller, which may
+// block, and has two goroutines of its own instead.
+//
 // After an agent crash, StopOrphan finds the processes of a stored Record
 // (pid, start ticks, process group, cgroup) and stops them. It does not
 // adopt them, by decision: their stdout and stderr pipes ended with the old
@@ -51,8 +66,9 @@
 //
 // A re-execution of the agent in place is different: the process keeps its
 // pid, so the components are still its children, and Process.HandOver
-// leaves their output pipes open across the exec. The next image adopts
-// them (Runner.Adopt: still our child, same start time), reads on from the
+// stops reading their output pipes (a partial line goes to the log as a
+// line) and leaves them open across the exec. The next image adopts them
+// (Runner.Adopt: still our child, same start time), reads on from the
 // same pipes and reaps them with wait4; the sweep is told to leave their
 // groups alone.
 //

@@ -3,14 +3,10 @@ package runner
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"syscall"
-	"time"
 
 	"github.com/keystone-edge/keystone/runner/cgroup"
-	"github.com/keystone-edge/keystone/runner/logs"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,6 +34,9 @@ type HandOver struct {
 // It is meant to be followed by an exec; the caller closes the returned
 // descriptors if the exec does not happen.
 func (p *Process) HandOver() (HandOver, error) {
+	if p.copiers != nil {
+		return HandOver{}, fmt.Errorf("hand over %s: its output goes to writers of this image", p.spec.Component)
+	}
 	p.mu.Lock()
 	if p.exited {
 		p.mu.Unlock()
@@ -47,35 +46,19 @@ func (p *Process) HandOver() (HandOver, error) {
 	p.mu.Unlock()
 	p.r.live.Add(-1) // the next image's now, not this one's
 
-	// Wake the readers without closing the pipes: a deadline in the past
-	// ends the read in progress, and what is still in the pipe stays there.
-	_ = p.outR.SetReadDeadline(time.Unix(1, 0))
-	_ = p.errR.SetReadDeadline(time.Unix(1, 0))
-	p.readers.Wait()
-	out, err := dupNoCloexec(p.outR)
-	if err != nil {
-		return HandOver{}, fmt.Errorf("hand over %s: %w", p.spec.Component, err)
-	}
-	errFd, err := dupNoCloexec(p.errR)
-	if err != nil {
-		_ = unix.Close(out)
-		return HandOver{}, fmt.Errorf("hand over %s: %w", p.spec.Component, err)
+	// The poller stops reading without closing the pipes: what is still
+	// in them stays there. The descriptors are the caller's from here on.
+	p.r.poll.release(p)
+	out, errFd := p.stdout.fd, p.stderr.fd
+	p.stdout.fd, p.stderr.fd = -1, -1
+	for _, fd := range []int{out, errFd} {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			closeFd(out)
+			closeFd(errFd)
+			return HandOver{}, fmt.Errorf("hand over %s: %w", p.spec.Component, err)
+		}
 	}
 	return HandOver{Record: p.Record(), Stdout: out, Stderr: errFd}, nil
-}
-
-// dupNoCloexec duplicates f's descriptor; dup leaves close-on-exec clear.
-func dupNoCloexec(f *os.File) (int, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.Dup(int(s)) }); err != nil {
-		return -1, err
-	}
-	return fd, derr
 }
 
 // Adopt takes over a process handed over by the previous image of this
@@ -87,18 +70,20 @@ func dupNoCloexec(f *os.File) (int, error) {
 // exited during the hand-over is adopted as exited: Done closes at once
 // with its real exit status.
 func (r *Runner) Adopt(spec ProcessSpec, h HandOver) (*Process, error) {
-	out := os.NewFile(uintptr(h.Stdout), "stdout of "+spec.Component)
-	errR := os.NewFile(uintptr(h.Stderr), "stderr of "+spec.Component)
 	fail := func(err error) (*Process, error) {
-		_ = out.Close()
-		_ = errR.Close()
+		closeFd(h.Stdout)
+		closeFd(h.Stderr)
 		return nil, fmt.Errorf("adopt %s (pid %d): %w", spec.Component, h.PID, err)
 	}
-	if out == nil || errR == nil {
+	if h.Stdout < 0 || h.Stderr < 0 {
 		return fail(errors.New("bad output descriptors"))
 	}
-	unix.CloseOnExec(h.Stdout)
-	unix.CloseOnExec(h.Stderr)
+	for _, fd := range []int{h.Stdout, h.Stderr} {
+		unix.CloseOnExec(fd)
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return fail(fmt.Errorf("output descriptor %d: %w", fd, err))
+		}
+	}
 	if err := isOurChild(h.PID); err != nil {
 		return fail(err)
 	}
@@ -123,16 +108,18 @@ func (r *Runner) Adopt(spec ProcessSpec, h HandOver) (*Process, error) {
 			return fail(err)
 		}
 	}
-	r.live.Add(1)
-	r.adopted.Add(1)
 	p := &Process{
 		r: r, spec: spec, acct: acct, pid: h.PID, ticks: h.StartTicks, group: group, cgPath: h.CgroupPath, log: lg,
-		outR: out, errR: errR, errTail: NewTail(StderrTailBytes), done: make(chan struct{}), adopted: true,
+		pidfd: -1, errTail: NewTail(StderrTailBytes), done: make(chan struct{}), adopted: true,
 	}
-	p.readers.Add(2)
-	go p.capture(logs.Stdout, out)
-	go p.capture(logs.Stderr, io.TeeReader(errR, p.errTail))
-	go p.wait()
+	p.stdout.fd, p.stderr.fd = h.Stdout, h.Stderr
+	r.live.Add(1)
+	r.adopted.Add(1)
+	if err := p.watch(); err != nil {
+		r.live.Add(-1)
+		r.adopted.Add(-1)
+		return nil, fmt.Errorf("adopt %s (pid %d): %w", spec.Component, h.PID, err)
+	}
 	return p, nil
 }
 
@@ -147,9 +134,10 @@ func isOurChild(pid int) error {
 	return err
 }
 
-// reap collects the exit status of the leader, which waitExitNoReap saw
-// exit: through os/exec for a process this image started with it, through
-// wait4 for one started directly or adopted.
+// reap collects the exit status of the leader, which has exited: through
+// os/exec for a process started with it whose standard input os/exec
+// copies (see follow), through wait4 for the others: started directly,
+// started through the shim with no stdin to copy, or adopted.
 func (p *Process) reap() ExitStatus {
 	if p.cmd != nil {
 		waitErr := p.cmd.Wait()

@@ -205,7 +205,7 @@ func (e *testEnv) start(t testing.TB, spec ProcessSpec) *Process {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Stop(context.Background(), StopOptions{Signal: 9}) })
-	if via := map[bool]string{true: "shim", false: "direct"}[p.cmd != nil]; e.path != "" && via != e.path {
+	if via := map[bool]string{true: "shim", false: "direct"}[p.shim]; e.path != "" && via != e.path {
 		t.Fatalf("%s was started %s, want %s", spec.Component, via, e.path)
 	}
 	return p

@@ -3,7 +3,6 @@ package runner
 import (
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
@@ -87,15 +86,10 @@ func waitExited(fds []pidfd, deadline time.Time) ([]pidfd, error) {
 
 // waitExitNoReap blocks until the child pid has exited but leaves it a
 // zombie, so that its pid, and with it its process group id, cannot be
-// reused while the rest of the group is dealt with. It waits in the Go
-// runtime's poller on a pidfd, which holds no OS thread: a thread blocked
-// in waitid(2) for each component was the largest part of what a
-// component cost the agent (see docs/benchmarks.md). Where pidfds cannot
-// be polled (Linux before 5.4) it blocks a thread in waitid.
+// reused while the rest of the group is dealt with. It blocks a thread in
+// waitid(2): it is for kernels without pidfds (before Linux 5.3), where
+// the poller cannot hear of the exit.
 func waitExitNoReap(pid int) error {
-	if err := pollExitNoReap(pid); !errors.Is(err, errNotPollable) {
-		return err
-	}
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
@@ -107,51 +101,4 @@ func waitExitNoReap(pid int) error {
 		}
 		return nil
 	}
-}
-
-// errNotPollable says the kernel cannot wait for a process through a
-// pidfd in the poller.
-var errNotPollable = errors.New("pidfd not pollable")
-
-// pollExitNoReap is waitExitNoReap through a non-blocking pidfd in the
-// runtime's poller (epoll): the pidfd becomes readable when the process
-// exits. pid is an unreaped child, so the pidfd cannot name another
-// process.
-func pollExitNoReap(pid int) error {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return errNotPollable
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		_ = unix.Close(fd)
-		return errNotPollable
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return errNotPollable
-	}
-	var waitErr error
-	err = rc.Read(func(fd uintptr) bool {
-		var info unix.Siginfo
-		waitErr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil)
-		switch {
-		case errors.Is(waitErr, unix.EINTR), errors.Is(waitErr, unix.EAGAIN):
-			waitErr = nil
-			return false // not yet: wait until the pidfd is readable
-		case waitErr != nil:
-			return true
-		}
-		return info.Signo != 0 // zero: WNOHANG found no exit yet
-	})
-	switch {
-	case err != nil:
-		return errNotPollable // not in the poller: Read cannot wait
-	case errors.Is(waitErr, unix.EINVAL):
-		return errNotPollable // waitid knows no P_PIDFD (Linux 5.3)
-	case waitErr != nil:
-		return fmt.Errorf("wait for pid %d: %w", pid, waitErr)
-	}
-	return nil
 }

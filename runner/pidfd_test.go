@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// TestWaitExitNoReapPolls: the wait sees a child's exit through a pidfd in
-// the poller and leaves the child a zombie (its pid held), for a child that
-// exits while it waits and for one that was gone before it started.
-func TestWaitExitNoReapPolls(t *testing.T) {
+// TestWaitExitNoReapLeavesAZombie: the wait for kernels without pidfds
+// sees a child's exit and leaves the child a zombie (its pid held), for a
+// child that exits while it waits and for one that was gone before it
+// started.
+func TestWaitExitNoReapLeavesAZombie(t *testing.T) {
 	for _, early := range []bool{false, true} {
 		cmd := exec.Command("/bin/sleep", "300")
 		if err := cmd.Start(); err != nil {
@@ -21,7 +22,7 @@ func TestWaitExitNoReapPolls(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		done := make(chan error, 1)
-		go func() { done <- pollExitNoReap(pid) }()
+		go func() { done <- waitExitNoReap(pid) }()
 		if !early {
 			select {
 			case err := <-done:

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -31,23 +32,33 @@ type Process struct {
 	r      *Runner
 	spec   ProcessSpec
 	acct   *Account
-	cmd    *exec.Cmd
+	cmd    *exec.Cmd // nil unless os/exec copies its stdin (see follow)
 	pid    int
 	ticks  uint64
 	group  *cgroup.Group
 	cgPath string
 	log    *logs.Log
 
-	outR, errR *os.File
-	errTail    *Tail // the end of stderr, for the exit status
-	readers    sync.WaitGroup
-	done       chan struct{}
+	// The output goes to the log through the Runner's poller (poller.go),
+	// which also waits for the exit: stdout and stderr are its pipes and
+	// pollID and pidfd its registration, guarded by r.poll.mu. A process
+	// whose spec takes its output (a plugin run) has it read by two
+	// goroutines of its own instead (copiers).
+	stdout, stderr pipe
+	copiers        *copiers
+	pollID         uint64
+	pidfd          int   // -1 when not watched
+	errTail        *Tail // the end of stderr, for the exit status
+	readers        sync.WaitGroup
+	done           chan struct{}
 
 	stopMu sync.Mutex // one Stop sequence at a time
 
 	// adopted: taken over from the previous image of this agent process
-	// (Runner.Adopt); cmd is nil and the exit is reaped with wait4.
+	// (Runner.Adopt).
 	adopted bool
+	// shim: started through the shim (cmd may be released all the same).
+	shim bool
 
 	mu     sync.Mutex
 	exited bool // the leader has exited: no more signals to its group id
@@ -160,20 +171,104 @@ func (p *Process) kill() {
 	}
 }
 
-// handedOver reports whether HandOver was called.
-func (p *Process) handedOver() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.handingOver
+// copiers are the two goroutines that read the output of a process whose
+// spec takes it (ProcessSpec.Stdout, Stderr): a plugin run, short and
+// rare, whose writers may block, which the poller must never do.
+type copiers struct {
+	outR, errR *os.File
 }
 
-// capture copies one output pipe into the log until it closes.
+// follow starts reading the process's output from the parent's pipe ends
+// outR and errR (it takes them over) and waiting for its exit, which ends
+// in p.exit.
+func (p *Process) follow(outR, errR *os.File) error {
+	p.stdout.fd, p.stderr.fd, p.pidfd = -1, -1, -1
+	cmd := p.cmd // nil for a direct start
+	p.shim = cmd != nil
+	if cmd != nil && p.spec.Stdin == nil {
+		// Nothing for os/exec to do at the end (its Wait would only
+		// reap): the process is reaped with wait4, and the Cmd, with its
+		// pidfd and the closed files it still names, is not kept for the
+		// component's whole life. It is released once the process is
+		// watched; until then a failed start reaps through it.
+		p.cmd = nil
+	}
+	if p.spec.Stdout != nil || p.spec.Stderr != nil {
+		p.copiers = &copiers{outR: outR, errR: errR}
+	} else {
+		var err error
+		if p.stdout.fd, err = takeFd(outR); err != nil {
+			_ = errR.Close()
+			return fmt.Errorf("start %s: stdout: %w", p.spec.Component, err)
+		}
+		if p.stderr.fd, err = takeFd(errR); err != nil {
+			closeFd(p.stdout.fd)
+			return fmt.Errorf("start %s: stderr: %w", p.spec.Component, err)
+		}
+	}
+	if err := p.watch(); err != nil {
+		return err
+	}
+	if cmd != nil && p.cmd == nil {
+		_ = cmd.Process.Release()
+	}
+	return nil
+}
+
+// watch starts the copiers, if any, and hands the pipes with a descriptor
+// (p.stdout, p.stderr) and the exit to the poller. On error the pipes are
+// closed (which ends the copiers).
+func (p *Process) watch() error {
+	if c := p.copiers; c != nil {
+		p.readers.Add(2)
+		if p.spec.Stdout != nil {
+			go p.copyOut(p.spec.Stdout, c.outR)
+		} else {
+			go p.capture(logs.Stdout, c.outR)
+		}
+		var stderr io.Writer = p.errTail
+		if p.spec.Stderr != nil {
+			stderr = io.MultiWriter(p.errTail, &keepWriting{w: p.spec.Stderr})
+		}
+		go p.capture(logs.Stderr, io.TeeReader(c.errR, stderr))
+	}
+	p.stdout.lines, p.stderr.lines = p.log.Splitter(logs.Stdout), p.log.Splitter(logs.Stderr)
+	exitWatched, err := p.r.poll.watch(p)
+	if err != nil {
+		p.closeOutput()
+		return err
+	}
+	if !exitWatched {
+		// No pidfd (Linux before 5.3): a thread blocks in waitid.
+		go func() { p.exit(waitExitNoReap(p.pid)) }()
+	}
+	return nil
+}
+
+// stopReading ends the reading of output still coming (see drainTimeout).
+func (p *Process) stopReading() {
+	p.r.poll.stopReading(p)
+	if c := p.copiers; c != nil {
+		_ = c.outR.Close()
+		_ = c.errR.Close()
+	}
+}
+
+// closeOutput closes the parent's pipe ends, once nothing reads them.
+func (p *Process) closeOutput() {
+	closeFd(p.stdout.fd)
+	closeFd(p.stderr.fd)
+	p.stdout.fd, p.stderr.fd = -1, -1
+	if c := p.copiers; c != nil {
+		_ = c.outR.Close()
+		_ = c.errR.Close()
+	}
+}
+
+// capture copies one output pipe into the log until it closes (copiers).
 func (p *Process) capture(stream logs.Stream, f io.Reader) {
 	defer p.readers.Done()
 	err := p.log.Capture(stream, f)
-	if errors.Is(err, os.ErrDeadlineExceeded) && p.handedOver() {
-		return // HandOver stopped the reading; the rest is the next image's
-	}
 	if err != nil && !errors.Is(err, logs.ErrClosed) {
 		p.r.log.Warn("component output lost", "component", p.spec.Component, "stream", stream.String(), "err", err)
 	}
@@ -181,7 +276,7 @@ func (p *Process) capture(stream logs.Stream, f io.Reader) {
 
 // copyOut copies the stdout pipe to w until it closes; after a write error
 // the rest is read and dropped, so that the process never blocks on a full
-// pipe.
+// pipe (copiers).
 func (p *Process) copyOut(w io.Writer, f *os.File) {
 	defer p.readers.Done()
 	_, _ = io.Copy(&keepWriting{w: w}, f)
@@ -203,18 +298,18 @@ func (k *keepWriting) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// wait owns the process from start to end: it sees the leader exit, kills
-// what is left of the group and cgroup while the leader's pid is still
-// held (so the group id cannot be reused), reaps, reads the OOM counter,
-// lets the output drain, removes the cgroup and publishes the status.
-func (p *Process) wait() {
-	noReapErr := waitExitNoReap(p.pid)
+// exit owns the process's end, once the leader has exited (noReapErr:
+// the wait for it failed): it kills what is left of the group and cgroup
+// while the leader's pid is still held (so the group id cannot be
+// reused), reaps, reads the OOM counter, lets the output drain, removes
+// the cgroup and publishes the status. It does nothing when the process
+// is being handed over: the next image reaps it (it stays a zombie until
+// then).
+func (p *Process) exit(noReapErr error) {
 	p.mu.Lock()
 	if p.handingOver {
-		// The next image reaps it (it stays a zombie until then): this
-		// image is about to be replaced and must not touch it again.
 		p.mu.Unlock()
-		select {}
+		return
 	}
 	p.exited = true
 	p.mu.Unlock()
@@ -242,11 +337,10 @@ func (p *Process) wait() {
 		status.OOMKilled = n > 0
 	}
 
-	force := time.AfterFunc(drainTimeout, func() { _ = p.outR.Close(); _ = p.errR.Close() })
+	force := time.AfterFunc(drainTimeout, p.stopReading)
 	p.readers.Wait()
 	force.Stop()
-	_ = p.outR.Close()
-	_ = p.errR.Close()
+	p.closeOutput()
 
 	if err := p.group.Delete(); err != nil {
 		p.r.log.Warn("remove cgroup", "component", p.spec.Component, "err", err)

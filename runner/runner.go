@@ -50,6 +50,7 @@ type Runner struct {
 	logs     *logs.Manager
 	cgroups  *cgroup.Manager
 	log      *slog.Logger
+	poll     poller // reads every process's output, hears every exit
 
 	mu     sync.Mutex
 	warned map[string]bool // component, limit and value already reported
@@ -85,7 +86,7 @@ func New(cfg Config) (*Runner, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{shim: shimPath, shimComm: commOf(shimPath), logs: cfg.Logs, cgroups: cg, log: logger, warned: map[string]bool{}}, nil
+	return &Runner{shim: shimPath, shimComm: commOf(shimPath), logs: cfg.Logs, cgroups: cg, log: logger, poll: poller{log: logger}, warned: map[string]bool{}}, nil
 }
 
 // CgroupMode is the cgroup layout the runner uses on this host.
@@ -270,30 +271,27 @@ func (r *Runner) gate(ctx context.Context, spec ProcessSpec, acct *Account, lg *
 		return nil, abort(&SetupError{Component: spec.Component, Step: "shim", Err: errors.New("died before exec")})
 	}
 
-	return r.track(spec, acct, lg, group, sp.cmd, pid, sp.ticks, sp.outR, sp.errR), nil
+	p, err := r.track(spec, acct, lg, group, sp.cmd, pid, sp.ticks, sp.outR, sp.errR)
+	if err != nil {
+		return nil, abort(err)
+	}
+	return p, nil
 }
 
 // track makes the handle of a process that has exec'd its program and
-// starts reading its output and waiting for its end. cmd is nil for a
-// process started without os/exec (it is reaped with wait4).
-func (r *Runner) track(spec ProcessSpec, acct *Account, lg *logs.Log, group *cgroup.Group, cmd *exec.Cmd, pid int, ticks uint64, outR, errR *os.File) *Process {
+// starts reading its output and waiting for its end (it takes outR and
+// errR over). cmd is nil for a process started without os/exec (it is
+// reaped with wait4). On error the caller still has the process to kill
+// and reap.
+func (r *Runner) track(spec ProcessSpec, acct *Account, lg *logs.Log, group *cgroup.Group, cmd *exec.Cmd, pid int, ticks uint64, outR, errR *os.File) (*Process, error) {
 	p := &Process{
 		r: r, spec: spec, acct: acct, cmd: cmd, pid: pid, ticks: ticks, group: group, cgPath: group.Path(), log: lg,
-		outR: outR, errR: errR, errTail: NewTail(StderrTailBytes), done: make(chan struct{}),
+		errTail: NewTail(StderrTailBytes), done: make(chan struct{}),
 	}
-	p.readers.Add(2)
-	if spec.Stdout != nil {
-		go p.copyOut(spec.Stdout, outR)
-	} else {
-		go p.capture(logs.Stdout, outR)
+	if err := p.follow(outR, errR); err != nil {
+		return nil, err
 	}
-	var stderr io.Writer = p.errTail
-	if spec.Stderr != nil {
-		stderr = io.MultiWriter(p.errTail, &keepWriting{w: spec.Stderr})
-	}
-	go p.capture(logs.Stderr, io.TeeReader(errR, stderr))
-	go p.wait()
-	return p
+	return p, nil
 }
 
 // startFresh starts a shim for spec, cloned straight into the v2 part of

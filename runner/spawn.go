@@ -351,5 +351,12 @@ func (r *Runner) startDirect(spec ProcessSpec, acct *Account, lg *logs.Log, grou
 		r.live.Add(-1)
 		return nil, err
 	}
-	return r.track(spec, acct, lg, group, nil, pid, ticks, outR, errR), nil
+	p, err := r.track(spec, acct, lg, group, nil, pid, ticks, outR, errR)
+	if err != nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_, _ = unix.Wait4(pid, nil, 0, nil)
+		r.live.Add(-1)
+		return nil, err
+	}
+	return p, nil
 }

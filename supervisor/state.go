@@ -104,24 +104,22 @@ func names(states ...State) []string {
 
 // transitions is the whole state graph. Anything not listed is an illegal
 // event, reported as an error wrapping ErrIllegal that names the current
-// state.
-func transitions() fsm.Events {
-	return fsm.Events{
-		{Name: evInstalled, Src: names(StateNew), Dst: StateInstalled.String()},
-		{Name: evInstallFailed, Src: names(StateNew), Dst: StateErrored.String()},
-		{Name: evReinstall, Src: names(StateErrored, StateBroken, StateStopped), Dst: StateNew.String()},
-		{Name: evStart, Src: names(StateInstalled, StateStopped, StateFinished, StateErrored, StateBroken), Dst: StateStarting.String()},
-		{Name: evStarted, Src: names(StateStarting), Dst: StateRunning.String()},
-		{Name: evStartFailed, Src: names(StateStarting), Dst: StateErrored.String()},
-		{Name: evUnhealthy, Src: names(StateRunning), Dst: StateDegraded.String()},
-		{Name: evHealthy, Src: names(StateDegraded), Dst: StateRunning.String()},
-		{Name: evStop, Src: names(StateRunning, StateDegraded), Dst: StateStopping.String()},
-		{Name: evHalt, Src: names(StateInstalled, StateFinished, StateErrored, StateBroken), Dst: StateStopped.String()},
-		{Name: evStopped, Src: names(StateStopping), Dst: StateStopped.String()},
-		{Name: evFailed, Src: names(StateRunning, StateDegraded, StateStopping), Dst: StateErrored.String()},
-		{Name: evFinished, Src: names(StateRunning, StateDegraded), Dst: StateFinished.String()},
-		{Name: evBreak, Src: names(StateErrored), Dst: StateBroken.String()},
-	}
+// state. Built once; looplab/fsm only reads it.
+var transitions = fsm.Events{
+	{Name: evInstalled, Src: names(StateNew), Dst: StateInstalled.String()},
+	{Name: evInstallFailed, Src: names(StateNew), Dst: StateErrored.String()},
+	{Name: evReinstall, Src: names(StateErrored, StateBroken, StateStopped), Dst: StateNew.String()},
+	{Name: evStart, Src: names(StateInstalled, StateStopped, StateFinished, StateErrored, StateBroken), Dst: StateStarting.String()},
+	{Name: evStarted, Src: names(StateStarting), Dst: StateRunning.String()},
+	{Name: evStartFailed, Src: names(StateStarting), Dst: StateErrored.String()},
+	{Name: evUnhealthy, Src: names(StateRunning), Dst: StateDegraded.String()},
+	{Name: evHealthy, Src: names(StateDegraded), Dst: StateRunning.String()},
+	{Name: evStop, Src: names(StateRunning, StateDegraded), Dst: StateStopping.String()},
+	{Name: evHalt, Src: names(StateInstalled, StateFinished, StateErrored, StateBroken), Dst: StateStopped.String()},
+	{Name: evStopped, Src: names(StateStopping), Dst: StateStopped.String()},
+	{Name: evFailed, Src: names(StateRunning, StateDegraded, StateStopping), Dst: StateErrored.String()},
+	{Name: evFinished, Src: names(StateRunning, StateDegraded), Dst: StateFinished.String()},
+	{Name: evBreak, Src: names(StateErrored), Dst: StateBroken.String()},
 }
 
 // Transition is one state change of one component.
@@ -130,16 +128,28 @@ type Transition struct {
 	Reason   string
 }
 
-// machine wraps the looplab/fsm machine of one component. Its callback only
+// machine is one component's state, moved by looplab/fsm: each event goes
+// through a machine made for it at the current state, and the component
+// keeps only the state it ends in. A looplab/fsm machine is maps of every
+// transition, about 2 KiB, and a component lives through a handful of
+// events between long idle stretches; kept per component, the machines
+// were a tenth of what a component cost the agent. The callback only
 // records the transition; the core turns records into effects.
 type machine struct {
-	f       *fsm.FSM
+	state   State
 	pending []Transition
 }
 
-func newMachine(initial State) *machine {
-	m := &machine{}
-	m.f = fsm.NewFSM(initial.String(), transitions(), fsm.Callbacks{
+func newMachine(initial State) *machine { return &machine{state: initial} }
+
+// current returns the machine's state.
+func (m *machine) current() State { return m.state }
+
+// fire moves the machine by event. An event the current state does not
+// allow returns an error wrapping ErrIllegal that names the event and the
+// state; looplab/fsm's own error types never leave the package.
+func (m *machine) fire(ctx context.Context, event, reason string) error {
+	f := fsm.NewFSM(m.state.String(), transitions, fsm.Callbacks{
 		"enter_state": func(_ context.Context, e *fsm.Event) {
 			from, _ := ParseState(e.Src)
 			to, _ := ParseState(e.Dst)
@@ -150,31 +160,20 @@ func newMachine(initial State) *machine {
 			m.pending = append(m.pending, Transition{From: from, To: to, Reason: reason})
 		},
 	})
-	return m
-}
-
-// current returns the machine's state.
-func (m *machine) current() State {
-	s, err := ParseState(m.f.Current())
-	if err != nil {
-		return StateNew // unreachable: the machine only holds names from stateNames
-	}
-	return s
-}
-
-// fire moves the machine by event. An event the current state does not
-// allow returns an error wrapping ErrIllegal that names the event and the
-// state; looplab/fsm's own error types never leave the package.
-func (m *machine) fire(ctx context.Context, event, reason string) error {
-	err := m.f.Event(ctx, event, reason)
+	err := f.Event(ctx, event, reason)
 	if err == nil {
+		s, perr := ParseState(f.Current())
+		if perr != nil {
+			return fmt.Errorf("%s in state %s: %v", event, m.state, perr) // unreachable: the machine only holds names from stateNames
+		}
+		m.state = s
 		return nil
 	}
 	var invalid fsm.InvalidEventError
 	if errors.As(err, &invalid) {
-		return &illegalError{command: event, state: m.current()}
+		return &illegalError{command: event, state: m.state}
 	}
-	return fmt.Errorf("%s in state %s: %v", event, m.current(), err) // not %w: fsm's types stay inside
+	return fmt.Errorf("%s in state %s: %v", event, m.state, err) // not %w: fsm's types stay inside
 }
 
 // take returns and clears the transitions recorded since the last call.

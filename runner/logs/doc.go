@@ -14,7 +14,8 @@
 // dropped from disk or not.
 //
 // The package reads and writes only its own directory. It does not know
-// where lines come from (the runner copies a process's stdout and stderr in
-// with ReadFrom) and never blocks a writer on a slow follower: a follower
+// where lines come from (a reader is copied in with Capture; a caller that
+// reads pipes itself pushes the bytes through a Splitter, which makes the
+// same lines) and never blocks a writer on a slow follower: a follower
 // that falls behind misses lines and is told how many.
 package logs

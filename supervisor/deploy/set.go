@@ -123,6 +123,9 @@ func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, a
 			probs = append(probs, ps...)
 			continue
 		}
+		// The set keeps the text once, as recipeText; Raw, the same bytes,
+		// is read only to tell offers apart while resolving, which is done.
+		r.Raw = nil
 		s.recipes[name] = r
 		s.recipeText[name] = string(text)
 		s.comps[name] = comp

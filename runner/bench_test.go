@@ -3,8 +3,8 @@ package runner
 import (
 	"context"
 	"fmt"
-	"sync"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"

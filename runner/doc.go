@@ -75,8 +75,9 @@
 // The package knows nothing of deployments, dependencies, restart policy
 // or health checks: the supervisor decides when to start and stop, and
 // turns Warnings (limits the host cannot enforce) into events. It keeps no
-// table of processes and no global state but the spawner threads, which
-// belong to the process; secrets passed in a
+// table of processes (the poller knows the processes it watches, until
+// their end, only to tell whose pipe is ready) and no global state but
+// the spawner threads, which belong to the process; secrets passed in a
 // ProcessSpec reach only the process's environment, never a log or an
 // error.
 package runner

@@ -190,7 +190,7 @@ func (s *spawner) spawn(req spawnRequest, home map[string]string) (pid int, err 
 	}
 	goHome := func() bool {
 		for _, h := range back {
-			if err := joinThread(h); err != nil {
+			if err := shim.JoinThread(h); err != nil {
 				s.fail(fmt.Errorf("spawner thread cannot go back to %s: %w", h, err))
 				return false
 			}
@@ -198,7 +198,7 @@ func (s *spawner) spawn(req spawnRequest, home map[string]string) (pid int, err 
 		return true
 	}
 	for i, t := range req.tasks {
-		if err := joinThread(t); err != nil {
+		if err := shim.JoinThread(t); err != nil {
 			back = back[:i]
 			return 0, fmt.Errorf("join cgroup %s: %w", t, err), goHome()
 		}
@@ -245,17 +245,6 @@ func homeTasks(tasks, group string, home map[string]string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// joinThread moves the calling thread into the v1 group of tasks.
-func joinThread(tasks string) error {
-	fd, err := unix.Open(tasks, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	_, err = unix.Write(fd, []byte("0"))
-	return err
 }
 
 // canStartDirect reports whether spec asks for nothing a direct start

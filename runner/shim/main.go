@@ -31,11 +31,13 @@ func Main() {
 	os.Exit(FailedCode)
 }
 
-// joinSelf moves the calling thread into the v1 group whose tasks file is
-// given. Main runs locked to the thread that will exec, so the program it
-// execs starts in the group. Plain system calls: nothing may move the
-// goroutine elsewhere or hand the write to another thread.
-func joinSelf(tasks string) error {
+// JoinThread moves the calling thread into the v1 group whose tasks file
+// is given: writing "0" there moves the writer's own thread, without the
+// kernel's global lock for moving whole processes. The caller must be
+// locked to its thread (the shim's exec thread, the runner's spawner
+// thread); plain system calls, so that nothing hands the write to another
+// thread.
+func JoinThread(tasks string) error {
 	fd, err := syscall.Open(tasks, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -57,7 +59,7 @@ func run() (string, error) {
 	}
 	_ = in.Close()
 	for _, f := range req.Tasks {
-		if err := joinSelf(f); err != nil {
+		if err := JoinThread(f); err != nil {
 			return "join cgroup", fmt.Errorf("%s: %w", f, err)
 		}
 	}

@@ -31,13 +31,14 @@ func TestConnectionSettings(t *testing.T) {
 		"foreign_keys": "1",
 		"busy_timeout": "1500",
 		"query_only":   "0",
+		"cache_size":   "-64", // KiB: the default 2 MiB per connection grew with every component
 	}
 	for name, want := range writer {
 		if got := pragma(s.w, name); got != want {
 			t.Errorf("writer PRAGMA %s = %s, want %s", name, got, want)
 		}
 	}
-	reader := map[string]string{"foreign_keys": "1", "busy_timeout": "1500", "query_only": "1"}
+	reader := map[string]string{"foreign_keys": "1", "busy_timeout": "1500", "query_only": "1", "cache_size": "-64"}
 	for name, want := range reader {
 		if got := pragma(s.r, name); got != want {
 			t.Errorf("reader PRAGMA %s = %s, want %s", name, got, want)

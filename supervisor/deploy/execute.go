@@ -306,7 +306,7 @@ func (e *Engine) triage(s *set) (failed, blocked, rest []string) {
 		if st := sts[n]; st.Failed() {
 			failed = append(failed, fmt.Sprintf("%s (%s: %s)", n, st.State, st.LastError))
 			down[n] = true
-			for _, d := range s.graph.HardDependents(n) {
+			for _, d := range s.hardDependents[n] {
 				down[d] = true
 			}
 		}

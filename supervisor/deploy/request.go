@@ -86,7 +86,6 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 	if len(probs) > 0 {
 		return nil, &ValidationError{Problems: probs}
 	}
-	sent := available
 	// A dependency nobody sent may be satisfied by what is installed.
 	offered := map[string]bool{}
 	for _, r := range available {
@@ -100,12 +99,6 @@ func (e *Engine) prepare(ctx context.Context, req Request, m *recipes.Manifest, 
 	s, ps := e.buildSet(id, m, string(req.Manifest), available, labels, admitNew)
 	if len(ps) > 0 {
 		return nil, &ValidationError{Problems: ps}
-	}
-	// The recipes as sent stay in the set's graph for as long as it is
-	// current; their files' bytes were needed only to check signatures and
-	// to tell offers apart while resolving, and the set keeps the text.
-	for _, r := range sent {
-		r.Raw = nil
 	}
 	return s, nil
 }

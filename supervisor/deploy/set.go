@@ -23,14 +23,19 @@ type set struct {
 	manifestText string            // as recorded
 	recipes      map[string]*recipes.Recipe
 	recipeText   map[string]string // recipes.Marshal of each, the store's form
-	graph        *graph.Graph      // nil for the empty set
-	comps        map[string]*supervisor.Component
+	// hardDependents lists, for each component others need, every
+	// component that needs it through hard dependencies, directly or
+	// not. The set keeps this much of the graph: the graph itself holds
+	// the recipes as they were offered, a copy of each for as long as
+	// the set is current.
+	hardDependents map[string][]string
+	comps          map[string]*supervisor.Component
 }
 
 // emptySet is what runs before the first deployment.
 func emptySet() *set {
 	return &set{recipes: map[string]*recipes.Recipe{}, recipeText: map[string]string{},
-		comps: map[string]*supervisor.Component{}}
+		hardDependents: map[string][]string{}, comps: map[string]*supervisor.Component{}}
 }
 
 // names returns the component names, sorted.
@@ -92,7 +97,12 @@ func (e *Engine) buildSet(id string, m *recipes.Manifest, manifestText string, a
 	}
 	m.Deployment.ID = id
 	s := emptySet()
-	s.id, s.manifest, s.manifestText, s.graph = id, m, manifestText, g
+	s.id, s.manifest, s.manifestText = id, m, manifestText
+	for _, name := range g.Names() {
+		if d := g.HardDependents(name); len(d) > 0 {
+			s.hardDependents[name] = d
+		}
+	}
 	overrides, listed := map[string]map[string]any{}, map[string]int{}
 	for i, ref := range m.Components {
 		overrides[ref.Name], listed[ref.Name] = ref.Config, i
